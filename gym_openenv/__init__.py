@@ -1,0 +1,1 @@
+"""gym_openenv: every OpenEnv environment as a Gymnasium environment."""
