@@ -38,7 +38,7 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -95,6 +95,12 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     @abstractmethod
     def state(self) -> StateT:
         """The session's state: at least ``episode_id`` and ``step_count``."""
+
+    def stream_step(self, action: ActT) -> Iterator[ObsT]:
+        """Step, yielding partial observations while the step runs; the last
+        one yielded is the step's result. Override for long-running steps
+        (code execution) whose output should reach the client as it comes."""
+        yield self.step(action)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the session holds (processes, browsers, files)."""
