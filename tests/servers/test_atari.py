@@ -1,0 +1,206 @@
+"""The Atari server's environment against ale-py's own ``ALE/<Game>-v5``.
+
+Fidelity is the point: for the same seed and actions, every observation,
+reward and terminated/truncated flag must be bit-identical to
+``gym.make("ALE/<Game>-v5")``, across episode ends and unseeded resets.
+"""
+
+from __future__ import annotations
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.spaces import Box, Discrete
+
+from gym_openenv.spaces import ModelSpec
+from servers.atari.models import AtariAction, AtariObservation
+from servers.atari.server.environment import AtariEnvironment, rom_id
+
+gym.register_envs(ale_py)
+
+GAMES = {"pong": "Pong", "breakout": "Breakout", "space_invaders": "SpaceInvaders"}
+
+
+def _spaces(env: AtariEnvironment) -> tuple[gym.Space, gym.Space]:
+    overrides = env.field_spaces()
+    action = ModelSpec.from_model(AtariAction, overrides["action"]).space
+    observation = ModelSpec.from_model(AtariObservation, overrides["observation"]).space
+    return action, observation
+
+
+@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize("obs_type", ["rgb", "grayscale", "ram"])
+def test_spaces_are_those_of_v5(game: str, obs_type: str) -> None:
+    reference = gym.make(f"ALE/{GAMES[game]}-v5", obs_type=obs_type)
+    action, observation = _spaces(AtariEnvironment(game=game, obs_type=obs_type))
+    assert action == reference.action_space
+    assert observation == reference.observation_space
+    reference.close()
+
+
+def test_spaces_pong_defaults_and_full_action_space() -> None:
+    action, observation = _spaces(AtariEnvironment())
+    assert action == Discrete(6)
+    assert observation == Box(0, 255, (210, 160, 3), np.uint8)
+    action, _ = _spaces(AtariEnvironment(full_action_space=True))
+    assert action == Discrete(18)
+
+
+def test_observation_fields_outside_the_space_go_to_info() -> None:
+    spec = ModelSpec.from_model(AtariObservation, AtariEnvironment().field_spaces()["observation"])
+    assert spec.unwrapped
+    assert [f.name for f in spec.info_fields] == ["lives", "episode_frame_number", "frame_number"]
+
+
+def _assert_same_step(ours: AtariObservation, theirs: tuple, where: str) -> None:
+    screen, reward, terminated, truncated, info = theirs
+    assert np.array_equal(ours.screen, screen), f"screen differs at {where}"
+    assert ours.screen.dtype == screen.dtype and ours.screen.shape == screen.shape
+    assert ours.reward == reward, f"reward differs at {where}"
+    assert (ours.done and not ours.truncated) == terminated, f"terminated differs at {where}"
+    assert ours.truncated == truncated, f"truncated differs at {where}"
+    assert (ours.lives, ours.episode_frame_number, ours.frame_number) == (
+        info["lives"],
+        info["episode_frame_number"],
+        info["frame_number"],
+    ), f"info differs at {where}"
+
+
+def _run_side_by_side(game: str, steps: int, seed: int, **kwargs) -> tuple[int, int]:
+    """Step both envs with the same random actions; reset both without a seed
+    at each episode end (RNG carried over) and once with a fresh seed midway.
+    Returns (terminations, truncations) seen."""
+    reference = gym.make(f"ALE/{GAMES[game]}-v5", **kwargs)
+    ours = AtariEnvironment(game=game, **kwargs)
+    actions = np.random.default_rng(seed)
+    n = reference.action_space.n
+    screen, info = reference.reset(seed=seed)
+    _assert_same_step(ours.reset(seed=seed), (screen, None, False, False, info), "reset")
+    ends = [0, 0]
+    reseeded = False
+    for t in range(steps):
+        a = int(actions.integers(n))
+        theirs = reference.step(a)
+        _assert_same_step(ours.step(AtariAction(action_id=a)), theirs, f"step {t}")
+        terminated, truncated = theirs[2], theirs[3]
+        if terminated or truncated:
+            ends[0] += terminated
+            ends[1] += truncated
+            reseed = None
+            if t > steps // 2 and not reseeded:
+                reseed, reseeded = seed + 1, True
+            screen, info = reference.reset(seed=reseed)
+            _assert_same_step(ours.reset(seed=reseed), (screen, None, False, False, info), f"reset after {t}")
+    reference.close()
+    ours.close()
+    assert reseeded, "no episode ended in the second half: lengthen the run"
+    return ends[0], ends[1]
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_bit_identical_to_v5_with_truncations(game: str) -> None:
+    # 400 frames = 100 steps per episode: several truncations and unseeded resets.
+    terminations, truncations = _run_side_by_side(game, 500, seed=7, max_num_frames_per_episode=400)
+    assert truncations >= 4
+
+
+def test_bit_identical_to_v5_with_terminations() -> None:
+    # Random Breakout loses its 5 lives within a few hundred steps.
+    terminations, _ = _run_side_by_side("breakout", 900, seed=3)
+    assert terminations >= 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"obs_type": "grayscale"},
+        {"obs_type": "ram", "full_action_space": True},
+        {"frameskip": (2, 5), "repeat_action_probability": 0.0},
+        {"mode": 1, "difficulty": 1},
+    ],
+)
+def test_bit_identical_to_v5_with_other_settings(kwargs: dict) -> None:
+    _run_side_by_side("pong", 200, seed=11, max_num_frames_per_episode=600, **kwargs)
+
+
+def test_unseeded_first_reset_differs_between_instances() -> None:
+    # Like gymnasium: no seed means fresh entropy, not a fixed default seed.
+    # Sticky actions make trajectories diverge quickly.
+    a, b = AtariEnvironment(game="breakout"), AtariEnvironment(game="breakout")
+    a.reset(), b.reset()
+    diverged = False
+    for _ in range(200):
+        diverged |= not np.array_equal(a.step(AtariAction(action_id=3)).screen, b.step(AtariAction(action_id=3)).screen)
+    assert diverged
+
+
+def test_state_tracks_episode() -> None:
+    env = AtariEnvironment(game="breakout")
+    env.reset(seed=0, episode_id="ep-1")
+    for _ in range(3):
+        obs = env.step(AtariAction(action_id=0))
+    state = env.state
+    assert (state.episode_id, state.step_count, state.game) == ("ep-1", 3, "breakout")
+    assert (state.lives, state.episode_frame_number) == (obs.lives, obs.episode_frame_number) == (5, 12)
+
+
+def test_render_returns_the_rgb_screen() -> None:
+    env = AtariEnvironment(game="pong", obs_type="ram", render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(AtariAction(action_id=1))
+    reference = gym.make("ALE/Pong-v5", obs_type="ram", render_mode="rgb_array")
+    reference.reset(seed=0)
+    reference.step(1)
+    assert np.array_equal(env.render(), reference.render())
+    with pytest.raises(ValueError, match="render_mode"):
+        AtariEnvironment().render()
+
+
+def test_metadata_names_the_actions() -> None:
+    extra = AtariEnvironment(game="breakout").metadata().extra
+    assert extra["action_meanings"] == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("pong", "pong"), ("Pong", "pong"), ("SpaceInvaders", "space_invaders"), ("ms-pacman", "ms_pacman")],
+)
+def test_game_names(name: str, expected: str) -> None:
+    assert rom_id(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"game": "pongg"}, "Did you mean 'pong'"),
+        ({"obs_type": "pixels"}, "obs_type"),
+        ({"frameskip": 0}, "frameskip"),
+        ({"frameskip": (5, 2)}, "frameskip"),
+        ({"repeat_action_probability": 1.5}, "repeat_action_probability"),
+        ({"mode": 99}, r"available modes \[0, 1\]"),
+        ({"render_mode": "human"}, "render_mode"),
+    ],
+)
+def test_bad_arguments_are_clear_value_errors(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        AtariEnvironment(**kwargs)
+
+
+@pytest.mark.parametrize("action_id", [-1, 6, 18])
+def test_out_of_range_action_is_a_value_error(action_id: int) -> None:
+    env = AtariEnvironment()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action_id"):
+        env.step(AtariAction(action_id=action_id))
+
+
+def test_step_batch_equals_stepping_one_by_one() -> None:
+    batched = [AtariEnvironment(game="breakout") for _ in range(3)]
+    single = [AtariEnvironment(game="breakout") for _ in range(3)]
+    for i, (b, s) in enumerate(zip(batched, single)):
+        b.reset(seed=i), s.reset(seed=i)
+    for t in range(30):
+        actions = [AtariAction(action_id=(t + i) % 4) for i in range(3)]
+        for b, s in zip(AtariEnvironment.step_batch(batched, actions), [e.step(a) for e, a in zip(single, actions)]):
+            assert np.array_equal(b.screen, s.screen) and (b.reward, b.done) == (s.reward, s.done)
