@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_CHARSET",
     "FieldSpec",
     "ModelSpec",
+    "describe",
     "from_wire",
     "space_from_json",
     "space_to_json",
@@ -456,7 +457,7 @@ class ModelSpec:
                     wire[f.name] = v
                     continue
             if not _contains(f.space, v):
-                raise ValueError(f"{self.title}.{f.name}: {_short(v)} is not in {f.space}")
+                raise ValueError(f"{self.title}.{f.name}: {_short(v)} is not in {describe(f.space)}")
             wire[f.name] = to_plain(v, keep_arrays=keep_arrays)
         return wire
 
@@ -490,13 +491,13 @@ class ModelSpec:
             or (f.json_type == "boolean" and not isinstance(value, (bool, np.bool_)))
         )
         if bad_type:
-            raise ValueError(f"{self.title}.{f.name}: {_short(value)} has the wrong type for {f.space}")
+            raise ValueError(f"{self.title}.{f.name}: {_short(value)} has the wrong type for {describe(f.space)}")
         try:
             v = from_wire(f.space, value)
         except (TypeError, ValueError, KeyError, IndexError) as e:
-            raise ValueError(f"{self.title}.{f.name}: {_short(value)} does not fit {f.space}: {e}") from None
+            raise ValueError(f"{self.title}.{f.name}: {_short(value)} does not fit {describe(f.space)}: {e}") from None
         if not _contains(f.space, v):
-            raise ValueError(f"{self.title}.{f.name}: {_short(value)} is not in {f.space}")
+            raise ValueError(f"{self.title}.{f.name}: {_short(value)} is not in {describe(f.space)}")
         if f.json_type == "boolean":
             return bool(v)
         return int(v) if isinstance(f.space, spaces.Discrete) else v
@@ -523,6 +524,13 @@ def _contains(space: spaces.Space, value: Any) -> bool:
         return bool(space.contains(value))
     except (TypeError, ValueError, AttributeError):
         return False
+
+
+def describe(space: spaces.Space) -> str:
+    """A short name for a space in error messages (a Text repr lists its whole charset)."""
+    if isinstance(space, spaces.Text):
+        return f"Text(min_length={space.min_length}, max_length={space.max_length})"
+    return _short(space, 120)
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -1,0 +1,180 @@
+"""Wire messages and codecs.
+
+Two protocols share one server:
+
+* **OpenEnv** (``/ws``, JSON text frames): ``reset``/``step``/``state``/``close``
+  in, ``observation``/``state``/``error`` out, exactly as OpenEnv's own server
+  and clients speak it. We add an optional ``"stream": true`` on ``step``,
+  answered by ``partial_observation`` frames before the final ``observation``;
+  plain OpenEnv clients never ask for it and never see it.
+* **Batch** (``/ws/batch``, msgpack binary frames): one connection multiplexes
+  many sessions and one frame resets or steps a batch of them. Arrays travel
+  as raw bytes (:data:`NDARRAY_EXT`), observations column by column. Servers
+  advertise it in ``/metadata`` under ``capabilities``; clients fall back to
+  OpenEnv when it is absent.
+
+An observation on the wire (both protocols) is OpenEnv's step payload plus
+our keys: ``{"observation": {...fields}, "reward", "done", "truncated", "metadata"}``.
+"""
+
+import json
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+import msgpack
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
+from gym_openenv.spaces import to_plain
+
+__all__ = [
+    "BATCH_CAPABILITY",
+    "CloseMessage",
+    "ErrorCode",
+    "IncomingMessage",
+    "NDARRAY_EXT",
+    "ResetMessage",
+    "StateMessage",
+    "StepMessage",
+    "decode_json",
+    "decode_msgpack",
+    "encode_json",
+    "encode_msgpack",
+    "error_reply",
+    "observation_payload",
+]
+
+#: Name of the batched, binary protocol in ``/metadata``'s ``capabilities``.
+BATCH_CAPABILITY = "batch-msgpack-v1"
+#: msgpack extension code for an ndarray: dtype, shape, then the raw bytes.
+NDARRAY_EXT = 42
+
+
+class ErrorCode(str, Enum):
+    """OpenEnv's error codes, sent in ``{"type": "error", "data": {"code": ...}}``."""
+
+    INVALID_JSON = "INVALID_JSON"
+    UNKNOWN_TYPE = "UNKNOWN_TYPE"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    EXECUTION_ERROR = "EXECUTION_ERROR"
+    CAPACITY_REACHED = "CAPACITY_REACHED"
+    FACTORY_ERROR = "FACTORY_ERROR"
+    SESSION_ERROR = "SESSION_ERROR"
+
+
+# --- OpenEnv messages (client -> server) --------------------------------------
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResetMessage(_Message):
+    type: Literal["reset"] = "reset"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepMessage(_Message):
+    type: Literal["step"] = "step"
+    data: dict[str, Any]
+    stream: bool = False
+
+
+class StateMessage(_Message):
+    type: Literal["state"] = "state"
+
+
+class CloseMessage(_Message):
+    type: Literal["close"] = "close"
+
+
+IncomingMessage = Annotated[ResetMessage | StepMessage | StateMessage | CloseMessage, Field(discriminator="type")]
+
+
+def error_reply(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
+    """OpenEnv's error reply."""
+    return {"type": "error", "data": {"message": message, "code": code.value, **extra}}
+
+
+def observation_payload(observation: Any, *, keep_arrays: bool) -> dict[str, Any]:
+    """An observation model -> OpenEnv's step payload (plus truncated/metadata)."""
+    fields = to_plain(observation, keep_arrays=keep_arrays)
+    reward = fields.pop("reward", None)
+    return {
+        "observation": {k: v for k, v in fields.items() if k not in RESERVED_OBSERVATION_FIELDS},
+        "reward": None if reward is None else float(reward),
+        "done": bool(fields.get("done", False)),
+        "truncated": bool(fields.get("truncated", False)),
+        "metadata": fields.get("metadata") or {},
+    }
+
+
+# --- codecs -------------------------------------------------------------------
+
+
+def encode_json(message: Any) -> str:
+    return json.dumps(to_plain(message, keep_arrays=False), allow_nan=True)
+
+
+def decode_json(raw: str | bytes) -> Any:
+    return json.loads(raw)
+
+
+def _pack_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        array = np.ascontiguousarray(obj)
+        header = msgpack.packb((array.dtype.str, array.shape))
+        return msgpack.ExtType(NDARRAY_EXT, header + array.tobytes())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Enum):
+        return obj.value
+    raise TypeError(f"cannot encode {type(obj).__name__} on the binary protocol")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code != NDARRAY_EXT:
+        return msgpack.ExtType(code, data)
+    unpacker = msgpack.Unpacker(use_list=False)
+    unpacker.feed(data)
+    dtype, shape = unpacker.unpack()
+    offset = unpacker.tell()
+    # A read-only view on the frame's bytes: no copy until the caller copies
+    # it into its own (preallocated) buffer.
+    return np.frombuffer(data, dtype=np.dtype(dtype), offset=offset).reshape(shape)
+
+
+def encode_msgpack(message: Any) -> bytes:
+    return msgpack.packb(message, default=_pack_default, use_bin_type=True)
+
+
+def decode_msgpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+# --- batches: one frame, many sessions ----------------------------------------
+
+
+def stack_column(values: list[Any]) -> Any:
+    """Arrays of one shape and dtype stack into one array (one buffer on the
+    wire); anything else stays a list."""
+    first = values[0] if values else None
+    if isinstance(first, np.ndarray) and all(
+        isinstance(v, np.ndarray) and v.shape == first.shape and v.dtype == first.dtype for v in values
+    ):
+        return np.stack(values)
+    return values
+
+
+def batch_payload(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-session observation payloads -> one columnar batch payload."""
+    fields = payloads[0]["observation"].keys() if payloads else ()
+    metadata = [p["metadata"] for p in payloads]
+    return {
+        "observation": {name: stack_column([p["observation"][name] for p in payloads]) for name in fields},
+        "reward": [p["reward"] for p in payloads],
+        "done": [p["done"] for p in payloads],
+        "truncated": [p["truncated"] for p in payloads],
+        "metadata": metadata if any(metadata) else None,
+    }

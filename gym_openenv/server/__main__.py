@@ -1,0 +1,114 @@
+"""Run an environment server: ``python -m gym_openenv.server MODULE:CLASS``.
+
+Binds before it starts serving and prints one line, ``OPENENV_LISTENING
+<url>``, so a parent that asked for port 0 learns the port without racing.
+With ``--parent-pid`` it exits when that process dies (no orphans, even
+after ``kill -9`` of the parent).
+"""
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+import uvicorn
+
+from gym_openenv.server.app import create_app, env_kwargs_from_environ
+from gym_openenv.server.host import ServerSettings
+
+LISTENING = "OPENENV_LISTENING"
+
+
+def load_class(path: str) -> type:
+    """``"package.module:Class"`` -> the class, with an error that says what is wrong."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected 'module:Class', got {path!r}")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m gym_openenv.server", description=__doc__.splitlines()[0])
+    p.add_argument("environment", help="the Environment class, as module:Class")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one")
+    p.add_argument("--uds", help="serve on this Unix socket path instead of TCP")
+    p.add_argument("--env-kwargs", help="JSON object of environment arguments (default: $OPENENV_ENV_KWARGS)")
+    p.add_argument("--max-sessions", type=int)
+    p.add_argument("--idle-timeout", type=float, help="seconds before an idle session is closed (0: never)")
+    p.add_argument("--step-timeout", type=float, help="seconds an environment call may take (0: no limit)")
+    p.add_argument("--workers", type=int, help="worker threads for environment calls")
+    p.add_argument("--parent-pid", type=int, help="exit when this process dies")
+    p.add_argument("--log-level", default="warning")
+    return p.parse_args(argv)
+
+
+def _bind(args: argparse.Namespace) -> tuple[socket.socket, str]:
+    if args.uds:
+        with_dir = os.path.dirname(os.path.abspath(args.uds))
+        os.makedirs(with_dir, exist_ok=True)
+        if os.path.exists(args.uds):
+            os.unlink(args.uds)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(args.uds)
+        url = f"http+unix://{args.uds}"
+    else:
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        port = sock.getsockname()[1]
+        shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+        url = f"http://{shown}:{port}"
+    sock.listen(2048)
+    return sock, url
+
+
+def _exit_with_parent(parent_pid: int, server: uvicorn.Server) -> None:
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != parent_pid:
+            server.should_exit = True
+            time.sleep(3.0)  # grace for a clean shutdown, then make sure
+            if os.getpgrp() == os.getpid():  # our own group: take its children too
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else env_kwargs_from_environ()
+    settings = ServerSettings.from_environ(
+        max_sessions=args.max_sessions,
+        idle_timeout=args.idle_timeout,
+        step_timeout=args.step_timeout,
+        workers=args.workers,
+    )
+    app = create_app(load_class(args.environment), env_kwargs, settings)
+    sock, url = _bind(args)
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=60.0,
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    if args.parent_pid:
+        threading.Thread(target=_exit_with_parent, args=(args.parent_pid, server), daemon=True).start()
+    print(f"{LISTENING} {url}", flush=True)
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

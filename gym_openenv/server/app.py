@@ -1,0 +1,160 @@
+"""``create_app``: a FastAPI app that serves an environment over OpenEnv's protocol.
+
+Routes (OpenEnv's, unchanged): ``GET /health``, ``POST /reset``, ``POST /step``,
+``GET /state``, ``GET /schema``, ``GET /metadata``, ``WS /ws``; plus
+``WS /ws/batch``, the batched binary extension advertised in ``/metadata``.
+As in OpenEnv, the HTTP ``/reset`` and ``/step`` routes are stateless (a fresh
+environment per request); sessions live on the WebSockets.
+
+Example:
+    >>> from servers.echo.server.environment import EchoEnvironment
+    >>> app = create_app(EchoEnvironment)
+    >>> sorted(r.path for r in app.routes if not r.path.startswith(("/docs", "/redoc", "/openapi")))
+    ['/health', '/metadata', '/reset', '/schema', '/state', '/step', '/ws', '/ws/batch']
+"""
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+from typing import Any
+
+from fastapi import Body, FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import JSONResponse
+
+from gym_openenv.protocol import encode_json, observation_payload
+from gym_openenv.server.batch_ws import serve_batch_connection
+from gym_openenv.server.environment import Environment
+from gym_openenv.server.host import EnvHost, ServerSettings, StepTimeout
+from gym_openenv.server.openenv_ws import serve_openenv_session
+
+__all__ = ["create_app", "env_kwargs_from_environ"]
+
+
+def env_kwargs_from_environ() -> dict[str, Any]:
+    """Environment arguments from ``OPENENV_ENV_KWARGS`` (JSON), as the
+    launcher and Docker images pass them."""
+    raw = os.environ.get("OPENENV_ENV_KWARGS", "")
+    if not raw:
+        return {}
+    kwargs = json.loads(raw)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"OPENENV_ENV_KWARGS must be a JSON object, got {raw!r}")
+    return kwargs
+
+
+def create_app(
+    env_cls: type[Environment],
+    env_kwargs: dict[str, Any] | None = None,
+    settings: ServerSettings | None = None,
+) -> FastAPI:
+    """Build the server app for ``env_cls``.
+
+    Args:
+        env_cls: the environment class; one instance per session.
+        env_kwargs: arguments for every instance (default: ``OPENENV_ENV_KWARGS``).
+        settings: limits and auth (default: ``OPENENV_*`` variables, see :class:`ServerSettings`).
+    """
+    if not (isinstance(env_cls, type) and issubclass(env_cls, Environment)):
+        raise TypeError(f"create_app needs an Environment subclass, got {env_cls!r}")
+    host = EnvHost(env_cls, env_kwargs_from_environ() if env_kwargs is None else env_kwargs, settings or ServerSettings.from_environ())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        reaper = asyncio.create_task(host.sessions.reap_idle_forever())
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            await host.sessions.close_all()
+            host.shutdown()
+
+    app = FastAPI(title=f"{env_cls.__name__} (gym_openenv)", lifespan=lifespan)
+    app.state.host = host
+    _add_guards(app, host.settings)
+    _add_http_routes(app, host)
+
+    @app.websocket("/ws")
+    async def openenv_session(ws: WebSocket) -> None:
+        if _authorized(ws.headers, host.settings.token):
+            await serve_openenv_session(ws, host)
+        else:
+            await ws.close(code=1008, reason="missing or wrong bearer token")
+
+    @app.websocket("/ws/batch")
+    async def batch_connection(ws: WebSocket) -> None:
+        if _authorized(ws.headers, host.settings.token):
+            await serve_batch_connection(ws, host)
+        else:
+            await ws.close(code=1008, reason="missing or wrong bearer token")
+
+    return app
+
+
+def _authorized(headers: Any, token: str | None) -> bool:
+    if token is None:
+        return True
+    given = headers.get("authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def _add_guards(app: FastAPI, settings: ServerSettings) -> None:
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        if not _authorized(request.headers, settings.token):
+            return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_message_bytes):
+            return JSONResponse({"detail": f"request body over {settings.max_message_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+
+def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
+    def json_response(data: Any) -> JSONResponse:
+        # Observations may hold arrays and numpy scalars: encode them our way.
+        return JSONResponse(content=json.loads(encode_json(data)))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "healthy", "active_sessions": host.sessions.active, "max_sessions": host.settings.max_sessions}
+
+    @app.get("/schema")
+    async def schema() -> dict[str, Any]:
+        specs = await host.specs()
+        return {name: getattr(specs, name).json_schema() for name in ("action", "observation", "state")}
+
+    @app.get("/metadata")
+    async def metadata() -> dict[str, Any]:
+        return await host.metadata()
+
+    async def with_fresh_env(call: Any) -> Any:
+        env = await host.run(host.env_cls, **host.env_kwargs)
+        try:
+            return await host.run(call, env, timeout=host.settings.step_timeout)
+        except StepTimeout as e:
+            raise HTTPException(status_code=504, detail=str(e)) from None
+        finally:
+            await host.run(env.close)
+
+    @app.post("/reset")
+    async def reset(request: dict[str, Any] = Body(default_factory=dict)) -> JSONResponse:
+        kwargs = host.reset_kwargs(request)
+        observation = await with_fresh_env(lambda env: env.reset(**kwargs))
+        return json_response(observation_payload(observation, keep_arrays=False))
+
+    @app.post("/step")
+    async def step(request: dict[str, Any] = Body(...)) -> JSONResponse:
+        data = request.get("action")
+        if not isinstance(data, dict):
+            raise HTTPException(status_code=422, detail="body must be {'action': {...}}")
+        try:
+            action = (await host.specs()).action.build(data)
+        except ValueError as e:
+            raise HTTPException(status_code=422, detail=str(e)) from None
+        observation = await with_fresh_env(lambda env: env.step(action))
+        return json_response(observation_payload(observation, keep_arrays=False))
+
+    @app.get("/state")
+    async def state() -> JSONResponse:
+        return json_response(await with_fresh_env(lambda env: env.state))

@@ -1,0 +1,214 @@
+"""The batched binary protocol: one connection, many sessions, msgpack frames.
+
+Requests (``ids`` are session numbers local to the connection)::
+
+    {"type": "open", "n": 8}                                 -> {"type": "opened", "ids": [...]}
+    {"type": "reset", "ids": [...], "seeds": [...], "options": {...}}
+    {"type": "step", "ids": [...], "actions": {field: column}} -> {"type": "batch", ...}
+    {"type": "close", "ids": [...]}                          -> {"type": "closed", "ids": [...]}
+
+A batch reply carries observations column by column (see
+:func:`gym_openenv.protocol.batch_payload`) plus ``errors``: ``[[index, code,
+message], ...]`` for sessions whose call failed. Closing the connection
+closes its sessions.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from gym_openenv.protocol import (
+    ErrorCode,
+    batch_payload,
+    decode_msgpack,
+    encode_msgpack,
+    error_reply,
+    observation_payload,
+)
+from gym_openenv.server.host import EnvHost, StepTimeout
+from gym_openenv.server.sessions import CapacityError, Session
+
+__all__ = ["serve_batch_connection"]
+
+
+class _BatchError(Exception):
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class _Connection:
+    def __init__(self, host: EnvHost):
+        self.host = host
+        self.sessions: dict[int, Session] = {}
+        self._next_id = 0
+
+    def lookup(self, ids: Any) -> list[Session]:
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, int) for i in ids):
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"'ids' must be a list of session numbers, got {ids!r}")
+        unknown = [i for i in ids if i not in self.sessions]
+        if unknown:
+            raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection")
+        sessions = [self.sessions[i] for i in ids]
+        for s in sessions:
+            if s.broken:
+                raise _BatchError(ErrorCode.EXECUTION_ERROR, s.broken)
+            if self.host.sessions._sessions.get(s.id) is not s:
+                raise _BatchError(ErrorCode.SESSION_ERROR, f"session {s.id} expired after {self.host.settings.idle_timeout}s idle")
+        return sessions
+
+    async def on_open(self, request: dict[str, Any]) -> dict[str, Any]:
+        n = request.get("n")
+        if not isinstance(n, int) or n < 1:
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"'n' must be a positive integer, got {n!r}")
+        table = self.host.sessions
+        if table.active + n > table.max_sessions:
+            # All or nothing: a vector env never half-starts.
+            raise _BatchError(
+                ErrorCode.CAPACITY_REACHED,
+                f"cannot open {n} sessions: {table.active} of {table.max_sessions} in use",
+            )
+        opened = []
+        try:
+            for _ in range(n):
+                opened.append(await table.open())
+        except CapacityError as e:
+            for s in opened:
+                await table.close(s.id)
+            raise _BatchError(ErrorCode.CAPACITY_REACHED, str(e)) from None
+        except Exception as e:
+            for s in opened:
+                await table.close(s.id)
+            raise _BatchError(ErrorCode.FACTORY_ERROR, f"{type(e).__name__}: {e}") from None
+        ids = []
+        for s in opened:
+            self.sessions[self._next_id] = s
+            ids.append(self._next_id)
+            self._next_id += 1
+        return {"type": "opened", "ids": ids}
+
+    async def on_close(self, request: dict[str, Any]) -> dict[str, Any]:
+        ids = [i for i in request.get("ids", []) if i in self.sessions]
+        for i in ids:
+            await self.host.sessions.close(self.sessions.pop(i).id)
+        return {"type": "closed", "ids": ids}
+
+    async def close_all(self) -> None:
+        await self.on_close({"ids": list(self.sessions)})
+
+    async def on_reset(self, request: dict[str, Any]) -> dict[str, Any]:
+        sessions = self.lookup(request.get("ids"))
+        seeds = request.get("seeds") or [None] * len(sessions)
+        options = request.get("options") or {}
+        if len(seeds) != len(sessions):
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(sessions)} sessions")
+        kwargs = [self.host.reset_kwargs({**options, **({} if s is None else {"seed": s})}) for s in seeds]
+
+        def reset_all() -> list[Any]:
+            return [_guarded(lambda s=s, kw=kw: s.env.reset(**kw)) for s, kw in zip(sessions, kwargs)]
+
+        return await self._batch(sessions, reset_all)
+
+    async def on_step(self, request: dict[str, Any]) -> dict[str, Any]:
+        sessions = self.lookup(request.get("ids"))
+        spec = (await self.host.specs()).action
+        columns = request.get("actions")
+        if not isinstance(columns, dict):
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, "'actions' must map field names to columns")
+        try:
+            rows = [{k: _item(col, i) for k, col in columns.items()} for i in range(len(sessions))]
+            actions = [spec.build(row) for row in rows]
+        except (ValueError, IndexError, TypeError) as e:
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, str(e)) from None
+        env_cls = self.host.env_cls
+        envs = [s.env for s in sessions]
+        if self.host.native_step_batch:
+            def step_all() -> list[Any]:
+                return env_cls.step_batch(envs, actions)
+        else:
+            def step_all() -> list[Any]:
+                return [_guarded(lambda e=e, a=a: e.step(a)) for e, a in zip(envs, actions)]
+        return await self._batch(sessions, step_all)
+
+    async def _batch(self, sessions: list[Session], call: Callable[[], list[Any]]) -> dict[str, Any]:
+        for s in sessions:
+            s.busy += 1
+        try:
+            results = await self.host.run(call, timeout=self.host.settings.step_timeout)
+        except StepTimeout as e:
+            for s in sessions:
+                s.broken = f"{e}; the sessions cannot continue, open new ones"
+            raise _BatchError(ErrorCode.EXECUTION_ERROR, str(e)) from None
+        except Exception as e:
+            raise _BatchError(ErrorCode.EXECUTION_ERROR, f"{type(e).__name__}: {e}") from None
+        finally:
+            for s in sessions:
+                s.busy -= 1
+                s.touch()
+        errors = [[i, ErrorCode.EXECUTION_ERROR.value, r.message] for i, r in enumerate(results) if isinstance(r, _Failed)]
+        if errors:
+            raise _BatchError(ErrorCode.EXECUTION_ERROR, "; ".join(f"session {i}: {m}" for i, _, m in errors))
+        reply = batch_payload([observation_payload(r, keep_arrays=True) for r in results])
+        reply["type"] = "batch"
+        return reply
+
+
+class _Failed:
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _guarded(call: Callable[[], Any]) -> Any:
+    # One session's failure must not hide the others' results.
+    try:
+        return call()
+    except Exception as e:
+        return _Failed(f"{type(e).__name__}: {e}")
+
+
+def _item(column: Any, i: int) -> Any:
+    value = column[i]
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
+
+
+_HANDLERS: dict[str, Callable[[_Connection, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    "open": _Connection.on_open,
+    "reset": _Connection.on_reset,
+    "step": _Connection.on_step,
+    "close": _Connection.on_close,
+}
+
+
+async def serve_batch_connection(ws: WebSocket, host: EnvHost) -> None:
+    """Serve batched requests until the client disconnects."""
+    await ws.accept()
+    connection = _Connection(host)
+    try:
+        while True:
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            reply = await _answer(connection, frame.get("bytes"))
+            await ws.send_bytes(encode_msgpack(reply))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await connection.close_all()
+
+
+async def _answer(connection: _Connection, raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        return error_reply(ErrorCode.INVALID_JSON, "the batch protocol takes msgpack binary frames")
+    try:
+        request = decode_msgpack(raw)
+    except Exception as e:  # msgpack raises several unrelated types for garbage
+        return error_reply(ErrorCode.INVALID_JSON, f"invalid msgpack frame: {type(e).__name__}: {e}")
+    handler = _HANDLERS.get(request.get("type")) if isinstance(request, dict) else None
+    if handler is None:
+        kind = request.get("type") if isinstance(request, dict) else type(request).__name__
+        return error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {kind!r}; expected one of {sorted(_HANDLERS)}")
+    try:
+        return await handler(connection, request)
+    except _BatchError as e:
+        return error_reply(e.code, str(e))
