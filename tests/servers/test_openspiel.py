@@ -174,3 +174,192 @@ def test_multi_agent_matches_pyspiel(game_name):
     assert obs.current_player == mover  # the terminal observation is for the seat that just moved
     assert env.state.history == ref.state.history()
     assert obs.returns == pytest.approx(ref.state.returns())
+
+
+def test_multi_agent_reward_vector_reaches_every_seat():
+    # Kuhn poker: the seat that ends the hand sees its own reward; the other
+    # seat's share is in `rewards` of the same step.
+    env = OpenSpielEnvironment(game="kuhn_poker", multi_agent=True)
+    obs = env.reset(seed=2)
+    assert obs.current_player == 0
+    obs = env.step(OpenSpielAction(action_id=1))  # bet
+    assert obs.current_player == 1 and obs.reward == 0.0
+    obs = env.step(OpenSpielAction(action_id=0))  # fold
+    assert obs.done and obs.current_player == 1
+    assert obs.rewards == [1.0, -1.0] and obs.reward == -1.0 and obs.returns == [1.0, -1.0]
+
+
+# --- opponents ----------------------------------------------------------------------
+
+
+def test_mcts_opponent_matches_pyspiel_bot_with_same_seeds():
+    game = pyspiel.load_game("tic_tac_toe")
+    seed, settings = 4, {"max_simulations": 50, "uct_c": 1.5, "n_rollouts": 2}
+    opponent_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
+    evaluator = mcts.RandomRolloutEvaluator(
+        n_rollouts=2, random_state=np.random.RandomState(opponent_rng.integers(2**32))
+    )
+    bot = mcts.MCTSBot(
+        game, uct_c=1.5, max_simulations=50, evaluator=evaluator,
+        random_state=np.random.RandomState(opponent_rng.integers(2**32)),
+    )
+    ref = Reference(game, seed, agent=0, opponent=lambda state, player: bot.step(state))
+    env = OpenSpielEnvironment(game="tic_tac_toe", opponent="mcts", opponent_kwargs=settings)
+
+    ref.settle()
+    obs = env.reset(seed=seed)
+    while not obs.done:
+        action = ref.state.legal_actions()[-1]
+        ref.state.apply_action(action)
+        ref.settle()
+        obs = env.step(OpenSpielAction(action_id=action))
+    assert env.state.history == ref.state.history()
+    assert obs.returns == ref.state.returns()
+
+
+def test_mcts_beats_a_naive_client():
+    env = OpenSpielEnvironment(game="tic_tac_toe", opponent="mcts", opponent_kwargs={"max_simulations": 200})
+    wins = 0
+    for seed in range(3):
+        obs = env.reset(seed=seed)
+        while not obs.done:
+            obs = env.step(OpenSpielAction(action_id=obs.legal_actions[0]))
+        wins += obs.returns[1] > 0
+    assert wins == 3
+
+
+def test_scripted_and_first_legal_opponents():
+    env = OpenSpielEnvironment(game="connect_four", agent_player=1, opponent="script:3,3,3,3")
+    obs = env.reset(seed=0)
+    assert env.state.history == [3]
+    for _ in range(3):
+        obs = env.step(OpenSpielAction(action_id=0))
+    assert env.state.history == [3, 0, 3, 0, 3, 0, 3] and obs.done and obs.returns == [1.0, -1.0]
+
+    env = OpenSpielEnvironment(game="tic_tac_toe", opponent="first_legal")
+    env.reset()
+    env.step(OpenSpielAction(action_id=0))
+    assert env.state.history == [0, 1]
+
+
+def test_scripted_opponent_that_runs_out_says_so():
+    env = OpenSpielEnvironment(game="tic_tac_toe", opponent="script:4")
+    env.reset(seed=0)
+    env.step(OpenSpielAction(action_id=0))
+    with pytest.raises(ValueError, match="ran out of actions"):
+        env.step(OpenSpielAction(action_id=1))
+
+
+# --- seeding ------------------------------------------------------------------------
+
+
+def run_episodes(env: OpenSpielEnvironment, seed: int, episodes: int) -> list[list[int]]:
+    histories = []
+    for i in range(episodes):
+        obs = env.reset(seed=seed if i == 0 else None)
+        while not obs.done:
+            obs = env.step(OpenSpielAction(action_id=obs.legal_actions[0]))
+        histories.append(env.state.history)
+    return histories
+
+
+def test_seed_reproduces_and_unseeded_resets_continue_the_streams():
+    make = lambda: OpenSpielEnvironment(game="leduc_poker", agent_player=1)  # noqa: E731
+    first, again = run_episodes(make(), 3, 4), run_episodes(make(), 3, 4)
+    assert first == again
+    assert len({tuple(h) for h in first}) > 1  # later episodes are not replays of the first
+    assert run_episodes(make(), 4, 4) != first
+
+
+# --- illegal actions ------------------------------------------------------------------
+
+
+def test_illegal_action_reports_an_error_and_changes_nothing():
+    env = OpenSpielEnvironment(game="tic_tac_toe", opponent="first_legal")
+    env.reset(seed=0)
+    played = env.step(OpenSpielAction(action_id=4))
+    obs = env.step(OpenSpielAction(action_id=4))
+    assert "illegal action 4" in obs.error and "legal actions: [1, 2" in obs.error
+    assert obs.reward == 0.0 and not obs.done
+    np.testing.assert_array_equal(obs.observation, played.observation)
+    assert obs.legal_actions == played.legal_actions and env.state.history == [4, 0]
+    obs = env.step(OpenSpielAction(action_id=8))  # the session goes on
+    assert obs.error is None and env.state.history == [4, 0, 8, 1]
+
+
+def test_illegal_action_penalty_ends_the_episode():
+    env = OpenSpielEnvironment(game="tic_tac_toe", illegal_action="penalty", illegal_penalty=-5.0)
+    env.reset(seed=0)
+    obs = env.step(OpenSpielAction(action_id=99))
+    assert obs.done and obs.reward == -5.0 and obs.returns == [-5.0, 0.0] and "illegal" in obs.error
+    obs = env.step(OpenSpielAction(action_id=0))
+    assert obs.done and obs.reward == 0.0 and "call reset()" in obs.error
+    assert not env.reset(seed=1).done
+
+
+def test_step_before_reset_is_a_clear_error():
+    with pytest.raises(ValueError, match="reset"):
+        OpenSpielEnvironment().step(OpenSpielAction(action_id=0))
+
+
+# --- spaces and info ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("game_name", ["catch", "kuhn_poker", "chess", "goofspiel", "cliff_walking"])
+@pytest.mark.parametrize("multi_agent", [False, True])
+def test_observations_lie_in_the_declared_spaces(game_name, multi_agent):
+    env = OpenSpielEnvironment(game=game_name, multi_agent=multi_agent)
+    overrides = env.field_spaces()
+    obs_spec = ModelSpec.from_model(OpenSpielObservation, overrides["observation"])
+    action_space = ModelSpec.from_model(OpenSpielAction, overrides["action"]).space
+    game = pyspiel.load_game(game_name)
+    assert action_space.n == game.num_distinct_actions()
+    assert set(obs_spec.space.spaces) == {"observation", "action_mask", "current_player"}
+    assert [f.name for f in obs_spec.info_fields] == ["text", "legal_actions", "rewards", "returns", "error"]
+    obs = env.reset(seed=0)
+    for _ in range(40):
+        value = {name: getattr(obs, name) for name in obs_spec.space.spaces}
+        assert obs_spec.space.contains(value), value
+        if obs.done:
+            break
+        obs = env.step(OpenSpielAction(action_id=obs.legal_actions[-1]))
+
+
+def test_imperfect_information_text_hides_the_opponents_cards():
+    env = OpenSpielEnvironment(game="kuhn_poker", agent_player=1)
+    obs = env.reset(seed=0)
+    game_state = pyspiel.load_game("kuhn_poker").new_initial_state()
+    for action in env.state.history:
+        game_state.apply_action(action)
+    assert obs.text == game_state.observation_string(1) != str(game_state)
+    # Perfect information: the whole board.
+    assert OpenSpielEnvironment(game="tic_tac_toe").reset().text == "...\n...\n..."
+
+
+def test_information_state_tensor_when_there_is_no_observation_tensor():
+    game_type = pyspiel.load_game("battleship").get_type()
+    assert not game_type.provides_observation_tensor and game_type.provides_information_state_tensor
+    env = OpenSpielEnvironment(game="battleship")
+    obs = env.reset(seed=0)
+    assert env.metadata().extra["tensor"] == "information_state"
+    assert obs.observation.shape == tuple(pyspiel.load_game("battleship").information_state_tensor_shape())
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"game": "tic_tac_to"}, "game"),
+        ({"game": "go", "params": {"bord_size": 9}}, "params"),
+        ({"game": "mfg_crowd_modelling"}, "game"),
+        ({"game": "kuhn_poker", "agent_player": 2}, "agent_player"),
+        ({"opponent": "minimax"}, "opponent"),
+        ({"opponent": "script:a,b"}, "opponent"),
+        ({"opponent": "random", "opponent_kwargs": {"depth": 2}}, "opponent_kwargs"),
+        ({"game": "tic_tac_toe", "opponent": "mcts", "opponent_kwargs": {"depth": 2}}, "opponent_kwargs"),
+        ({"game": "goofspiel", "opponent": "mcts"}, "mcts"),
+        ({"illegal_action": "ignore"}, "illegal_action"),
+    ],
+)
+def test_bad_arguments_raise_value_errors_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        OpenSpielEnvironment(**kwargs)
