@@ -163,9 +163,7 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
             },
         }
 
-    def reset(self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any) -> OpenSpielObservation:
-        if kwargs:
-            raise ValueError(f"reset: unknown argument(s) {sorted(kwargs)}")
+    def reset(self, seed: int | None = None, episode_id: str | None = None) -> OpenSpielObservation:
         if seed is not None:
             self._seed(seed)
         if self._opponent is not None:
