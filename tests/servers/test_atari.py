@@ -11,8 +11,10 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from gymnasium.spaces import Box, Discrete
 
+from gym_openenv.server.app import create_app
 from gym_openenv.spaces import ModelSpec
 from servers.atari.models import AtariAction, AtariObservation
 from servers.atari.server.environment import AtariEnvironment, rom_id
@@ -204,3 +206,34 @@ def test_step_batch_equals_stepping_one_by_one() -> None:
         actions = [AtariAction(action_id=(t + i) % 4) for i in range(3)]
         for b, s in zip(AtariEnvironment.step_batch(batched, actions), [e.step(a) for e, a in zip(single, actions)]):
             assert np.array_equal(b.screen, s.screen) and (b.reward, b.done) == (s.reward, s.done)
+
+
+# --- the server app, in process (OpenEnv's JSON protocol) ------------------------
+
+
+def test_app_schema_and_metadata_describe_the_game() -> None:
+    with TestClient(create_app(AtariEnvironment, {"game": "breakout", "obs_type": "grayscale"})) as client:
+        schema = client.get("/schema").json()
+        assert ModelSpec.from_json_schema(schema["action"]).space == Discrete(4)
+        assert ModelSpec.from_json_schema(schema["observation"]).space == Box(0, 255, (210, 160), np.uint8)
+        assert client.get("/metadata").json()["action_meanings"] == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+
+def test_app_websocket_session_matches_v5() -> None:
+    reference = gym.make("ALE/SpaceInvaders-v5")
+    with TestClient(create_app(AtariEnvironment, {"game": "space_invaders"})) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_json({"type": "reset", "data": {"seed": 5}})
+            reply = ws.receive_json()["data"]
+            screen, info = reference.reset(seed=5)
+            assert np.array_equal(np.asarray(reply["observation"]["screen"], np.uint8), screen)
+            for a in [1, 2, 3, 4, 5, 0] * 5:
+                ws.send_json({"type": "step", "data": {"action_id": a}})
+                reply = ws.receive_json()["data"]
+                screen, reward, terminated, truncated, info = reference.step(a)
+                assert np.array_equal(np.asarray(reply["observation"]["screen"], np.uint8), screen)
+                assert (reply["reward"], reply["done"], reply["observation"]["lives"]) == (reward, terminated, info["lives"])
+            ws.send_json({"type": "step", "data": {"action_id": 6}})
+            error = ws.receive_json()
+            assert error["type"] == "error" and "action_id" in error["data"]["message"]
+    reference.close()
