@@ -16,6 +16,11 @@
     H3: 'heading', H4: 'heading', H5: 'heading', H6: 'heading', IMG: 'img', TABLE: 'table',
     TR: 'row', TD: 'cell', TH: 'columnheader', LABEL: 'label', FORM: 'form', SVG: 'svg',
   };
+  // Roles whose accessible name comes from their content (ARIA "name from content").
+  const NAME_FROM_CONTENT = new Set(['button', 'link', 'tab', 'menuitem', 'option', 'heading', 'cell',
+                                     'columnheader', 'treeitem', 'listitem']);
+  // Formatting elements that only style text: a container of nothing else reads as one text.
+  const INLINE_TAGS = new Set(['SPAN', 'B', 'I', 'EM', 'STRONG', 'U', 'SMALL', 'CODE', 'FONT', 'SUB', 'SUP', 'BR']);
   const NAME_MAX = 200;
 
   if (resetBids || window.__gymNextBid === undefined) {
@@ -27,7 +32,8 @@
   const quote = (s) => JSON.stringify(s.length > NAME_MAX ? s.slice(0, NAME_MAX) + '...' : s);
 
   function role(el) {
-    if (el.getAttribute('role')) return el.getAttribute('role');
+    const aria = el.getAttribute('role');
+    if (aria && aria !== 'presentation' && aria !== 'none') return aria;
     if (el.tagName === 'INPUT') {
       const type = (el.getAttribute('type') || 'text').toLowerCase();
       return type in INPUT_ROLES ? INPUT_ROLES[type] : 'textbox';
@@ -46,15 +52,30 @@
     return '';
   }
 
-  function name(el) {
+  function name(el, r) {
     const aria = el.getAttribute('aria-label');
     if (aria) return clean(aria);
     if (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA') {
       return labelText(el) || clean(el.getAttribute('placeholder') || '');
     }
     if (el.tagName === 'IMG') return clean(el.getAttribute('alt') || '');
-    if (el.tagName === 'OPTION') return clean(el.textContent);
-    return ownText(el) || clean(el.getAttribute('title') || '');
+    if (el.tagName === 'OPTION' || isPlainText(el)) return clean(el.textContent);
+    const own = ownText(el);
+    if (!own && NAME_FROM_CONTENT.has(r)) return clean(el.textContent);
+    return own || clean(el.getAttribute('title') || '');
+  }
+
+  function hasHandler(el) {
+    return el.hasAttribute('onclick') || typeof el.__onclick === 'function' || el.hasAttribute('tabindex') ||
+      el.hasAttribute('role');
+  }
+
+  // True when every descendant only formats text (so the element reads as one string).
+  function isPlainText(el) {
+    for (const child of el.querySelectorAll('*')) {
+      if (!INLINE_TAGS.has(child.tagName.toUpperCase()) || hasHandler(child)) return false;
+    }
+    return true;
   }
 
   function isInteractive(el, r) {
@@ -62,6 +83,10 @@
             'spinbutton', 'tab', 'menuitem', 'dialog'].includes(r) ||
       el.hasAttribute('onclick') || typeof el.__onclick === 'function' ||
       el.hasAttribute('tabindex') || el.tagName === 'CANVAS' || el.tagName === 'svg';
+  }
+
+  function isTextContainer(el, r) {
+    return !isInteractive(el, r) && isPlainText(el) && el.children.length > 0;
   }
 
   function properties(el) {
@@ -94,7 +119,7 @@
     const shown = style.visibility !== 'hidden' && rect.width > 0 && rect.height > 0;
     const r = role(el);
     if (r === null) return;
-    const n = shown ? name(el) : '';
+    const n = shown ? name(el, r) : '';
     let childDepth = depth;
     if (shown && (n || isInteractive(el, r))) {
       let line = '  '.repeat(depth) + '[' + bidOf(el) + '] ' + r;
@@ -112,6 +137,7 @@
       }
       return;
     }
+    if (shown && isTextContainer(el, r)) return;  // its text is already in its name
     for (const child of el.children) visit(child, childDepth);
   }
   visit(document.body, 0);
