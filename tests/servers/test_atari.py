@@ -128,12 +128,14 @@ def test_bit_identical_to_v5_with_other_settings(kwargs: dict) -> None:
 
 def test_unseeded_first_reset_differs_between_instances() -> None:
     # Like gymnasium: no seed means fresh entropy, not a fixed default seed.
-    # Sticky actions make trajectories diverge quickly.
+    # Sticky actions (p=0.25 per frame) make the paddles drift apart when the
+    # action keeps changing.
     a, b = AtariEnvironment(game="breakout"), AtariEnvironment(game="breakout")
     a.reset(), b.reset()
     diverged = False
-    for _ in range(200):
-        diverged |= not np.array_equal(a.step(AtariAction(action_id=3)).screen, b.step(AtariAction(action_id=3)).screen)
+    for t in range(100):
+        action = AtariAction(action_id=2 + t % 2)
+        diverged |= not np.array_equal(a.step(action).screen, b.step(action).screen)
     assert diverged
 
 

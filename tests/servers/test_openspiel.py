@@ -8,11 +8,15 @@ opponent stream), and require identical histories, tensors, masks and rewards.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyspiel
 import pytest
+from fastapi.testclient import TestClient
 from open_spiel.python.algorithms import mcts
 
+from gym_openenv.server.app import create_app
 from gym_openenv.spaces import ModelSpec
 from servers.openspiel.models import OpenSpielAction, OpenSpielObservation
 from servers.openspiel.server.environment import OpenSpielEnvironment
@@ -363,3 +367,47 @@ def test_information_state_tensor_when_there_is_no_observation_tensor():
 def test_bad_arguments_raise_value_errors_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         OpenSpielEnvironment(**kwargs)
+
+
+# --- the server app, in process ---------------------------------------------------------
+
+
+def test_app_schema_describes_the_game():
+    with TestClient(create_app(OpenSpielEnvironment, {"game": "go", "params": {"board_size": 9}})) as client:
+        schema = client.get("/schema").json()
+        metadata = client.get("/metadata").json()
+    spec = ModelSpec.from_json_schema(schema["observation"])
+    assert spec.space["observation"].shape == (4, 9, 9)
+    assert spec.space["action_mask"].shape == (82,)
+    assert spec.space["current_player"].n == 2
+    assert ModelSpec.from_json_schema(schema["action"]).space.n == 82
+    assert metadata["game"] == "go(board_size=9)" and metadata["num_players"] == 2
+
+
+def test_app_websocket_session_replays_the_in_process_game():
+    kwargs = {"game": "leduc_poker", "agent_player": 1}
+    env = OpenSpielEnvironment(**kwargs)
+    with TestClient(create_app(OpenSpielEnvironment, kwargs)) as client, client.websocket_connect("/ws") as ws:
+
+        def send(kind, data):
+            ws.send_text(json.dumps({"type": kind, "data": data}))
+            return json.loads(ws.receive_text())
+
+        def send_state():
+            ws.send_text(json.dumps({"type": "state"}))
+            return json.loads(ws.receive_text())["data"]
+
+        remote = send("reset", {"seed": 9})["data"]
+        local = env.reset(seed=9)
+        while True:
+            assert remote["observation"]["observation"] == local.observation.tolist()
+            assert remote["observation"]["legal_actions"] == local.legal_actions
+            assert remote["reward"] == local.reward and remote["done"] == local.done
+            if local.done:
+                break
+            action = local.legal_actions[-1]
+            remote = send("step", {"action_id": action})["data"]
+            local = env.step(OpenSpielAction(action_id=action))
+        assert send_state()["history"] == env.state.history
+        illegal = send("step", {"action_id": 0})
+        assert illegal["type"] == "observation" and "episode is over" in illegal["data"]["observation"]["error"]

@@ -1,0 +1,376 @@
+"""Clients for environment servers: async sessions and a sync facade.
+
+* :class:`AsyncSession`: one OpenEnv session over ``/ws`` (JSON). Works
+  against our servers and any OpenEnv server.
+* :class:`BatchConnection`: many sessions over one ``/ws/batch`` connection
+  (msgpack, columnar), for servers that advertise it.
+* :class:`EnvClient`: a typed client (actions and observations as model
+  instances) in OpenEnv's style, async with a :meth:`EnvClient.sync` facade;
+  ``servers/<name>/client.py`` subclass it.
+* :class:`LoopThread`: the one background event loop sync callers share.
+
+Example:
+    >>> from servers.echo.client import EchoEnv
+    >>> from servers.echo.models import EchoAction
+    >>> with EchoEnv.launch().sync() as env:                   # doctest: +SKIP
+    ...     env.reset()
+    ...     env.step(EchoAction(message="hi")).observation.echoed_message
+    'hi'
+"""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
+
+from gym_openenv.errors import ConnectionLost, RequestTimeout, server_error
+from gym_openenv.models import Action, Observation, State
+from gym_openenv.protocol import decode_json, decode_msgpack, encode_json, encode_msgpack
+from gym_openenv.spaces import to_plain
+
+__all__ = [
+    "AsyncSession",
+    "BatchConnection",
+    "EnvClient",
+    "LoopThread",
+    "StepResult",
+    "fetch_json",
+]
+
+T = TypeVar("T")
+ActT = TypeVar("ActT")
+ObsT = TypeVar("ObsT")
+StateT = TypeVar("StateT")
+
+DEFAULT_TIMEOUT = 60.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class LoopThread:
+    """An asyncio loop on a daemon thread, for sync callers.
+
+    Every sync facade in the process shares :meth:`shared`, so a hundred
+    environments still use one loop and one thread.
+    """
+
+    _shared: ClassVar["LoopThread | None"] = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="gym-openenv-loop", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def shared(cls) -> "LoopThread":
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("LoopThread.run called from its own loop; await the coroutine instead")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise RequestTimeout(f"no result within {timeout}s") from None
+
+
+def _ws_url(base_url: str, path: str) -> tuple[str, str | None]:
+    """(WebSocket URL, Unix socket path or None) for a server base URL."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "http+unix":
+        return f"ws://localhost{path}", parts.path
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{path}", None
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def _open_ws(base_url: str, path: str, token: str | None, timeout: float) -> ClientConnection:
+    url, uds = _ws_url(base_url, path)
+    kwargs = dict(open_timeout=timeout, max_size=MAX_MESSAGE_BYTES, additional_headers=_headers(token), compression=None)
+    try:
+        if uds:
+            return await unix_connect(uds, url, **kwargs)
+        return await connect(url, **kwargs)
+    except (OSError, websockets.exceptions.InvalidHandshake, asyncio.TimeoutError) as e:
+        raise ConnectionLost(f"cannot connect to {url}: {type(e).__name__}: {e}") from e
+
+
+async def fetch_json(base_url: str, path: str, token: str | None = None, timeout: float = 30.0) -> Any:
+    """GET ``path`` from a server (``/schema``, ``/metadata``, ``/health``)."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "http+unix":
+        transport = httpx.AsyncHTTPTransport(uds=parts.path)
+        url = f"http://localhost{path}"
+    else:
+        transport = None
+        url = base_url.rstrip("/") + path
+    async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=_headers(token)) as http:
+        try:
+            response = await http.get(url)
+        except httpx.HTTPError as e:
+            raise ConnectionLost(f"cannot reach {url}: {type(e).__name__}: {e}") from e
+        response.raise_for_status()
+        return response.json()
+
+
+class _Channel:
+    """A WebSocket with request/response framing, timeouts and clear errors."""
+
+    def __init__(self, ws: ClientConnection, timeout: float, binary: bool):
+        self.ws = ws
+        self.timeout = timeout
+        self.binary = binary
+        self._lock = asyncio.Lock()  # one request in flight per connection
+
+    async def send(self, message: dict[str, Any]) -> None:
+        try:
+            await self.ws.send(encode_msgpack(message) if self.binary else encode_json(message))
+        except websockets.exceptions.ConnectionClosed as e:
+            raise ConnectionLost(f"connection to the server closed: {e}") from e
+
+    async def receive(self, timeout: float | None = None) -> dict[str, Any]:
+        try:
+            raw = await asyncio.wait_for(self.ws.recv(), timeout or self.timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"no reply from the server within {timeout or self.timeout}s") from None
+        except websockets.exceptions.ConnectionClosed as e:
+            raise ConnectionLost(f"connection to the server closed: {e}") from e
+        reply = decode_msgpack(raw) if self.binary else decode_json(raw)
+        if reply.get("type") == "error":
+            raise server_error(reply.get("data", {}))
+        return reply
+
+    async def request(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        async with self._lock:
+            await self.send(message)
+            return await self.receive(timeout)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class AsyncSession:
+    """One OpenEnv session: reset, step, state and close over ``/ws``.
+
+    Payloads are OpenEnv's: ``step`` takes the action's field dict and returns
+    ``{"observation": {...}, "reward", "done", ...}``.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None):
+        self.base_url = base_url
+        self.timeout = timeout
+        self.token = token
+        self._channel: _Channel | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._channel is not None
+
+    async def connect(self) -> "AsyncSession":
+        if self._channel is None:
+            ws = await _open_ws(self.base_url, "/ws", self.token, self.timeout)
+            self._channel = _Channel(ws, self.timeout, binary=False)
+        return self
+
+    async def _request(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        await self.connect()
+        try:
+            return await self._channel.request(message, timeout)
+        except (ConnectionLost, RequestTimeout):
+            # The connection is in an unknown state: drop it so the next call reconnects.
+            await self._drop()
+            raise
+
+    async def reset(self, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+        return (await self._request({"type": "reset", "data": to_plain(kwargs, keep_arrays=False)}, timeout))["data"]
+
+    async def step(self, action: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        return (await self._request({"type": "step", "data": action}, timeout))["data"]
+
+    async def stream_step(self, action: dict[str, Any], timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Yield partial observations as the server produces them, then the final one.
+
+        ``timeout`` bounds the wait for each message, not the whole step.
+        """
+        await self.connect()
+        channel = self._channel
+        async with channel._lock:
+            await channel.send({"type": "step", "data": action, "stream": True})
+            while True:
+                reply = await channel.receive(timeout)
+                yield reply["data"]
+                if reply["type"] == "observation":
+                    return
+
+    async def state(self) -> dict[str, Any]:
+        return (await self._request({"type": "state"}))["data"]
+
+    async def _drop(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            try:
+                await channel.close()
+            except (OSError, websockets.exceptions.WebSocketException):
+                pass  # already gone; nothing left to release
+
+    async def close(self) -> None:
+        """End the session (idempotent)."""
+        if self._channel is not None:
+            try:
+                await self._channel.send({"type": "close"})
+            except ConnectionLost:
+                pass  # the server is gone: the session is over either way
+            await self._drop()
+
+
+class BatchConnection:
+    """Many sessions over one ``/ws/batch`` connection (binary, columnar)."""
+
+    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None):
+        self.base_url = base_url
+        self.timeout = timeout
+        self.token = token
+        self._channel: _Channel | None = None
+
+    async def connect(self) -> "BatchConnection":
+        if self._channel is None:
+            ws = await _open_ws(self.base_url, "/ws/batch", self.token, self.timeout)
+            self._channel = _Channel(ws, self.timeout, binary=True)
+        return self
+
+    async def open(self, n: int) -> list[int]:
+        await self.connect()
+        return (await self._channel.request({"type": "open", "n": n}))["ids"]
+
+    async def reset(self, ids: list[int], seeds: list[int | None] | None = None, options: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        return await self._channel.request({"type": "reset", "ids": ids, "seeds": seeds, "options": options}, timeout)
+
+    async def step(self, ids: list[int], actions: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        return await self._channel.request({"type": "step", "ids": ids, "actions": actions}, timeout)
+
+    async def close(self) -> None:
+        """Close the connection and with it every session on it (idempotent)."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            try:
+                await channel.close()
+            except (OSError, websockets.exceptions.WebSocketException):
+                pass  # already gone
+
+
+@dataclass
+class StepResult(Generic[ObsT]):
+    """OpenEnv's step result: the observation model plus reward and done."""
+
+    observation: ObsT
+    reward: float | None = None
+    done: bool = False
+    truncated: bool = False
+
+
+class EnvClient(Generic[ActT, ObsT, StateT]):
+    """A typed async client for one server, in OpenEnv's style.
+
+    Subclasses name their models::
+
+        class EchoEnv(EnvClient[EchoAction, EchoObservation, EchoState]):
+            action_type, observation_type, state_type = EchoAction, EchoObservation, EchoState
+    """
+
+    action_type: ClassVar[type] = Action
+    observation_type: ClassVar[type] = Observation
+    state_type: ClassVar[type] = State
+    #: "module:Class" of the environment, for :meth:`launch`.
+    environment: ClassVar[str | None] = None
+
+    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, provider: Any = None):
+        self.session = AsyncSession(base_url, timeout=timeout, token=token)
+        self._provider = provider
+
+    @classmethod
+    def launch(cls, **env_kwargs: Any) -> "EnvClient":
+        """Start a local server process for this environment and connect to it."""
+        from gym_openenv.providers import LocalProcessProvider
+
+        if cls.environment is None:
+            raise TypeError(f"{cls.__name__}.environment is not set; pass a base_url instead")
+        provider = LocalProcessProvider(cls.environment, env_kwargs)
+        return cls(provider.start(), provider=provider)
+
+    def _observation(self, payload: dict[str, Any]) -> StepResult[ObsT]:
+        fields = dict(payload.get("observation", {}))
+        for key in ("reward", "done", "truncated", "metadata"):
+            if key in payload:
+                fields[key] = payload[key]
+        return StepResult(self.observation_type(**fields), payload.get("reward"), bool(payload.get("done")), bool(payload.get("truncated")))
+
+    async def reset(self, **kwargs: Any) -> StepResult[ObsT]:
+        return self._observation(await self.session.reset(**kwargs))
+
+    async def step(self, action: ActT) -> StepResult[ObsT]:
+        return self._observation(await self.session.step(to_plain(action, keep_arrays=False)))
+
+    async def stream_step(self, action: ActT) -> AsyncIterator[StepResult[ObsT]]:
+        async for payload in self.session.stream_step(to_plain(action, keep_arrays=False)):
+            yield self._observation(payload)
+
+    async def state(self) -> StateT:
+        return self.state_type(**(await self.session.state()))
+
+    async def close(self) -> None:
+        await self.session.close()
+        if self._provider is not None:
+            self._provider.stop()
+
+    async def __aenter__(self) -> "EnvClient":
+        await self.session.connect()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def sync(self) -> "SyncEnvClient":
+        """A blocking facade running on the shared :class:`LoopThread`."""
+        return SyncEnvClient(self)
+
+
+class SyncEnvClient:
+    """Blocking wrapper around an :class:`EnvClient`."""
+
+    def __init__(self, client: EnvClient):
+        self.client = client
+        self._loop = LoopThread.shared()
+
+    def reset(self, **kwargs: Any) -> StepResult:
+        return self._loop.run(self.client.reset(**kwargs))
+
+    def step(self, action: Any) -> StepResult:
+        return self._loop.run(self.client.step(action))
+
+    def state(self) -> Any:
+        return self._loop.run(self.client.state())
+
+    def close(self) -> None:
+        self._loop.run(self.client.close())
+
+    def __enter__(self) -> "SyncEnvClient":
+        self._loop.run(self.client.session.connect())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

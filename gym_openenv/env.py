@@ -1,0 +1,150 @@
+"""``OpenEnvEnv``: a ``gymnasium.Env`` whose simulation runs in an environment server.
+
+Example:
+    >>> import gymnasium as gym, gym_openenv
+    >>> env = gym.make("openenv/echo-v0")                 # doctest: +SKIP
+    >>> env.reset(seed=0)                                 # doctest: +SKIP
+    ('', {'message_length': 0})
+    >>> env.step("hi")[:2]                                # doctest: +SKIP
+    ('hi', 0.2)
+"""
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, LoopThread
+from gym_openenv.providers import Provider, make_provider
+from gym_openenv.schema import EnvSchema
+
+__all__ = ["OpenEnvEnv", "resolve_server"]
+
+
+def resolve_server(
+    environment: str | None,
+    env_kwargs: dict[str, Any],
+    url: str | None,
+    provider: "str | Provider | None",
+    provider_options: dict[str, Any] | None,
+) -> tuple[str, Provider | None]:
+    """(base URL, provider we started or None) for the arguments of a gym id.
+
+    ``url`` connects to a running server; otherwise ``provider`` (a name, an
+    instance, or ``$OPENENV_PROVIDER``, default ``local``) starts one.
+    """
+    if url is not None:
+        if provider not in (None, "remote"):
+            raise ValueError("pass either url= (a running server) or provider=, not both")
+        return url, None
+    if isinstance(provider, Provider):
+        return provider.start(), provider
+    if environment is None:
+        raise ValueError("openenv/remote-v0 needs url=... (the base URL of a running OpenEnv server)")
+    kind = provider or os.environ.get("OPENENV_PROVIDER", "local")
+    started = make_provider(kind, environment, env_kwargs, **(provider_options or {}))
+    return started.start(), started
+
+
+def _is_image(space: spaces.Space) -> bool:
+    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[2] in (1, 3)
+
+
+class OpenEnvEnv(gym.Env):
+    """One session on an environment server, as a gymnasium environment.
+
+    Spaces come from the server's ``/schema``; ``reset(seed=...)`` passes the
+    seed to the server; observation fields outside the space and the server's
+    ``metadata`` arrive in ``info``.
+
+    Args:
+        environment: the Environment class, ``"module:Class"`` (set by the registry).
+        url: connect to this running server instead of starting one.
+        provider: where to start the server: ``"local"`` (default), ``"docker"``,
+            ``"sandbox"``, ``"ray"``, or a :class:`~gym_openenv.providers.Provider`.
+        provider_options: arguments for the provider.
+        render_mode: ``"rgb_array"`` returns the last image observation.
+        timeout: seconds to wait for any reply.
+        token: bearer token (default ``$OPENENV_TOKEN``).
+        **env_kwargs: arguments for the environment (``game="breakout"``).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        environment: str | None = None,
+        *,
+        url: str | None = None,
+        provider: "str | Provider | None" = None,
+        provider_options: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        **env_kwargs: Any,
+    ):
+        self.render_mode = render_mode
+        self.timeout = timeout
+        self._loop = LoopThread.shared()
+        self._provider: Provider | None = None
+        self._session: AsyncSession | None = None
+        self.base_url, self._provider = resolve_server(environment, env_kwargs, url, provider, provider_options)
+        try:
+            token = token or os.environ.get("OPENENV_TOKEN")
+            self.schema = self._loop.run(EnvSchema.fetch(self.base_url, token), timeout)
+            self.action_space = self.schema.action.space
+            self.observation_space = self.schema.observation.space
+            # Only image observations can be rendered; advertise what this instance can do.
+            self.metadata = {**type(self).metadata, "render_modes": ["rgb_array"] if _is_image(self.observation_space) else []}
+            if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+                raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+            self._session = AsyncSession(self.base_url, timeout=timeout, token=token)
+            self._loop.run(self._session.connect(), timeout)
+        except BaseException:
+            self.close()
+            raise
+        self._last_obs: Any = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        kwargs = dict(options or {})
+        if seed is not None:
+            kwargs["seed"] = int(seed)
+        payload = self._loop.run(self._session.reset(**kwargs))
+        obs, _, _, _, info = self.schema.step_tuple(payload)
+        self._last_obs = obs
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        fields = self.schema.action.wire_fields(action)  # ValueError before anything is sent
+        payload = self._loop.run(self._session.step(fields))
+        result = self.schema.step_tuple(payload)
+        self._last_obs = result[0]
+        return result
+
+    def state(self) -> dict[str, Any]:
+        """The session's state (``episode_id``, ``step_count``, ...), as the server reports it."""
+        return self._loop.run(self._session.state())
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self._last_obs
+
+    def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                self._loop.run(session.close(), 10)
+            except Exception:  # a dead server has nothing left to close; the provider still stops below
+                pass
+        provider, self._provider = self._provider, None
+        if provider is not None:
+            provider.stop()
+        super().close()
+
+    def __del__(self) -> None:  # safety net only; close() is the API
+        if getattr(self, "_provider", None) is not None:
+            self._provider.stop()
