@@ -1,0 +1,187 @@
+"""Environment sessions as reward functions for TRL's ``GRPOTrainer``.
+
+GRPO samples several completions per prompt and needs a reward for each.
+Here a chat-style environment (``openenv/chat-v0`` or any environment with a
+``{"tokens", "length"}`` action and its conversation ``text`` in ``info``)
+gives them: every prompt is the first observation of a session reset with a
+known seed, and a completion is scored by resetting a session with that seed
+and stepping it with the completion's tokens. With a vector environment,
+each batch of completions is scored in one batched reset and one batched step.
+
+This module imports neither TRL nor torch.
+
+Example:
+    >>> import gymnasium as gym, gym_openenv                              # doctest: +SKIP
+    >>> from gym_openenv.integrations.trl import EnvRewardFunction, prompt_dataset
+    >>> envs = gym.make_vec("openenv/chat-v0", num_envs=8, task="arithmetic")
+    >>> rows = prompt_dataset(envs, seeds=range(256))                    # [{"prompt": ..., "seed": ...}]
+    >>> reward = EnvRewardFunction(envs)
+    >>> trainer = GRPOTrainer(model, reward_funcs=[reward], train_dataset=Dataset.from_list(rows), ...)
+
+By default completions are scored by their token ids (TRL's
+``completion_ids``), which assumes the policy uses the environment's
+tokenizer; pass ``encode=`` (text -> ids in the environment's vocabulary)
+when it does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["EnvRewardFunction", "prompt_dataset"]
+
+Encode = Callable[[str], Sequence[int]]
+
+
+def _is_vector(env: Any) -> bool:
+    return isinstance(env, gym.vector.VectorEnv)
+
+
+def _texts(info: dict[str, Any], count: int, text_key: str) -> list[str]:
+    if text_key not in info:
+        raise ValueError(f"text_key: the environment's info has no {text_key!r} (keys: {sorted(info)})")
+    value = info[text_key]
+    return [str(value)] if count == 1 and isinstance(value, str) else [str(v) for v in value]
+
+
+def prompt_dataset(
+    env: gym.Env | gym.vector.VectorEnv, seeds: Iterable[int], text_key: str = "text"
+) -> list[dict[str, Any]]:
+    """Rows ``{"prompt": first observation's text, "seed": seed}``, one per seed,
+    for ``datasets.Dataset.from_list``. TRL passes the ``seed`` column back to
+    the reward function, which replays the session from it."""
+    seeds = [int(s) for s in seeds]
+    rows: list[dict[str, Any]] = []
+    if not _is_vector(env):
+        for seed in seeds:
+            _, info = env.reset(seed=seed)
+            rows.append({"prompt": _texts(info, 1, text_key)[0], "seed": seed})
+        return rows
+    n = env.num_envs
+    for start in range(0, len(seeds), n):
+        chunk = seeds[start : start + n]
+        padded = chunk + [chunk[-1]] * (n - len(chunk))
+        _, info = env.reset(seed=padded)
+        texts = _texts(info, n, text_key)
+        rows += [{"prompt": text, "seed": seed} for text, seed in zip(texts, chunk)]
+    return rows
+
+
+class EnvRewardFunction:
+    """A ``reward_funcs`` entry for ``GRPOTrainer``: ``(prompts, completions, **kwargs) -> list[float]``.
+
+    Args:
+        env: a single environment or a vector environment (one batched step
+            per ``num_envs`` completions) with a ``Dict(tokens=Box, length=Discrete)``
+            action space and the conversation's text in ``info[text_key]``.
+        encode: text -> token ids in the environment's vocabulary; when None,
+            TRL's ``completion_ids`` are used as they are.
+        seed_key: the dataset column holding each prompt's reset seed.
+        text_key: the ``info`` key holding the conversation text, checked
+            against the prompt so a reward never scores the wrong question.
+        name: what TRL logs the reward as.
+
+    Completions longer than the action's token box are cut to fit.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        encode: Encode | None = None,
+        seed_key: str = "seed",
+        text_key: str = "text",
+        name: str = "env_reward",
+    ):
+        space = env.single_action_space if _is_vector(env) else env.action_space
+        if not (isinstance(space, gym.spaces.Dict) and {"tokens", "length"} <= set(space.spaces)):
+            raise ValueError(f"env: expected a Dict action space with 'tokens' and 'length', got {space}")
+        self.env = env
+        self.encode = encode
+        self.seed_key = seed_key
+        self.text_key = text_key
+        self.max_tokens = int(space["tokens"].shape[0])
+        self.token_dtype = space["tokens"].dtype
+        self.__name__ = name  # TRL names reward columns after __name__
+
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        if self.seed_key not in kwargs:
+            raise ValueError(
+                f"seed_key: no {self.seed_key!r} column reached the reward function; "
+                "build the dataset with prompt_dataset()"
+            )
+        seeds = [int(s) for s in kwargs[self.seed_key]]
+        if not len(prompts) == len(completions) == len(seeds):
+            raise ValueError(f"got {len(prompts)} prompts, {len(completions)} completions and {len(seeds)} seeds")
+        ids = self._completion_ids(completions, completion_ids)
+        prompt_texts = [_prompt_text(p) for p in prompts]
+        if not _is_vector(self.env):
+            return [self._score_one(s, p, i) for s, p, i in zip(seeds, prompt_texts, ids)]
+        rewards: list[float] = []
+        n = self.env.num_envs
+        for start in range(0, len(seeds), n):
+            stop = start + n
+            rewards += self._score_batch(seeds[start:stop], prompt_texts[start:stop], ids[start:stop])
+        return rewards
+
+    def _completion_ids(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None) -> list[list[int]]:
+        if self.encode is not None:
+            return [list(self.encode(_completion_text(c)))[: self.max_tokens] for c in completions]
+        if completion_ids is None:
+            raise ValueError("encode: pass encode= (text -> token ids) when completion_ids are not given")
+        return [[int(t) for t in ids][: self.max_tokens] for ids in completion_ids]
+
+    def _action(self, ids: list[int]) -> dict[str, Any]:
+        tokens = np.zeros(self.max_tokens, dtype=self.token_dtype)
+        tokens[: len(ids)] = ids
+        return {"tokens": tokens, "length": len(ids)}
+
+    def _check_prompt(self, seed: int, prompt: str | None, text: str) -> None:
+        if prompt is not None and prompt != text:
+            raise ValueError(f"seed {seed}: the session starts with {text!r}, not with the prompt {prompt!r}")
+
+    def _score_one(self, seed: int, prompt: str | None, ids: list[int]) -> float:
+        _, info = self.env.reset(seed=seed)
+        self._check_prompt(seed, prompt, _texts(info, 1, self.text_key)[0])
+        _, reward, *_ = self.env.step(self._action(ids))
+        return float(reward)
+
+    def _score_batch(self, seeds: list[int], prompts: list[str | None], ids: list[list[int]]) -> list[float]:
+        n, used = self.env.num_envs, len(seeds)
+        # A short last batch fills the spare sessions with a copy of its last item.
+        seeds = seeds + [seeds[-1]] * (n - used)
+        ids = ids + [ids[-1]] * (n - used)
+        _, info = self.env.reset(seed=seeds)
+        for seed, prompt, text in zip(seeds, prompts, _texts(info, n, self.text_key)):
+            self._check_prompt(seed, prompt, text)
+        actions = [self._action(i) for i in ids]
+        batched = {
+            "tokens": np.stack([a["tokens"] for a in actions]),
+            "length": np.array([a["length"] for a in actions], dtype=np.int64),
+        }
+        _, rewards, *_ = self.env.step(batched)
+        return [float(r) for r in np.asarray(rewards)[:used]]
+
+
+def _prompt_text(prompt: Any) -> str | None:
+    # Plain-text prompts are checked against the session; conversational ones
+    # (lists of messages) are rendered by the policy's chat template, which the
+    # environment cannot reproduce, so they are trusted to the seed.
+    return prompt if isinstance(prompt, str) else None
+
+
+def _completion_text(completion: Any) -> str:
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    raise ValueError(f"completions: expected text or a list of messages, got {completion!r}")
