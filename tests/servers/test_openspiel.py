@@ -411,3 +411,55 @@ def test_app_websocket_session_replays_the_in_process_game():
         assert send_state()["history"] == env.state.history
         illegal = send("step", {"action_id": 0})
         assert illegal["type"] == "observation" and "episode is over" in illegal["data"]["observation"]["error"]
+
+
+# --- through gymnasium (real server processes) --------------------------------------------
+
+GYM_ID = "openenv/openspiel-v0"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"game": "connect_four"}, {"game": "kuhn_poker", "multi_agent": True}, {"game": "goofspiel", "agent_player": 1}],
+)
+def test_check_env_through_gym_make(kwargs):
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    import gym_openenv  # noqa: F401
+
+    env = gym.make(GYM_ID, **kwargs)
+    try:
+        check_env(env.unwrapped, skip_render_check=True)
+    finally:
+        env.close()
+
+
+def test_gym_make_replays_the_in_process_game_and_survives_illegal_actions():
+    import gymnasium as gym
+
+    import gym_openenv  # noqa: F401
+
+    kwargs = {"game": "backgammon", "opponent": "first_legal"}
+    local = OpenSpielEnvironment(**kwargs)
+    env = gym.make(GYM_ID, **kwargs)
+    try:
+        expected = local.reset(seed=21)
+        obs, info = env.reset(seed=21)
+        assert env.action_space.n == pyspiel.load_game("backgammon").num_distinct_actions()
+        for _ in range(30):
+            np.testing.assert_array_equal(obs["observation"], expected.observation)
+            np.testing.assert_array_equal(obs["action_mask"], expected.action_mask)
+            assert info["legal_actions"] == expected.legal_actions and info["text"] == expected.text
+            if expected.done:
+                break
+            illegal = int(np.flatnonzero(obs["action_mask"] == 0)[0])
+            obs, reward, terminated, truncated, info = env.step(illegal)
+            assert "illegal action" in info["error"] and reward == 0.0 and not terminated
+            action = expected.legal_actions[len(expected.legal_actions) // 2]
+            expected = local.step(OpenSpielAction(action_id=action))
+            obs, reward, terminated, truncated, info = env.step(action)
+            assert reward == expected.reward and terminated == expected.done and not truncated
+            assert info["error"] is None
+    finally:
+        env.close()
