@@ -34,7 +34,7 @@ class ExecStatus(str, Enum):
     TIMEOUT = "timeout"  # wall-clock limit reached
     CPU_LIMIT = "cpu_limit"  # RLIMIT_CPU reached
     OUTPUT_LIMIT = "output_limit"  # more output than the cap: stopped
-    KILLED = "killed"  # killed by a signal, or the sandbox's init was killed
+    KILLED = "killed"  # killed by a signal
 
 
 @dataclass
@@ -173,7 +173,7 @@ class SandboxProcess:
                 self.popen.wait(timeout=max(deadline - time.monotonic(), 0.05))
             except subprocess.TimeoutExpired:
                 stop = ExecStatus.TIMEOUT
-        if stop is not None or reply_lost or (reply_fd is None) or not self.alive:
+        if stop is not None or reply_lost or reply_fd is None or not self.alive:
             self.kill()
         result = Execution(stdout=out.text(), stderr=err.text(), finished=True, reply=reply)
         result.duration = time.monotonic() - started
@@ -182,10 +182,9 @@ class SandboxProcess:
             if interrupted:
                 result.status = ExecStatus.TIMEOUT
                 result.note = f"interrupted (KeyboardInterrupt) at the wall-clock limit of {timeout:g} s"
-            return_result = result
+            yield result
         else:
-            return_result = self._ended(result, stop, timeout)
-        yield return_result
+            yield self._ended(result, stop, timeout)
 
     def _ended(self, result: Execution, stop: ExecStatus | None, timeout: float) -> Execution:
         """Fill in status, exit code and note for a program that is no longer running."""
@@ -199,8 +198,9 @@ class SandboxProcess:
         code = self._exit_code()
         result.exit_code = code
         if code is None:
-            result.status = ExecStatus.KILLED
-            result.note = "killed: the sandbox's init process was killed, which ends every process in it"
+            # bwrap reports the program's exit code once it has started it.
+            result.exit_code = self.popen.returncode
+            result.status, result.note = ExecStatus.ERROR, "the sandbox failed to start (bwrap's message is in stderr)"
         elif code == 0:
             result.status = ExecStatus.OK
         elif code == 128 + signal.SIGXCPU:
@@ -213,8 +213,7 @@ class SandboxProcess:
         return result
 
     def _exit_code(self) -> int | None:
-        """The program's exit code from bwrap's JSON status (None: it never reported one,
-        which happens when the sandbox's init was killed)."""
+        """The program's exit code from bwrap's JSON status (None: bwrap never started it)."""
         data = b""
         while chunk := os.read(self._status_fd, 65536):
             data += chunk
@@ -287,8 +286,8 @@ class SandboxProcess:
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass  # died with its pid namespace
-        self._sweep()
         self.popen.wait()
+        self._sweep()
 
     def close(self) -> None:
         """Kill and release the pipes; idempotent."""

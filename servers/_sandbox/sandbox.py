@@ -155,7 +155,7 @@ class Sandbox:
         process_base = 0 if self.uid is not None else _count_processes(os.getuid())
         launch = [self.python, f"{RUNTIME}/launcher.py", json.dumps(limits.rlimits(process_base)), *program]
         return SandboxProcess.spawn(
-            self._bwrap_args(limits), launch, uid=self.uid, limits=limits, pass_fds=pass_fds, sweep=self.kill_all
+            self._bwrap_args(limits), launch, uid=self.uid, output_limit=limits.max_output_bytes, pass_fds=pass_fds, sweep=self.kill_all
         )
 
     def _bwrap_args(self, limits: SandboxLimits) -> list[str]:
@@ -185,7 +185,7 @@ class Sandbox:
         if self.uid is None:
             return
         for _ in range(10):  # a process may fork while we look; pid-namespace teardown ends those too
-            leftovers = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == self.uid]
+            leftovers = self.processes()
             if not leftovers:
                 return
             for proc in leftovers:
@@ -193,10 +193,15 @@ class Sandbox:
             psutil.wait_procs(leftovers, timeout=1)
 
     def processes(self) -> list[psutil.Process]:
-        """Processes running as this sandbox's uid (for tests and checks)."""
+        """Live (not zombie) processes running as this sandbox's uid; empty when not root."""
         if self.uid is None:
             return []
-        return [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == self.uid]
+        procs = psutil.process_iter(["uids", "status"])
+        return [
+            p
+            for p in procs
+            if p.info["uids"] and p.info["uids"].real == self.uid and p.info["status"] != psutil.STATUS_ZOMBIE
+        ]
 
     def close(self) -> None:
         """Kill what is left and delete the workspace; idempotent."""
