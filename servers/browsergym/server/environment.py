@@ -66,6 +66,8 @@ _CLOSE_TIMEOUT_S = 10.0
 _PAGE_TIMEOUT_MS = 10_000
 
 _CHARSET = frozenset(DEFAULT_CHARSET)
+#: The browser window MiniWoB's own driver uses; its task area is the top-left 160x210.
+_MINIWOB_WINDOW = (500, 320)
 
 
 @dataclass
@@ -97,7 +99,10 @@ class _TaskPage:
 
     @classmethod
     async def open(cls, browser: SharedBrowser, task: Task, viewport: tuple[int, int]) -> _TaskPage:
-        context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=1)
+        # The window is at least MiniWoB's (500x320) so that task widgets never
+        # scroll the page; screenshots crop the top-left viewport from it.
+        window = {"width": max(viewport[0], _MINIWOB_WINDOW[0]), "height": max(viewport[1], _MINIWOB_WINDOW[1])}
+        context = await browser.new_context(viewport=window, device_scale_factor=1)
         context.set_default_timeout(_PAGE_TIMEOUT_MS)
         page = await context.new_page()
         task_page = cls(context, page, browser.launches)
@@ -106,7 +111,17 @@ class _TaskPage:
         return task_page
 
     def usable(self, browser: SharedBrowser) -> bool:
-        return not self.crashed and not self.page.is_closed() and self.launch == browser.launches
+        return self.failure(browser) is None
+
+    def failure(self, browser: SharedBrowser) -> str | None:
+        """Why this page can no longer be used, or None."""
+        if self.crashed:
+            return "the page crashed"
+        if self.page.is_closed():
+            return "the page was closed"
+        if self.launch != browser.launches or not (self.context.browser and self.context.browser.is_connected()):
+            return "the browser crashed and was relaunched"
+        return None
 
     async def close(self) -> None:
         try:
@@ -121,8 +136,9 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
 
     Args:
         task: MiniWoB++ task id, ``miniwob.<name>`` (e.g. ``miniwob.click-test``).
-        viewport: ``(width, height)`` of the page and of the screenshot;
-            MiniWoB's task area is the default 160x210.
+        viewport: ``(width, height)`` of the screenshot, cropped from the
+            page's top-left corner; the default is MiniWoB's task area,
+            160x210. The browser window is at least MiniWoB's 500x320.
         reward_mode: ``"raw"``: the task's reward in [-1, 1] (partial credit
             on some tasks) with no time penalty; ``"time_scaled"``: MiniWoB's
             official reward, scaled by the time left; ``"success"``: 1 if the
@@ -178,12 +194,14 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         )
         metadata: dict[str, Any] = {"task_seed": task_seed}
         try:
-            goal, snapshot = self._browser.run(self._reset_async(task_seed), _RESET_TIMEOUT_S)
+            goal, snapshot, reopened = self._browser.run(self._reset_async(task_seed), _RESET_TIMEOUT_S)
         except BrowserFailure as err:
             # A crashed page or browser must not end the session: reopen once.
             self._page_broken = True
-            metadata["browser_restarted"] = str(err)
-            goal, snapshot = self._browser.run(self._reset_async(task_seed), _RESET_TIMEOUT_S)
+            goal, snapshot, _ = self._browser.run(self._reset_async(task_seed), _RESET_TIMEOUT_S)
+            reopened = str(err)
+        if reopened:
+            metadata["browser_restarted"] = reopened
         self._goal = _fit(goal, GOAL_MAX_LENGTH)
         self._last = self._observation(snapshot, error="", metadata=metadata)
         return self._last
@@ -256,13 +274,15 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
 
     # --- browser side (run on the browser loop) ----------------------------
 
-    async def _reset_async(self, task_seed: int) -> tuple[str, _Snapshot]:
-        page = await self._usable_page()
+    async def _reset_async(self, task_seed: int) -> tuple[str, _Snapshot, str | None]:
+        page, reopened = await self._usable_page()
+        # Park the mouse so hover styles from the last episode do not carry over.
+        await page.mouse.move(0, 0)
         ready = await page.evaluate(START_EPISODE_JS, [task_seed, self._episode_max_time_ms])
         if not ready:
             await page.wait_for_function("() => WOB_TASK_READY")
         goal = await page.evaluate(GOAL_JS)
-        return goal, await self._snapshot(page, reset_bids=True)
+        return goal, await self._snapshot(page, reset_bids=True), reopened
 
     async def _step_async(self, calls: list[ActionCall]) -> tuple[_Snapshot, str]:
         assert self._page is not None
@@ -282,19 +302,23 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
                 break
         return await self._snapshot(page, reset_bids=False), error
 
-    async def _usable_page(self) -> Page:
+    async def _usable_page(self) -> tuple[Page, str | None]:
+        """The session's page, reopened if it died; with why it was reopened, if it was."""
+        reopened = None
         if self._page is not None and (self._page_broken or not self._page.usable(self._browser)):
+            reopened = self._page.failure(self._browser) or "the page stopped answering"
             await self._page.close()
             self._page = None
         if self._page is None:
             self._page = await _TaskPage.open(self._browser, self._task, self._viewport)
             self._page_broken = False
-        return self._page.page
+        return self._page.page, reopened
 
     async def _snapshot(self, page: Page, reset_bids: bool) -> _Snapshot:
         score = await page.evaluate(SCORE_JS)
         dom_text = await page.evaluate(PAGE_TEXT_JS, reset_bids)
-        png = await page.screenshot(type="png")
+        width, height = self._viewport
+        png = await page.screenshot(type="png", clip={"x": 0, "y": 0, "width": width, "height": height})
         return _Snapshot(
             dom_text=dom_text,
             screenshot_png=png,

@@ -35,6 +35,8 @@ REWARD_MODES = ("raw", "time_scaled", "success")
 #: limit, then generates the problem. Returns whether the task is ready (some
 #: tasks load data asynchronously and set WOB_TASK_READY later).
 START_EPISODE_JS = """([seed, maxTimeMs]) => {
+  // Focus left over from the previous episode would show in the page text.
+  if (document.activeElement) { document.activeElement.blur(); }
   Math.seedrandom(seed);
   if (maxTimeMs !== null) { core.EPISODE_MAX_TIME = maxTimeMs; }
   core.startEpisodeReal();
