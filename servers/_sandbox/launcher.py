@@ -1,12 +1,12 @@
 """Runs inside the sandbox: apply resource limits, then become the target program.
 
-``python3 launcher.py '<limits json>' <program> [args...]`` sets each limit with
-``setrlimit`` (soft and hard, so the program cannot raise it again) and then
-``execv``'s the program, which inherits the limits and sees a clean traceback.
-This file is copied into the sandbox; it must only use the standard library.
+``python3 -I -S launcher.py CPU=10 AS=1073741824 ... -- <program> [args...]`` sets
+each ``RLIMIT_<NAME>`` with ``setrlimit`` (soft and hard, so the program cannot
+raise it again) and then ``execv``'s the program, which inherits the limits and
+shows clean tracebacks. This file is copied into the sandbox; it uses only
+modules that load before ``site`` (it starts with ``-I -S`` for speed).
 """
 
-import json
 import os
 import resource
 import sys
@@ -21,8 +21,10 @@ def apply_limits(limits: dict[str, int]) -> None:
 
 
 def main() -> None:
-    limits, program = json.loads(sys.argv[1]), sys.argv[2:]
-    apply_limits(limits)
+    split = sys.argv.index("--")
+    limits = dict(arg.split("=", 1) for arg in sys.argv[1:split])
+    apply_limits({name: int(value) for name, value in limits.items()})
+    program = sys.argv[split + 1 :]
     os.execv(program[0], program)
 
 

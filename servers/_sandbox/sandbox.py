@@ -17,12 +17,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import signal
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ _ENV = {
     "TMPDIR": "/tmp",
     "LANG": "C.UTF-8",
     "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONPATH": WORKSPACE,  # scripts import the agent's own modules from the workspace
 }
 # Outer uids for sandboxes: far above any real account, one per sandbox.
 _UID_RANGE = (1 << 24, 1 << 30)
@@ -153,7 +154,8 @@ class Sandbox:
             raise RuntimeError("the sandbox is closed")
         limits = limits or self.limits
         process_base = 0 if self.uid is not None else _count_processes(os.getuid())
-        launch = [self.python, f"{RUNTIME}/launcher.py", json.dumps(limits.rlimits(process_base)), *program]
+        rlimits = [f"{name}={value}" for name, value in limits.rlimits(process_base).items()]
+        launch = [self.python, "-I", "-S", f"{RUNTIME}/launcher.py", *rlimits, "--", *program]
         return SandboxProcess.spawn(
             self._bwrap_args(limits), launch, uid=self.uid, output_limit=limits.max_output_bytes, pass_fds=pass_fds, sweep=self.kill_all
         )
@@ -184,13 +186,12 @@ class Sandbox:
         """Kill every process running as this sandbox's uid (nothing outlives a run)."""
         if self.uid is None:
             return
-        for _ in range(10):  # a process may fork while we look; pid-namespace teardown ends those too
-            leftovers = self.processes()
-            if not leftovers:
-                return
+        deadline = time.monotonic() + 2.0
+        # A process may fork while we look; the pid namespace's teardown ends those too.
+        while (leftovers := self.processes()) and time.monotonic() < deadline:
             for proc in leftovers:
                 _kill(proc.pid)
-            psutil.wait_procs(leftovers, timeout=1)
+            time.sleep(0.005)
 
     def processes(self) -> list[psutil.Process]:
         """Live (not zombie) processes running as this sandbox's uid; empty when not root."""

@@ -1,0 +1,1 @@
+"""The coding server: ``CodingEnvironment`` and its FastAPI app."""
