@@ -7,6 +7,7 @@ after ``kill -9`` of the parent).
 """
 
 import argparse
+import asyncio
 import importlib
 import json
 import os
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
     )
     app = create_app(load_class(args.environment), env_kwargs, settings)
+    # Build one instance before listening: bad arguments fail here, with a
+    # traceback the parent shows, instead of on the first client's request.
+    asyncio.run(app.state.host.specs())
     sock, url = _bind(args)
     config = uvicorn.Config(
         app,

@@ -111,6 +111,10 @@ def _add_guards(app: FastAPI, settings: ServerSettings) -> None:
 
 
 def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
+    def openenv_response(payload: dict[str, Any]) -> JSONResponse:
+        # OpenEnv's ResetResponse/StepResponse forbid extra keys: send exactly theirs.
+        return json_response({k: payload[k] for k in ("observation", "reward", "done")})
+
     def json_response(data: Any) -> JSONResponse:
         # Observations may hold arrays and numpy scalars: encode them our way.
         return JSONResponse(content=json.loads(encode_json(data)))
@@ -141,7 +145,7 @@ def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
     async def reset(request: dict[str, Any] = Body(default_factory=dict)) -> JSONResponse:
         kwargs = host.reset_kwargs(request)
         observation = await with_fresh_env(lambda env: env.reset(**kwargs))
-        return json_response(observation_payload(observation, keep_arrays=False))
+        return openenv_response(observation_payload(observation, keep_arrays=False))
 
     @app.post("/step")
     async def step(request: dict[str, Any] = Body(...)) -> JSONResponse:
@@ -153,7 +157,7 @@ def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
         observation = await with_fresh_env(lambda env: env.step(action))
-        return json_response(observation_payload(observation, keep_arrays=False))
+        return openenv_response(observation_payload(observation, keep_arrays=False))
 
     @app.get("/state")
     async def state() -> JSONResponse:
