@@ -63,6 +63,7 @@ class SandboxProcess:
         self._sweep = sweep
         self._eof: set[int] = set()
         self._reply_buffer = b""
+        self._program_pid: int | None = None
         for stream in (popen.stdout, popen.stderr):
             os.set_blocking(stream.fileno(), False)
 
@@ -261,14 +262,43 @@ class SandboxProcess:
             return None, True
         return (reply, False) if isinstance(reply, dict) else (None, True)
 
-    def _interrupt(self) -> None:
-        """SIGINT to the program: bwrap's child is the sandbox's init, whose child is the program."""
+    def program_pid(self) -> int | None:
+        """Outer pid of the program: bwrap's child is the sandbox's init, whose first child is
+        the program (later children are processes the program left behind)."""
+        if self._program_pid is None:
+            try:
+                inits = psutil.Process(self.popen.pid).children()
+                children = sorted((c for init in inits for c in init.children()), key=lambda p: p.create_time())
+            except psutil.NoSuchProcess:
+                return None
+            self._program_pid = children[0].pid if children else None
+        return self._program_pid
+
+    def kill_strays(self) -> int:
+        """Kill every process in the sandbox but its init and the program (a long-lived
+        program's background processes must not outlive a step); returns how many."""
+        program = self.program_pid()
         try:
-            for init in psutil.Process(self.popen.pid).children():
-                for program in init.children():
-                    program.send_signal(signal.SIGINT)
+            bwrap = psutil.Process(self.popen.pid)
+            keep = {init.pid for init in bwrap.children()} | {program}
+            strays = [p for p in bwrap.children(recursive=True) if p.pid not in keep]
         except psutil.NoSuchProcess:
-            pass  # it ended meanwhile; the stream notices
+            return 0
+        for proc in strays:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass  # it ended by itself
+        return len(strays)
+
+    def _interrupt(self) -> None:
+        """SIGINT to the program (Python raises KeyboardInterrupt)."""
+        pid = self.program_pid()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass  # it ended meanwhile; the stream notices
 
     def kill(self) -> None:
         """Kill the sandbox and every process in it; idempotent."""

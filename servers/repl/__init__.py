@@ -1,0 +1,1 @@
+"""REPL: a persistent, sandboxed Python interpreter per session."""

@@ -1,0 +1,1 @@
+"""The REPL server: ``ReplEnvironment`` and its FastAPI app."""
