@@ -463,3 +463,34 @@ def test_gym_make_replays_the_in_process_game_and_survives_illegal_actions():
             assert info["error"] is None
     finally:
         env.close()
+
+
+def test_openenv_client_and_typed_client_play_a_served_game():
+    import asyncio
+
+    from openenv.core.generic_client import GenericEnvClient
+
+    from gym_openenv.providers import LocalProcessProvider
+    from servers.openspiel.client import OpenSpielEnv
+
+    kwargs = {"game": "tic_tac_toe", "opponent": "first_legal"}
+    with LocalProcessProvider("servers.openspiel.server.environment:OpenSpielEnvironment", kwargs) as provider:
+
+        async def with_openenv():
+            async with GenericEnvClient(base_url=provider.base_url) as client:
+                await client.reset(seed=0)
+                played = await client.step({"action_id": 4})
+                illegal = await client.step({"action_id": 4})
+                return played, illegal, await client.state()
+
+        played, illegal, state = asyncio.run(with_openenv())
+        assert played.observation["text"] == "o..\n.x.\n..." and played.done is False
+        assert "illegal action 4" in illegal.observation["error"]
+        assert state["history"] == [4, 0] and state["step_count"] == 2
+
+        with OpenSpielEnv(provider.base_url).sync() as env:
+            env.reset(seed=0)
+            result = env.step(OpenSpielAction(action_id=4))
+            assert isinstance(result.observation, OpenSpielObservation)
+            assert result.observation.legal_actions == [1, 2, 3, 5, 6, 7, 8]
+            assert env.state().history == [4, 0]
