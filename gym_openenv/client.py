@@ -19,6 +19,7 @@ Example:
 """
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ class LoopThread:
             if cls._shared is None:
                 cls._shared = cls()
             return cls._shared
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+        """Start ``coro`` on the loop; the returned future completes with its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the loop and wait for its result."""

@@ -174,6 +174,11 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
     def state(self) -> CodeState:
         return self._state
 
+    @property
+    def sandbox(self) -> Sandbox:
+        """The session's sandbox (its uid, workspace and processes), for inspection."""
+        return self._sandbox
+
     def close(self) -> None:
         self._sandbox.close()
 

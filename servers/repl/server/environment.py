@@ -160,6 +160,11 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
     def state(self) -> ReplState:
         return self._state
 
+    @property
+    def sandbox(self) -> Sandbox:
+        """The session's sandbox (its uid, workspace and processes), for inspection."""
+        return self._sandbox
+
     def close(self) -> None:
         self._session.stop()
         self._sandbox.close()

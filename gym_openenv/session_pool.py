@@ -1,0 +1,180 @@
+"""Many remote sessions driven as one: the transport under the vector env.
+
+A :class:`SessionPool` holds ``num_envs`` sessions spread over one or more
+servers. Where a server advertises the batch protocol, all of its sessions
+share one ``/ws/batch`` connection and one frame resets or steps them
+together; otherwise each session is a plain OpenEnv WebSocket (the fallback
+for foreign servers). Either way a call returns :class:`Chunk` s: the rows
+of one server's reply, column by column, with the env indices they belong to.
+"""
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gym_openenv.client import AsyncSession, BatchConnection, fetch_json
+from gym_openenv.errors import OpenEnvError
+from gym_openenv.protocol import BATCH_CAPABILITY, batch_payload
+
+__all__ = ["Chunk", "SessionPool"]
+
+
+@dataclass
+class Chunk:
+    """Rows ``indices`` of a batch: columnar observation fields, rewards, flags, metadata."""
+
+    indices: np.ndarray
+    observation: dict[str, Any]
+    reward: list[float | None]
+    done: list[bool]
+    truncated: list[bool]
+    metadata: list[dict[str, Any]] | None
+
+
+class _BatchServer:
+    """The sessions of one server on one batch connection."""
+
+    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None):
+        self.env_indices = env_indices
+        self.connection = BatchConnection(url, timeout=timeout, token=token)
+        self.session_ids: np.ndarray | None = None
+        self._position = {int(e): i for i, e in enumerate(env_indices)}
+
+    async def open(self) -> None:
+        self.session_ids = np.asarray(await self.connection.open(len(self.env_indices)), dtype=np.int64)
+
+    def _ids(self, env_indices: np.ndarray) -> list[int]:
+        return self.session_ids[[self._position[int(e)] for e in env_indices]].tolist()
+
+    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> Chunk:
+        reply = await self.connection.reset(self._ids(env_indices), seeds, options)
+        return _chunk(env_indices, reply)
+
+    async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> Chunk:
+        return _chunk(env_indices, await self.connection.step(self._ids(env_indices), columns))
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class _PlainServer:
+    """One OpenEnv WebSocket session per env: works with any OpenEnv server."""
+
+    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None):
+        self.env_indices = env_indices
+        self.sessions = {int(e): AsyncSession(url, timeout=timeout, token=token) for e in env_indices}
+
+    async def open(self) -> None:
+        await asyncio.gather(*(s.connect() for s in self.sessions.values()))
+
+    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> Chunk:
+        def kwargs(seed: int | None) -> dict[str, Any]:
+            return {**(options or {}), **({} if seed is None else {"seed": seed})}
+
+        payloads = await asyncio.gather(*(self.sessions[int(e)].reset(**kwargs(s)) for e, s in zip(env_indices, seeds)))
+        return _chunk(env_indices, batch_payload(list(payloads)))
+
+    async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> Chunk:
+        rows = [{k: _row(col, i) for k, col in columns.items()} for i in range(len(env_indices))]
+        payloads = await asyncio.gather(*(self.sessions[int(e)].step(row) for e, row in zip(env_indices, rows)))
+        return _chunk(env_indices, batch_payload(list(payloads)))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
+
+
+def _row(column: Any, i: int) -> Any:
+    value = column[i]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _chunk(env_indices: np.ndarray, reply: dict[str, Any]) -> Chunk:
+    return Chunk(
+        indices=env_indices,
+        observation=reply["observation"],
+        reward=reply["reward"],
+        done=reply["done"],
+        truncated=reply.get("truncated") or [False] * len(env_indices),
+        metadata=reply.get("metadata"),
+    )
+
+
+class SessionPool:
+    """``num_envs`` sessions over ``urls``, env ``i`` on server ``i * len(urls) // num_envs``.
+
+    Args:
+        urls: base URLs of the servers (one or more).
+        num_envs: number of sessions in total.
+        protocol: ``"auto"`` (batch where advertised), ``"batch"`` or ``"openenv"``.
+    """
+
+    def __init__(self, urls: list[str], num_envs: int, *, protocol: str = "auto", timeout: float = 60.0, token: str | None = None):
+        if protocol not in ("auto", "batch", "openenv"):
+            raise ValueError(f"protocol must be 'auto', 'batch' or 'openenv', got {protocol!r}")
+        if not urls:
+            raise ValueError("SessionPool needs at least one server URL")
+        self.urls = list(urls)
+        self.num_envs = num_envs
+        self.protocol = protocol
+        self.timeout = timeout
+        self.token = token
+        self.servers: list[_BatchServer | _PlainServer] = []
+        self._server_of = np.empty(num_envs, dtype=np.int64)
+
+    async def open(self) -> None:
+        blocks = np.array_split(np.arange(self.num_envs), len(self.urls))
+        metas = await asyncio.gather(*(fetch_json(u, "/metadata", self.token) for u in self.urls))
+        for k, (url, block, meta) in enumerate(zip(self.urls, blocks, metas)):
+            if not len(block):
+                continue
+            batched = BATCH_CAPABILITY in (meta.get("capabilities") or [])
+            if self.protocol == "batch" and not batched:
+                raise OpenEnvError(f"{url} does not offer the batch protocol; use protocol='auto' or 'openenv'")
+            kind = _BatchServer if batched and self.protocol != "openenv" else _PlainServer
+            self.servers.append(kind(url, block, self.timeout, self.token))
+            self._server_of[block] = len(self.servers) - 1
+        try:
+            await asyncio.gather(*(s.open() for s in self.servers))
+        except BaseException:
+            await self.close()
+            raise
+
+    @property
+    def batched(self) -> bool:
+        return all(isinstance(s, _BatchServer) for s in self.servers)
+
+    def _split(self, env_indices: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarray]]:
+        """(server, env indices on it, their positions in ``env_indices``) per server touched."""
+        owners = self._server_of[env_indices]
+        parts = []
+        for k in np.unique(owners):
+            positions = np.flatnonzero(owners == k)
+            parts.append((self.servers[k], env_indices[positions], positions))
+        return parts
+
+    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> list[Chunk]:
+        return await asyncio.gather(
+            *(server.reset(idx, [seeds[p] for p in pos], options) for server, idx, pos in self._split(env_indices))
+        )
+
+    async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> list[Chunk]:
+        return await asyncio.gather(
+            *(
+                server.step(idx, {k: _take(col, pos) for k, col in columns.items()})
+                for server, idx, pos in self._split(env_indices)
+            )
+        )
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self.servers), return_exceptions=True)
+        self.servers = []
+
+
+def _take(column: Any, positions: np.ndarray) -> Any:
+    if isinstance(column, np.ndarray):
+        return column[positions]
+    return [column[p] for p in positions]
