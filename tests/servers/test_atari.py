@@ -324,3 +324,26 @@ def test_typed_client_plays_a_session() -> None:
         assert result.reward == 0.0 and not result.done and len(result.observation.screen) == 128
         state = client.state()
         assert (state.game, state.step_count, state.episode_frame_number) == ("breakout", 1, 4)
+
+
+def test_make_vec_is_bit_identical_to_sync_vector_v5(atari_id: str) -> None:
+    # Short episodes: autoresets (NEXT_STEP) happen on both sides several times.
+    kwargs = {"max_num_frames_per_episode": 200}
+    envs = gym.make_vec(atari_id, num_envs=4, game="breakout", **kwargs)
+    reference = gym.vector.SyncVectorEnv([lambda: gym.make("ALE/Breakout-v5", **kwargs) for _ in range(4)])
+    try:
+        assert envs.single_action_space == reference.single_action_space
+        assert envs.single_observation_space == reference.single_observation_space
+        obs, _ = envs.reset(seed=0)
+        assert np.array_equal(obs, reference.reset(seed=0)[0])
+        actions = np.random.default_rng(0)
+        for t in range(120):
+            a = actions.integers(4, size=4)
+            ours, theirs = envs.step(a), reference.step(a)
+            for name, x, y in zip(["obs", "reward", "terminated", "truncated"], ours[:4], theirs[:4]):
+                assert np.array_equal(x, y), f"{name} differs at step {t}"
+            assert np.array_equal(ours[4]["lives"], theirs[4]["lives"])
+            assert np.array_equal(ours[4]["episode_frame_number"], theirs[4]["episode_frame_number"])
+    finally:
+        envs.close()
+        reference.close()
