@@ -4,12 +4,15 @@ against pandas, turbulence liquidation, splits and seeding."""
 import numpy as np
 import pandas as pd
 import pytest
+from gymnasium.utils.env_checker import check_env
 
+from gym_openenv.env import OpenEnvEnv
 from servers.finrl.models import FinRLAction
 from servers.finrl.server.environment import FinRLEnvironment
 from servers.finrl.server.market_data import DEFAULT_DATA_PATH
 
 TICKERS = ["AAPL", "JPM", "XOM"]
+ENVIRONMENT = "servers.finrl.server.environment:FinRLEnvironment"
 
 
 def prices_from_csv(tickers):
@@ -184,3 +187,28 @@ def test_bad_action_names_the_field():
         env.step(act(0.5, 0.5))
     with pytest.raises(ValueError, match="trades"):
         env.step(act(2.0, 0.0, 0.0))
+
+
+def test_gymnasium_env_through_a_server_process_matches_in_process():
+    kwargs = {"tickers": TICKERS, "episode_length": 20, "turbulence_threshold": 30.0}
+    env = OpenEnvEnv(ENVIRONMENT, **kwargs)
+    local = FinRLEnvironment(**kwargs)
+    try:
+        check_env(env, skip_render_check=True)
+        obs, info = env.reset(seed=11)
+        expected = local.reset(seed=11)
+        assert env.observation_space.shape == (1 + 2 * 3 + 8 * 3,) and env.action_space.shape == (3,)
+        np.testing.assert_array_equal(obs, expected.features)
+        rng = np.random.default_rng(0)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            action = rng.uniform(-1, 1, 3).astype(np.float32)
+            obs, reward, terminated, truncated, info = env.step(action)
+            expected = local.step(FinRLAction(trades=action))
+            np.testing.assert_array_equal(obs, expected.features)
+            assert (reward, info["portfolio_value"], info["holdings"]) == (
+                expected.reward, expected.portfolio_value, expected.holdings
+            )
+        assert truncated and terminated is False and local.state.step_count == 20
+    finally:
+        env.close()
