@@ -494,3 +494,32 @@ def test_openenv_client_and_typed_client_play_a_served_game():
             assert isinstance(result.observation, OpenSpielObservation)
             assert result.observation.legal_actions == [1, 2, 3, 5, 6, 7, 8]
             assert env.state().history == [4, 0]
+
+
+def test_make_vec_batches_masks_and_replays_each_seeded_game():
+    import gymnasium as gym
+
+    import gym_openenv  # noqa: F401
+
+    num_envs, seed, kwargs = 3, 40, {"game": "connect_four", "opponent": "random"}
+    locals_ = [OpenSpielEnvironment(**kwargs) for _ in range(num_envs)]
+    expected = [env.reset(seed=seed + i) for i, env in enumerate(locals_)]
+    envs = gym.make_vec(GYM_ID, num_envs=num_envs, **kwargs)
+    try:
+        assert envs.observation_space["action_mask"] == gym.spaces.Box(0, 1, (num_envs, 7), np.int8)
+        obs, info = envs.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        for _ in range(60):  # long enough for autoresets (NEXT_STEP)
+            np.testing.assert_array_equal(obs["action_mask"], np.stack([e.action_mask for e in expected]))
+            np.testing.assert_array_equal(obs["observation"], np.stack([e.observation for e in expected]))
+            actions = (rng.random((num_envs, 7)) * obs["action_mask"]).argmax(axis=1)
+            after = []
+            for env, previous, action in zip(locals_, expected, actions):
+                after.append(env.reset() if previous.done else env.step(OpenSpielAction(action_id=int(action))))
+            obs, reward, terminated, truncated, info = envs.step(actions)
+            stepped = [not previous.done for previous in expected]
+            np.testing.assert_array_equal(reward[stepped], [e.reward for e, s in zip(after, stepped) if s])
+            np.testing.assert_array_equal(terminated, [e.done and s for e, s in zip(after, stepped)])
+            expected = after
+    finally:
+        envs.close()
