@@ -105,7 +105,9 @@ def bench_pyspiel(args: Args, progress: tqdm) -> float:
         np.zeros(num_actions, np.int8)[state.legal_actions(player)] = 1
         if i % 1000 == 999:
             progress.update(1000)
-    return args.steps / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    progress.update(args.steps % 1000)
+    return args.steps / elapsed
 
 
 def bench_shimmy(args: Args, progress: tqdm) -> float:
@@ -127,7 +129,9 @@ def bench_shimmy(args: Args, progress: tqdm) -> float:
         done += 1
         if done % 1000 == 0:
             progress.update(1000)
-    return done / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    progress.update(done % 1000)
+    return done / elapsed
 
 
 CONTENDERS = {"gym_openenv": bench_gym_openenv, "pyspiel": bench_pyspiel, "shimmy": bench_shimmy}
@@ -153,7 +157,7 @@ def plot(results: dict[str, float], path: Path, args: Args) -> None:
 def main() -> None:
     args = parse_args()
     results = {}
-    with tqdm(total=args.steps * len(CONTENDERS), unit="ply") as progress:
+    with tqdm(total=args.steps * len(CONTENDERS), unit="ply", mininterval=1.0) as progress:
         for name, bench in CONTENDERS.items():
             progress.set_description(name)
             results[name] = bench(args, progress)
