@@ -10,7 +10,9 @@ Three measurements on real headless Chromium with a MiniWoB++ task:
   the server's workers drive them: all reset, then each steps ``noop(0)``;
   aggregate steps/s, per-step latency and the browser's total memory;
 * ``server``: one session through a real server process and ``OpenEnvEnv``
-  (what a gymnasium user sees: wire and encoding included).
+  (OpenEnv's JSON WebSocket: the screenshot travels as a JSON list), and a
+  ``OpenEnvVectorEnv`` of ``--num-envs`` sessions on one server (batched
+  msgpack: raw screenshot bytes), i.e. what a gymnasium user sees.
 
 Run:
     python benchmarks/browsergym_latency.py                       # small budget
@@ -22,6 +24,7 @@ Writes benchmarks/results/browsergym_latency.{json,png}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -36,6 +39,7 @@ import numpy as np
 import psutil
 
 from gym_openenv.env import OpenEnvEnv
+from gym_openenv.vector import OpenEnvVectorEnv
 from servers.browsergym.models import BrowserGymAction
 from servers.browsergym.server.browser import shared_browser
 from servers.browsergym.server.environment import BrowserGymEnvironment
@@ -55,6 +59,8 @@ class Args:
     """session counts for the sessions-per-server sweep (comma-separated)"""
     steps: int = 20
     """noop steps per session in the sweep"""
+    num_envs: int = 4
+    """sessions in the vector env measured through the server"""
     out: str = str(RESULTS / "browsergym_latency")
     """output path without extension (.json and .png are written)"""
 
@@ -83,9 +89,13 @@ def button_bid(dom_text: str) -> str:
 
 def browser_memory_mb() -> float:
     """Resident memory of every Chromium process this process started."""
-    procs = [p for p in psutil.Process(os.getpid()).children(recursive=True) if "chrom" in p.name()]
-    # Chromium processes share pages; USS counts each page once.
-    return sum(p.memory_full_info().uss for p in procs) / 2**20
+    total = 0
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        # Renderers of closed pages may exit while we look; USS counts shared pages once.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "chrom" in proc.name():
+                total += proc.memory_full_info().uss
+    return total / 2**20
 
 
 def measure_latency(args: Args) -> dict[str, dict[str, float]]:
@@ -159,7 +169,17 @@ def measure_server(args: Args) -> dict[str, dict[str, float]]:
         steps = [timed(lambda: env.step("noop(0)")) for _ in range(args.repeats)]
     finally:
         env.close()
-    return {"reset": summary(resets), "step_noop": summary(steps)}
+    vector = OpenEnvVectorEnv(ENVIRONMENT, num_envs=args.num_envs, task=args.task)
+    try:
+        vector.reset(seed=0)
+        batch = [timed(lambda: vector.step(("noop(0)",) * args.num_envs)) for _ in range(args.repeats)]
+    finally:
+        vector.close()
+    return {
+        "reset": summary(resets),
+        "step_noop": summary(steps),
+        f"vector_{args.num_envs}_envs_batch_step_noop": summary(batch),
+    }
 
 
 def plot(sweep: list[dict[str, float]], path: Path) -> None:

@@ -223,9 +223,17 @@ def _(space: spaces.Dict) -> dict[str, Any]:
 # --- values: wire <-> space ---------------------------------------------------
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def to_plain(value: Any, *, keep_arrays: bool) -> Any:
     """Make ``value`` encodable: numpy scalars become Python numbers; arrays
     become lists (JSON) or stay arrays (binary codec, sent as raw bytes)."""
+    kind = type(value)
+    if kind in _SCALARS:  # the common case first: this runs for every field of every step
+        return value
+    if kind is dict:
+        return {str(k): to_plain(v, keep_arrays=keep_arrays) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return value if keep_arrays else value.tolist()
     if isinstance(value, np.generic):
@@ -235,10 +243,18 @@ def to_plain(value: Any, *, keep_arrays: bool) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v, keep_arrays=keep_arrays) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name), keep_arrays=keep_arrays) for f in dataclasses.fields(value)}
+        return {name: to_plain(getattr(value, name), keep_arrays=keep_arrays) for name in field_names(kind)}
     if isinstance(value, pydantic.BaseModel):
         return to_plain(value.model_dump(), keep_arrays=keep_arrays)
     return value
+
+
+@functools.lru_cache(maxsize=None)
+def field_names(cls: type) -> tuple[str, ...]:
+    """The field names of a dataclass or pydantic model, computed once per class."""
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    return tuple(cls.model_fields)
 
 
 @functools.singledispatch
@@ -348,6 +364,9 @@ class ModelSpec:
         self.model = model
         self.space_fields = [f for f in fields if f.space is not None and f.name not in _EXCLUDED_FROM_SPACE]
         self.info_fields = [f for f in fields if f not in self.space_fields and f.name not in _EXCLUDED_FROM_SPACE]
+        self._by_name = {f.name: f for f in fields}
+        self._space_names = frozenset(f.name for f in self.space_fields)
+        self._required = [f.name for f in fields if f.required]
         self._adapters: dict[str, pydantic.TypeAdapter] = {}
 
     # construction
@@ -468,20 +487,21 @@ class ModelSpec:
             ValueError: naming the offending field (unknown, missing, outside its space, wrong type).
         """
         assert self.model is not None, "build() needs the model class"
-        known = {f.name: f for f in self.fields}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"{self.title}: unknown field(s) {unknown}; expected {sorted(known)}")
+        known = self._by_name
         kwargs = {}
         for name, value in data.items():
-            f = known[name]
-            if f in self.space_fields:
+            f = known.get(name)
+            if f is None:
+                unknown = sorted(set(data) - set(known))
+                raise ValueError(f"{self.title}: unknown field(s) {unknown}; expected {sorted(known)}")
+            if name in self._space_names:
                 kwargs[name] = self._checked_field(f, value)
             else:
                 kwargs[name] = self._adapter(name).validate_python(value)
-        missing = [f.name for f in self.fields if f.required and f.name not in kwargs]
-        if missing:
-            raise ValueError(f"{self.title}: missing field(s) {missing}")
+        if len(kwargs) < len(self._required):
+            missing = [name for name in self._required if name not in kwargs]
+            if missing:
+                raise ValueError(f"{self.title}: missing field(s) {missing}")
         return self.model(**kwargs)
 
     def _checked_field(self, f: FieldSpec, value: Any) -> Any:

@@ -87,6 +87,9 @@ class SandboxProcess:
                 stderr=subprocess.PIPE,
                 pass_fds=(status_write, *pass_fds),
                 start_new_session=True,
+                # bwrap's own processes (the sandbox's init among them, readable in /proc/1/environ)
+                # must not carry the server's environment either.
+                env={},
                 user=uid,
                 group=uid,
                 extra_groups=[] if uid is not None else None,
@@ -247,9 +250,22 @@ class SandboxProcess:
                 return
             capture.feed(chunk)
 
+    def discard_replies(self, fd: int) -> None:
+        """Drop anything already in the reply pipe (a stale answer must not end the next run)."""
+        self._reply_buffer = b""
+        os.set_blocking(fd, False)
+        try:
+            while os.read(fd, 1 << 16):
+                pass
+        except BlockingIOError:
+            pass  # empty: done
+
     def _read_reply(self, fd: int) -> tuple[dict[str, Any] | None, bool]:
         """(reply, lost): a complete JSON line, or lost=True when the pipe closed or carried garbage."""
-        chunk = os.read(fd, 1 << 16)
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return None, False
         if not chunk:
             return None, True
         self._reply_buffer += chunk

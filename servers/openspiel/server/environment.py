@@ -126,12 +126,13 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         # str(state) shows hidden information (every hand in poker); imperfect-
         # information games describe the seat's own view instead.
         self._perfect_information = game_type.information == pyspiel.GameType.Information.PERFECT_INFORMATION
-        if self._tensor_kind == "observation" and game_type.provides_observation_string:
-            self._seat_text = "observation"
-        elif game_type.provides_information_state_string:
-            self._seat_text = "information_state"
-        else:
-            self._seat_text = "observation" if game_type.provides_observation_string else None
+        # Prefer the string of the same kind as the tensor.
+        provided = {
+            "observation": game_type.provides_observation_string,
+            "information_state": game_type.provides_information_state_string,
+        }
+        preference = sorted(provided, key=lambda kind: kind != self._tensor_kind)
+        self._seat_text = next((kind for kind in preference if provided[kind]), None)
 
         self._agent = agent_player
         self._multi_agent = bool(multi_agent)

@@ -67,6 +67,7 @@ def main() -> None:
         sys.stderr.flush()
         os.write(reply_fd, (json.dumps(message) + "\n").encode())
 
+    driver_pid = os.getpid()
     reply({"ok": True, "ready": True})
     while True:
         try:
@@ -76,6 +77,8 @@ def main() -> None:
             request = json.loads(line)
             interpreter.namespace.update(request.get("variables", {}))
             ok = interpreter.run(request.get("code", ""))
+            if os.getpid() != driver_pid:
+                os._exit(0)  # a child the cell forked: only the interpreter itself answers
             reply({"ok": ok, "final": interpreter.take_answer()})
         except KeyboardInterrupt:
             continue  # a late interrupt (the cell had just finished): nothing to stop

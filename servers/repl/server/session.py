@@ -66,6 +66,7 @@ class ReplSession:
         """
         if not self.alive:
             raise RuntimeError("the interpreter is not running; call restart()")
+        self._process.discard_replies(self._reply_fd)
         request = (json.dumps({"code": code, "variables": variables or {}}) + "\n").encode()
         if not self._send(request, time.monotonic() + timeout):
             self.stop()

@@ -1,0 +1,155 @@
+"""gym.make_vec("openenv/echo-v0") through real server processes."""
+
+import os
+import signal
+
+import gymnasium as gym
+import numpy as np
+import psutil
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from gym_openenv import ConnectionLost
+from gym_openenv.vector import OpenEnvVectorEnv
+
+
+def words(n, prefix="w"):
+    return tuple(f"{prefix}{i}" for i in range(n))
+
+
+@pytest.fixture
+def envs():
+    envs = gym.make_vec("openenv/echo-v0", num_envs=8, num_servers=2, max_steps=2)
+    yield envs
+    envs.close()
+
+
+def test_make_vec_uses_the_batched_vector_env(envs):
+    assert isinstance(envs, OpenEnvVectorEnv) and envs.batched
+    assert len(envs._providers) == 2
+    obs, info = envs.reset(seed=5)
+    assert obs == ("",) * 8
+    assert info["message_length"].tolist() == [0] * 8 and info["_message_length"].all()
+    obs, rewards, terminated, truncated, info = envs.step(words(8))
+    assert obs == words(8)
+    np.testing.assert_allclose(rewards, [0.2] * 8)
+    assert info["step"].tolist() == [1] * 8
+
+
+def test_next_step_autoreset(envs):
+    envs.reset(seed=0)
+    envs.step(words(8))
+    _, _, terminated, truncated, _ = envs.step(words(8, "x"))
+    assert truncated.all() and not terminated.any()
+    # The step after the end resets: first observation, no reward, not done; actions ignored.
+    obs, rewards, terminated, truncated, info = envs.step(words(8, "ignored"))
+    assert obs == ("",) * 8 and not rewards.any() and not (terminated | truncated).any()
+    obs, _, _, _, info = envs.step(words(8, "y"))
+    assert obs == words(8, "y") and info["step"].tolist() == [1] * 8
+
+
+def test_same_step_autoreset():
+    envs = gym.make_vec("openenv/echo-v0", num_envs=4, num_servers=1, max_steps=2, autoreset_mode=AutoresetMode.SAME_STEP)
+    try:
+        envs.reset(seed=0)
+        envs.step(words(4))
+        obs, rewards, terminated, truncated, info = envs.step(words(4, "last"))
+        assert truncated.all()
+        assert obs == ("",) * 4  # already the next episode's first observation
+        assert list(info["final_obs"]) == list(words(4, "last")) and info["_final_obs"].all()
+        assert info["final_info"][0]["step"] == 2
+        np.testing.assert_allclose(rewards, [0.5] * 4)
+    finally:
+        envs.close()
+
+
+def test_max_episode_steps_truncates_on_the_client():
+    envs = gym.make_vec("openenv/echo-v0", num_envs=2, num_servers=1, max_episode_steps=3)
+    try:
+        envs.reset()
+        flags = [envs.step(words(2))[3].tolist() for _ in range(3)]
+        assert flags == [[False, False], [False, False], [True, True]]
+    finally:
+        envs.close()
+
+
+def test_send_recv_partial_batches(envs):
+    envs.reset(seed=1)
+    envs.send(("a", "b"), env_ids=[0, 5])
+    envs.send(("c",), env_ids=[3])
+    with pytest.raises(ValueError, match="already have a step pending"):
+        envs.send(("d",), env_ids=[5])
+    obs, rewards, _, _, info = envs.recv()
+    assert obs == ("a", "b") and info["env_id"].tolist() == [0, 5]
+    obs, _, _, _, info = envs.recv()
+    assert obs == ("c",) and info["env_id"].tolist() == [3]
+    with pytest.raises(RuntimeError, match="nothing sent"):
+        envs.recv()
+
+
+def test_step_async_and_wait(envs):
+    envs.reset()
+    envs.step_async(words(8))
+    with pytest.raises(RuntimeError, match="pending"):
+        envs.step_async(words(8))
+    assert envs.step_wait()[0] == words(8)
+
+
+def test_wrong_batches_fail_before_sending(envs):
+    envs.reset()
+    with pytest.raises(ValueError, match="expected 8 actions"):
+        envs.step(words(3))
+    with pytest.raises(ValueError, match="action 2"):
+        envs.step(("a", "b", 3, "d", "e", "f", "g", "h"))
+    assert envs.step(words(8))[0] == words(8)  # nothing was half-sent
+
+
+def test_openenv_fallback_path(echo_server):
+    envs = gym.make_vec("openenv/remote-v0", num_envs=3, url=echo_server, protocol="openenv")
+    try:
+        assert not envs.batched
+        envs.reset(seed=2)
+        obs, rewards, _, _, info = envs.step(("p", "q", "r"))
+        assert obs == ("p", "q", "r") and info["message_length"].tolist() == [1, 1, 1]
+    finally:
+        envs.close()
+
+
+def test_seeds_reach_each_env(echo_server):
+    envs = gym.make_vec("openenv/remote-v0", num_envs=3, url=echo_server)
+    try:
+        with pytest.raises(ValueError, match="expected 3 seeds"):
+            envs.reset(seed=[1, 2])
+        envs.reset(seed=[1, None, 3])
+    finally:
+        envs.close()
+
+
+def test_server_death_mid_step_is_a_clear_error_and_close_leaves_nothing():
+    envs = gym.make_vec("openenv/echo-v0", num_envs=4, num_servers=2, timeout=10)
+    pids = [p.pid for p in envs._providers]
+    envs.reset()
+    os.kill(pids[0], signal.SIGKILL)
+    with pytest.raises(ConnectionLost):
+        envs.step(words(4))
+    envs.close()
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_sb3_vecenv_interface():
+    from gym_openenv.integrations.sb3 import SB3VecEnv
+
+    venv = SB3VecEnv(gym.make_vec("openenv/echo-v0", num_envs=2, num_servers=1, max_steps=2, autoreset_mode=AutoresetMode.SAME_STEP))
+    try:
+        venv.seed(3)
+        assert venv.reset() == ("", "")
+        venv.step_async(("a", "b"))
+        obs, rewards, dones, infos = venv.step_wait()
+        assert not dones.any() and infos[0]["step"] == 1
+        obs, rewards, dones, infos = venv.step(("c", "d"))
+        assert dones.all() and obs == ("", "")
+        assert infos[1]["terminal_observation"] == "d" and infos[1]["TimeLimit.truncated"]
+        assert rewards.dtype == np.float32
+    finally:
+        venv.close()
