@@ -347,3 +347,12 @@ def test_make_vec_is_bit_identical_to_sync_vector_v5(atari_id: str) -> None:
     finally:
         envs.close()
         reference.close()
+
+
+def test_frameskip_pair_may_arrive_as_a_json_list() -> None:
+    # gym.make kwargs reach the server as JSON, where (2, 5) becomes [2, 5].
+    as_list, as_tuple = AtariEnvironment(frameskip=[2, 5]), AtariEnvironment(frameskip=(2, 5))
+    as_list.reset(seed=1), as_tuple.reset(seed=1)
+    frames = {as_list.step(AtariAction(action_id=0)).episode_frame_number for _ in range(20)}
+    assert frames == {as_tuple.step(AtariAction(action_id=0)).episode_frame_number for _ in range(20)}
+    assert len({b - a for a, b in zip(sorted(frames), sorted(frames)[1:])}) > 1  # the skip really varies
