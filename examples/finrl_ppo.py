@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -81,6 +82,7 @@ def trade_test_split(args: Args, policy) -> tuple[float, str, str]:
 
 if __name__ == "__main__":
     args = parse_args()
+    torch.set_num_threads(1)  # a small MLP: more threads only add contention on a busy machine
     envs = VecNormalize(DummyVecEnv([make_env(args, "train") for _ in range(args.num_envs)]), gamma=0.99)
     envs.seed(args.seed)
     model = PPO(
