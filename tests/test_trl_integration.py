@@ -15,6 +15,7 @@ import pytest
 
 from gym_openenv.env import OpenEnvEnv
 from gym_openenv.integrations.trl import EnvRewardFunction, prompt_dataset
+from gym_openenv.vector import OpenEnvVectorEnv
 from servers.chat.models import ChatAction
 from servers.chat.server.environment import ChatEnvironment
 from servers.chat.server.tokenizer import DEFAULT_TOKENIZER_PATH, ChatTokenizer
@@ -65,11 +66,18 @@ def test_rewards_score_completions_in_sessions(arithmetic_env):
     assert by_text([None] * 6, conversational, seed=seeds) == [0.0, 1.0] * 3
 
 
-def test_vector_env_scores_in_batches_like_one_env(arithmetic_env):
+def make_vector(kind: str, num_envs: int, **kwargs) -> gym.vector.VectorEnv:
+    if kind == "batched":  # one server session per env, stepped in one message
+        return OpenEnvVectorEnv(ENVIRONMENT, num_envs=num_envs, **kwargs)
+    return gym.vector.SyncVectorEnv([lambda: chat_env(**kwargs)] * num_envs)
+
+
+@pytest.mark.parametrize("kind", ["batched", "sync"])
+def test_vector_env_scores_in_batches_like_one_env(arithmetic_env, kind):
     rows = prompt_dataset(arithmetic_env, range(10, 15))
     prompts, seeds = [r["prompt"] for r in rows], [r["seed"] for r in rows]
     completions = [solve(p) if i in (0, 3, 4) else "7" for i, p in enumerate(prompts)]
-    vector = gym.vector.SyncVectorEnv([lambda: chat_env(task="arithmetic")] * 2)
+    vector = make_vector(kind, 2, task="arithmetic")
     try:
         assert prompt_dataset(vector, range(10, 15)) == rows
         batched = EnvRewardFunction(vector, encode=TOKENIZER.encode)(prompts, completions, seed=seeds)
@@ -125,7 +133,7 @@ def test_grpo_trainer_trains_on_session_rewards(tmp_path):
     before = [p.detach().clone() for p in model.parameters()]
 
     env_kwargs = {"task": "constrained", "task_kwargs": {"min_words": 3, "max_words": 3}, "max_reply_tokens": 8}
-    vector = gym.vector.SyncVectorEnv([lambda: chat_env(**env_kwargs)] * 2)
+    vector = make_vector("batched", 4, **env_kwargs)
     reward = EnvRewardFunction(vector)
     calls = []
 
@@ -159,5 +167,5 @@ def test_grpo_trainer_trains_on_session_rewards(tmp_path):
         for seed, tokens, r in zip(seeds, ids, rewards):
             local.reset(seed=seed)
             assert local.step(ChatAction(tokens=tokens[:8])).reward == r
-    if any(np.std(r) > 0 for _, _, r in calls):  # a group with different rewards gives a gradient
-        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert any(np.std(r) > 0 for _, _, r in calls)  # some group had different rewards: a gradient
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
