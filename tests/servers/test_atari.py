@@ -7,6 +7,8 @@ reward and terminated/truncated flag must be bit-identical to
 
 from __future__ import annotations
 
+import asyncio
+
 import ale_py
 import gymnasium as gym
 import numpy as np
@@ -14,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from gymnasium.spaces import Box, Discrete
 from gymnasium.utils.env_checker import check_env
+from openenv.core.generic_client import GenericEnvClient
 
 import gym_openenv.registry
+from gym_openenv.providers import LocalProcessProvider
 from gym_openenv.server.app import create_app
 from gym_openenv.spaces import ModelSpec
 from servers.atari.client import AtariEnv
@@ -356,3 +360,25 @@ def test_frameskip_pair_may_arrive_as_a_json_list() -> None:
     frames = {as_list.step(AtariAction(action_id=0)).episode_frame_number for _ in range(20)}
     assert frames == {as_tuple.step(AtariAction(action_id=0)).episode_frame_number for _ in range(20)}
     assert len({b - a for a, b in zip(sorted(frames), sorted(frames)[1:])}) > 1  # the skip really varies
+
+
+def test_openenv_reference_client_plays_v5_exactly() -> None:
+    # openenv-core's own client, unmodified, against our server: same trajectory as v5.
+    reference = gym.make("ALE/Breakout-v5", obs_type="ram")
+    with LocalProcessProvider(ENVIRONMENT, {"game": "breakout", "obs_type": "ram"}) as provider:
+
+        async def play() -> list:
+            async with GenericEnvClient(base_url=provider.base_url) as client:
+                results = [await client.reset(seed=9)]
+                for a in [1, 2, 3, 0] * 10:
+                    results.append(await client.step({"action_id": a}))
+                return results
+
+        results = asyncio.run(play())
+    first, steps = results[0], results[1:]
+    assert np.array_equal(np.asarray(first.observation["screen"], np.uint8), reference.reset(seed=9)[0])
+    for result, a in zip(steps, [1, 2, 3, 0] * 10):
+        obs, reward, terminated, _, info = reference.step(a)
+        assert np.array_equal(np.asarray(result.observation["screen"], np.uint8), obs)
+        assert (result.reward, result.done, result.observation["lives"]) == (reward, terminated, info["lives"])
+    reference.close()
