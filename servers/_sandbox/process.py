@@ -172,11 +172,13 @@ class SandboxProcess:
         # Output written before the program exited or answered is already in the pipes.
         for fd, capture in captures.items():
             self._drain(fd, capture)
-        if stop is None and reply_fd is None:
+        if stop is None and (reply_fd is None or reply_lost):
+            # The program closed its pipes: let bwrap exit by itself and report the exit code.
+            grace = deadline - time.monotonic() if reply_fd is None else 1.0
             try:
-                self.popen.wait(timeout=max(deadline - time.monotonic(), 0.05))
+                self.popen.wait(timeout=max(grace, 0.05))
             except subprocess.TimeoutExpired:
-                stop = ExecStatus.TIMEOUT
+                stop = ExecStatus.TIMEOUT if reply_fd is None else None
         if stop is not None or reply_lost or reply_fd is None or not self.alive:
             self.kill()
         result = Execution(stdout=out.text(), stderr=err.text(), finished=True, reply=reply)
@@ -305,6 +307,7 @@ class SandboxProcess:
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass  # it ended by itself
+        _wait_dead(strays, timeout=1.0)
         return len(strays)
 
     def _interrupt(self) -> None:
@@ -343,6 +346,19 @@ class SandboxProcess:
         if self._status_fd >= 0:
             os.close(self._status_fd)
             self._status_fd = -1
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait until every process has exited; a zombie counts as dead (its parent may never
+    reap it, and it can do nothing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in procs):
+                return
+        except psutil.NoSuchProcess:
+            continue  # one vanished between the two checks: look again
+        time.sleep(0.005)
 
 
 def _skip_space(text: str, pos: int) -> int:

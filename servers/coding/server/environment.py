@@ -135,7 +135,6 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
             exit_code=execution.exit_code,
             status=execution.status.value,
             task_id=self._state.task_id,
-            metadata={"duration": round(execution.duration, 4)},
         )
         if self._current is None:
             message = execution.note or f"exited with code {execution.exit_code}"

@@ -146,7 +146,6 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
             status=execution.status.value,
             final_answer=answer,
             task_id=self.task_id,
-            metadata={"duration": round(execution.duration, 4)},
         )
 
     @staticmethod
