@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, LoopThread
+from gym_openenv.errors import ConnectionLost
 from gym_openenv.providers import Provider, make_provider
 from gym_openenv.schema import EnvSchema
 
@@ -68,6 +69,9 @@ class OpenEnvEnv(gym.Env):
         render_mode: ``"rgb_array"`` returns the last image observation.
         timeout: seconds to wait for any reply.
         token: bearer token (default ``$OPENENV_TOKEN``).
+        reconnect: if the server crashed, ``reset()`` restarts it (or reconnects to
+            ``url``) instead of raising. A dropped connection to a live server is
+            always re-established at ``reset()``; mid-episode it is reported as a lost episode.
         **env_kwargs: arguments for the environment (``game="breakout"``).
     """
 
@@ -83,9 +87,12 @@ class OpenEnvEnv(gym.Env):
         render_mode: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
+        reconnect: bool = False,
         **env_kwargs: Any,
     ):
         self.render_mode = render_mode
+        self.reconnect = reconnect
+        self._episode_lost: str | None = None
         self.timeout = timeout
         self._loop = LoopThread.shared()
         self._provider: Provider | None = None
@@ -112,17 +119,36 @@ class OpenEnvEnv(gym.Env):
         kwargs = dict(options or {})
         if seed is not None:
             kwargs["seed"] = int(seed)
-        payload = self._loop.run(self._session.reset(**kwargs))
+        try:
+            payload = self._loop.run(self._session.reset(**kwargs))
+        except ConnectionLost:
+            if not self.reconnect:
+                raise
+            self._restart_server()
+            payload = self._loop.run(self._session.reset(**kwargs))
+        self._episode_lost = None
         obs, _, _, _, info = self.schema.step_tuple(payload)
         self._last_obs = obs
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         fields = self.schema.action.wire_fields(action)  # ValueError before anything is sent
-        payload = self._loop.run(self._session.step(fields))
+        if self._episode_lost:
+            raise ConnectionLost(f"{self._episode_lost}; the episode is lost, call reset() to start a new one")
+        try:
+            payload = self._loop.run(self._session.step(fields))
+        except ConnectionLost as e:
+            self._episode_lost = str(e)
+            raise ConnectionLost(f"{e}; the episode is lost, call reset() to start a new one") from e
         result = self.schema.step_tuple(payload)
         self._last_obs = result[0]
         return result
+
+    def _restart_server(self) -> None:
+        if self._provider is not None:
+            self._provider.stop()
+            self.base_url = self._provider.start()
+        self._session = AsyncSession(self.base_url, timeout=self.timeout, token=self._session.token)
 
     def state(self) -> dict[str, Any]:
         """The session's state (``episode_id``, ``step_count``, ...), as the server reports it."""

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from gym_openenv.client import AsyncSession, BatchConnection, fetch_json
-from gym_openenv.errors import OpenEnvError
+from gym_openenv.errors import ConnectionLost, OpenEnvError
 from gym_openenv.protocol import BATCH_CAPABILITY, batch_payload
 
-__all__ = ["Chunk", "SessionPool"]
+__all__ = ["Chunk", "ServerFailure", "SessionPool"]
 
 
 @dataclass
@@ -33,10 +33,22 @@ class Chunk:
     metadata: list[dict[str, Any]] | None
 
 
+@dataclass
+class ServerFailure:
+    """A server whose connection failed during a call: its envs got no result."""
+
+    server: int
+    url: str
+    indices: np.ndarray
+    error: BaseException
+    connection: Any  # the failed server object, to tell an already-replaced one apart
+
+
 class _BatchServer:
     """The sessions of one server on one batch connection."""
 
     def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None):
+        self.url = url
         self.env_indices = env_indices
         self.connection = BatchConnection(url, timeout=timeout, token=token)
         self.session_ids: np.ndarray | None = None
@@ -63,6 +75,7 @@ class _PlainServer:
     """One OpenEnv WebSocket session per env: works with any OpenEnv server."""
 
     def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None):
+        self.url = url
         self.env_indices = env_indices
         self.sessions = {int(e): AsyncSession(url, timeout=timeout, token=token) for e in env_indices}
 
@@ -127,21 +140,31 @@ class SessionPool:
 
     async def open(self) -> None:
         blocks = np.array_split(np.arange(self.num_envs), len(self.urls))
-        metas = await asyncio.gather(*(fetch_json(u, "/metadata", self.token) for u in self.urls))
-        for k, (url, block, meta) in enumerate(zip(self.urls, blocks, metas)):
-            if not len(block):
-                continue
-            batched = BATCH_CAPABILITY in (meta.get("capabilities") or [])
-            if self.protocol == "batch" and not batched:
-                raise OpenEnvError(f"{url} does not offer the batch protocol; use protocol='auto' or 'openenv'")
-            kind = _BatchServer if batched and self.protocol != "openenv" else _PlainServer
-            self.servers.append(kind(url, block, self.timeout, self.token))
-            self._server_of[block] = len(self.servers) - 1
+        assigned = [(url, block) for url, block in zip(self.urls, blocks) if len(block)]
+        self.servers = [None] * len(assigned)
+        for k, (_, block) in enumerate(assigned):
+            self._server_of[block] = k
         try:
-            await asyncio.gather(*(s.open() for s in self.servers))
+            await asyncio.gather(*(self._connect(k, url, block) for k, (url, block) in enumerate(assigned)))
         except BaseException:
             await self.close()
             raise
+
+    async def _connect(self, k: int, url: str, block: np.ndarray) -> None:
+        meta = await fetch_json(url, "/metadata", self.token)
+        batched = BATCH_CAPABILITY in (meta.get("capabilities") or [])
+        if self.protocol == "batch" and not batched:
+            raise OpenEnvError(f"{url} does not offer the batch protocol; use protocol='auto' or 'openenv'")
+        kind = _BatchServer if batched and self.protocol != "openenv" else _PlainServer
+        server = kind(url, block, self.timeout, self.token)
+        self.servers[k] = server
+        await server.open()
+
+    async def replace(self, k: int, url: str) -> None:
+        """Reconnect server ``k``'s envs to ``url`` (a restarted server): fresh sessions."""
+        old = self.servers[k]
+        await old.close()
+        await self._connect(k, url, old.env_indices)
 
     @property
     def batched(self) -> bool:
@@ -156,21 +179,33 @@ class SessionPool:
             parts.append((self.servers[k], env_indices[positions], positions))
         return parts
 
-    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> list[Chunk]:
-        return await asyncio.gather(
-            *(server.reset(idx, [seeds[p] for p in pos], options) for server, idx, pos in self._split(env_indices))
-        )
+    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> list[Chunk | ServerFailure]:
+        parts = self._split(env_indices)
+        calls = [server.reset(idx, [seeds[p] for p in pos], options) for server, idx, pos in parts]
+        return await self._settle(parts, calls)
 
-    async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> list[Chunk]:
-        return await asyncio.gather(
-            *(
-                server.step(idx, {k: _take(col, pos) for k, col in columns.items()})
-                for server, idx, pos in self._split(env_indices)
-            )
-        )
+    async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> list[Chunk | ServerFailure]:
+        parts = self._split(env_indices)
+        calls = [server.step(idx, {k: _take(col, pos) for k, col in columns.items()}) for server, idx, pos in parts]
+        return await self._settle(parts, calls)
+
+    async def _settle(self, parts: list, calls: list) -> list[Chunk | ServerFailure]:
+        """Every server's result; a lost connection becomes a :class:`ServerFailure`
+        so the other servers' results are not lost with it."""
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        settled = []
+        for (server, idx, _), result in zip(parts, results):
+            if isinstance(result, ConnectionLost):
+                k = next(i for i, s in enumerate(self.servers) if s is server) if server in self.servers else -1
+                settled.append(ServerFailure(k, server.url, idx, result, server))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                settled.append(result)
+        return settled
 
     async def close(self) -> None:
-        await asyncio.gather(*(s.close() for s in self.servers), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in self.servers if s is not None), return_exceptions=True)
         self.servers = []
 
 

@@ -30,7 +30,7 @@ from gym_openenv.env import resolve_server
 from gym_openenv.errors import RequestTimeout
 from gym_openenv.providers import Provider
 from gym_openenv.schema import EnvSchema
-from gym_openenv.session_pool import Chunk, SessionPool
+from gym_openenv.session_pool import Chunk, ServerFailure, SessionPool
 from gym_openenv.spaces import FieldSpec, describe, from_wire
 
 __all__ = ["OpenEnvVectorEnv"]
@@ -48,6 +48,9 @@ class OpenEnvVectorEnv(VectorEnv):
         autoreset_mode: gymnasium's ``AutoresetMode.NEXT_STEP`` (default) or ``SAME_STEP``.
         max_episode_steps: truncate episodes after this many steps (client side).
         protocol: ``"auto"`` (batched binary where the server offers it), ``"batch"`` or ``"openenv"``.
+        on_server_failure: ``"restart"`` (default): a server that dies is restarted (or, if
+            not ours, reconnected), its envs start new episodes flagged in
+            ``info["openenv_restarted"]``; ``"raise"``: raise :class:`~gym_openenv.ConnectionLost`.
         timeout: seconds to wait for any reply.
         **env_kwargs: arguments for the environment.
     """
@@ -65,6 +68,7 @@ class OpenEnvVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         max_episode_steps: int | None = None,
         protocol: str = "auto",
+        on_server_failure: str = "restart",
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         **env_kwargs: Any,
@@ -74,12 +78,16 @@ class OpenEnvVectorEnv(VectorEnv):
         self.autoreset_mode = AutoresetMode(autoreset_mode)
         if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode {self.autoreset_mode} is not supported; use NEXT_STEP or SAME_STEP")
+        if on_server_failure not in ("restart", "raise"):
+            raise ValueError(f"on_server_failure must be 'restart' or 'raise', got {on_server_failure!r}")
+        self.on_server_failure = on_server_failure
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         self.timeout = timeout
         self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": []}
         self._loop = LoopThread.shared()
         self._providers: list[Provider] = []
+        self._provider_of_url: dict[str, Provider] = {}
         self._pool: SessionPool | None = None
         token = token or os.environ.get("OPENENV_TOKEN")
         try:
@@ -99,6 +107,7 @@ class OpenEnvVectorEnv(VectorEnv):
         self._episode_steps = np.zeros(num_envs, dtype=np.int64)
         self._pending: deque[tuple[np.ndarray, Future, np.ndarray]] = deque()
         self._busy = np.zeros(num_envs, dtype=bool)
+        self._lost = np.zeros(num_envs, dtype=bool)  # sessions replaced after a crash, not yet reset
 
     # servers
 
@@ -114,6 +123,7 @@ class OpenEnvVectorEnv(VectorEnv):
         def start(_: int) -> str:
             started_url, started = resolve_server(environment, env_kwargs, None, provider, options)
             self._providers.append(started)
+            self._provider_of_url[started_url] = started
             return started_url
 
         with ThreadPoolExecutor(count) as pool:  # servers boot in parallel
@@ -139,10 +149,14 @@ class OpenEnvVectorEnv(VectorEnv):
                 raise ValueError(f"expected {self.num_envs} seeds, got {len(seed)}")
             seeds = list(seed)
         env_ids = np.arange(self.num_envs)
-        chunks = self._loop.run(self._pool.reset(env_ids, seeds, options), self.timeout)
+        results = self._loop.run(self._pool.reset(env_ids, seeds, options), self.timeout)
+        chunks, restarted = self._recover(results)
         self._needs_reset[:] = False
+        self._lost[:] = False
         self._episode_steps[:] = 0
         obs, _, _, _, info = self._assemble(chunks, env_ids)
+        if restarted:
+            _flag_restarted(info, env_ids, restarted)
         return obs, info
 
     def step(self, actions: Any):
@@ -197,8 +211,11 @@ class OpenEnvVectorEnv(VectorEnv):
             raise RequestTimeout(f"no step result within {timeout or self.timeout}s") from None
         finally:
             self._busy[env_ids] = False
-        obs, rewards, terminated, truncated, info = self._assemble(step_chunks + reset_chunks, env_ids)
-        was_reset = np.isin(env_ids, reset_ids)
+        chunks, restarted = self._recover(step_chunks + reset_chunks)
+        restarted += [int(e) for e in reset_ids if self._lost[e]]
+        self._lost[reset_ids] = False
+        obs, rewards, terminated, truncated, info = self._assemble(chunks, env_ids)
+        was_reset = np.isin(env_ids, reset_ids) | np.isin(env_ids, restarted)
         self._episode_steps[env_ids] = np.where(was_reset, 0, self._episode_steps[env_ids] + 1)
         if self.max_episode_steps is not None:
             truncated |= (self._episode_steps[env_ids] >= self.max_episode_steps) & ~terminated & ~was_reset
@@ -210,12 +227,51 @@ class OpenEnvVectorEnv(VectorEnv):
             self._episode_steps[env_ids[done]] = 0
         else:
             self._needs_reset[env_ids] = done
+        if restarted:
+            _flag_restarted(info, env_ids, restarted)
         info["env_id"] = env_ids
         return obs, rewards, terminated, truncated, info
 
+    # crashed servers
+
+    def _recover(self, results: list) -> tuple[list[Chunk], list[int]]:
+        """Chunks as they are; for each failed server, restart it and reset its envs."""
+        chunks, restarted = [], []
+        for result in results:
+            if not isinstance(result, ServerFailure):
+                chunks.append(result)
+                continue
+            if self.on_server_failure == "raise":
+                raise result.error
+            self._restart(result)
+            again = self._loop.run(self._pool.reset(result.indices, [None] * len(result.indices)), self.timeout)
+            for chunk in again:
+                if isinstance(chunk, ServerFailure):
+                    raise chunk.error
+                chunks.append(chunk)
+            restarted += result.indices.tolist()
+        return chunks, restarted
+
+    def _restart(self, failure: ServerFailure) -> None:
+        if failure.server < 0:
+            return  # an earlier failure already replaced this server
+        provider = self._provider_of_url.pop(failure.url, None)
+        if provider is None:
+            url = failure.url  # not ours to restart: reconnect, in case it came back
+        else:
+            provider.stop()
+            url = provider.start()
+            self._provider_of_url[url] = provider
+        old = self._pool.servers[failure.server]
+        self._loop.run(self._pool.replace(failure.server, url), self.timeout)
+        # The server's other envs got fresh sessions too: their next step resets them.
+        others = np.setdiff1d(old.env_indices, failure.indices)
+        self._needs_reset[others] = True
+        self._lost[others] = True
+
     def _reset_done_now(self, env_ids, done, obs, info):
         done_ids = env_ids[done]
-        chunks = self._loop.run(self._pool.reset(done_ids, [None] * len(done_ids)), self.timeout)
+        chunks, _ = self._recover(self._loop.run(self._pool.reset(done_ids, [None] * len(done_ids)), self.timeout))
         new_obs, _, _, _, new_info = self._assemble(chunks, done_ids)
         final_obs = np.empty(len(env_ids), dtype=object)
         final_info = np.empty(len(env_ids), dtype=object)
@@ -282,6 +338,12 @@ class OpenEnvVectorEnv(VectorEnv):
 
 async def _no_chunks() -> list[Chunk]:
     return []
+
+
+def _flag_restarted(info: dict[str, Any], env_ids: np.ndarray, restarted: list[int]) -> None:
+    flags = np.isin(env_ids, restarted)
+    info["openenv_restarted"] = flags
+    info["_openenv_restarted"] = np.ones(len(env_ids), dtype=bool)
 
 
 def _take(column: Any, positions: np.ndarray) -> Any:
