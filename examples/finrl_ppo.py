@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
+from gym_openenv.integrations.sb3 import SB3VecEnv
 
 
 @dataclass
@@ -31,11 +33,11 @@ class Args:
     """which of the shipped S&P 500 stocks to trade"""
     seed: int = 1
     """seed of the environments and of PPO"""
-    num_envs: int = 2
-    """parallel training environments (one server session each)"""
+    num_envs: int = 4
+    """parallel training environments (sessions on one server, stepped in one message)"""
     total_timesteps: int = 2048
     """training steps over all environments"""
-    n_steps: int = 256
+    n_steps: int = 128
     """steps per environment between PPO updates"""
     learning_rate: float = 3e-4
     """Adam learning rate"""
@@ -57,19 +59,13 @@ def parse_args() -> Args:
     return Args(**vars(parser.parse_args()))
 
 
-def make_env(args: Args, split: str, **kwargs):
-    def thunk() -> gym.Env:
-        return gym.make(
-            args.env_id, tickers=args.tickers, split=split, hmax=args.hmax,
-            buy_cost_pct=args.cost_pct, sell_cost_pct=args.cost_pct, **kwargs,
-        )  # fmt: skip
-
-    return thunk
+def env_kwargs(args: Args) -> dict:
+    return {"tickers": args.tickers, "hmax": args.hmax, "buy_cost_pct": args.cost_pct, "sell_cost_pct": args.cost_pct}
 
 
 def trade_test_split(args: Args, policy) -> tuple[float, str, str]:
     """Final portfolio value of ``policy(obs) -> action`` over the whole test split."""
-    env = make_env(args, "test", episode_length=None, random_start=False)()
+    env = gym.make(args.env_id, split="test", episode_length=None, random_start=False, **env_kwargs(args))
     obs, info = env.reset(seed=args.seed)
     first_date = info["date"]
     done = False
@@ -83,7 +79,13 @@ def trade_test_split(args: Args, policy) -> tuple[float, str, str]:
 if __name__ == "__main__":
     args = parse_args()
     torch.set_num_threads(1)  # a small MLP: more threads only add contention on a busy machine
-    envs = VecNormalize(DummyVecEnv([make_env(args, "train") for _ in range(args.num_envs)]), gamma=0.99)
+    # SB3 resets finished episodes within the step: the vector env autoresets SAME_STEP.
+    train_envs = gym.make_vec(
+        args.env_id, num_envs=args.num_envs, num_servers=1, autoreset_mode=AutoresetMode.SAME_STEP,
+        split="train", **env_kwargs(args),
+    )  # fmt: skip
+    # Cash is ~1e6 and prices ~1e2: normalize observations and rewards for the network.
+    envs = VecNormalize(SB3VecEnv(train_envs), gamma=0.99)
     envs.seed(args.seed)
     model = PPO(
         "MlpPolicy", envs, n_steps=args.n_steps, batch_size=64, learning_rate=args.learning_rate,

@@ -13,19 +13,17 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from gym_openenv.env import OpenEnvEnv
+import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.integrations.trl import EnvRewardFunction, prompt_dataset
-from gym_openenv.vector import OpenEnvVectorEnv
 from servers.chat.models import ChatAction
 from servers.chat.server.environment import ChatEnvironment
 from servers.chat.server.tokenizer import DEFAULT_TOKENIZER_PATH, ChatTokenizer
 
-ENVIRONMENT = "servers.chat.server.environment:ChatEnvironment"
 TOKENIZER = ChatTokenizer()
 
 
-def chat_env(**kwargs) -> OpenEnvEnv:
-    return OpenEnvEnv(ENVIRONMENT, **kwargs)
+def chat_env(**kwargs) -> gym.Env:
+    return gym.make("openenv/chat-v0", **kwargs)
 
 
 def solve(prompt: str) -> str:
@@ -68,7 +66,7 @@ def test_rewards_score_completions_in_sessions(arithmetic_env):
 
 def make_vector(kind: str, num_envs: int, **kwargs) -> gym.vector.VectorEnv:
     if kind == "batched":  # one server session per env, stepped in one message
-        return OpenEnvVectorEnv(ENVIRONMENT, num_envs=num_envs, **kwargs)
+        return gym.make_vec("openenv/chat-v0", num_envs=num_envs, num_servers=1, **kwargs)
     return gym.vector.SyncVectorEnv([lambda: chat_env(**kwargs)] * num_envs)
 
 
@@ -107,7 +105,7 @@ def test_mismatched_prompt_or_missing_seed_is_an_error(arithmetic_env):
         reward(["x"], ["2"])
     with pytest.raises(ValueError, match="encode"):
         EnvRewardFunction(arithmetic_env)(["x"], ["2"], seed=[0])
-    echo = OpenEnvEnv("servers.echo.server.environment:EchoEnvironment")
+    echo = gym.make("openenv/echo-v0")
     try:
         with pytest.raises(ValueError, match="Dict action space"):
             EnvRewardFunction(echo)

@@ -5,6 +5,7 @@ server process through the gymnasium env)."""
 import json
 import textwrap
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +13,7 @@ from gymnasium.spaces import Box, Discrete
 from gymnasium.utils.env_checker import check_env
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from gym_openenv.env import OpenEnvEnv
+import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.server import create_app
 from gym_openenv.spaces import ModelSpec
 from servers.chat.models import ChatAction
@@ -21,7 +22,6 @@ from servers.chat.server.environment import ChatEnvironment
 from servers.chat.server.tasks import ArithmeticTask, ConstrainedReplyTask, load_task
 from servers.chat.server.tokenizer import DEFAULT_TOKENIZER_PATH, ChatTokenizer
 
-ENVIRONMENT = "servers.chat.server.environment:ChatEnvironment"
 
 
 def say(env: ChatEnvironment, text: str) -> ChatAction:
@@ -211,10 +211,10 @@ def test_app_schema_and_websocket_session():
             assert error["type"] == "error" and "length" in error["data"]["message"]
 
 
-def test_gymnasium_env_through_a_server_process():
-    env = OpenEnvEnv(ENVIRONMENT, task="constrained", max_turns=3, max_context_tokens=64)
+def test_gym_make_through_a_server_process():
+    env = gym.make("openenv/chat-v0", task="constrained", max_turns=3, max_context_tokens=64)
     try:
-        check_env(env, skip_render_check=True)
+        check_env(env.unwrapped, skip_render_check=True)
         obs, info = env.reset(seed=5)
         assert set(obs) == {"tokens", "length"} and obs["tokens"].shape == (64,)
         assert info["text"].startswith("<|user|>Reply in under")
@@ -228,3 +228,22 @@ def test_gymnasium_env_through_a_server_process():
         assert terminated and truncated is False
     finally:
         env.close()
+
+
+def test_gym_make_vec_batches_sessions():
+    envs = gym.make_vec("openenv/chat-v0", num_envs=3, num_servers=1, task="arithmetic", max_reply_tokens=4)
+    try:
+        obs, info = envs.reset(seed=[7, 8, 9])
+        local = ChatEnvironment(task="arithmetic", max_reply_tokens=4)
+        for i, seed in enumerate([7, 8, 9]):
+            assert list(obs["tokens"][i]) == local.reset(seed=seed).tokens.tolist()
+        answers = [info["task_info"][i]["question"]["answer"] for i in range(3)]
+        ids = [local.tokenizer.encode(a if i != 1 else "x") for i, a in enumerate(answers)]
+        action = {
+            "tokens": np.array([t + [0] * (4 - len(t)) for t in ids], dtype=np.int64),
+            "length": np.array([len(t) for t in ids]),
+        }
+        _, reward, terminated, truncated, _ = envs.step(action)
+        assert reward.tolist() == [1.0, 0.0, 1.0] and not terminated.any() and not truncated.any()
+    finally:
+        envs.close()

@@ -1,18 +1,23 @@
 """FinRL stock trading: bookkeeping exact against the price data, indicators
 against pandas, turbulence liquidation, splits and seeding."""
 
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from gym_openenv.env import OpenEnvEnv
+import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from servers.finrl.models import FinRLAction
 from servers.finrl.server.environment import FinRLEnvironment
 from servers.finrl.server.market_data import DEFAULT_DATA_PATH
 
 TICKERS = ["AAPL", "JPM", "XOM"]
-ENVIRONMENT = "servers.finrl.server.environment:FinRLEnvironment"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finrl_ppo.py"
 
 
 def prices_from_csv(tickers):
@@ -189,12 +194,12 @@ def test_bad_action_names_the_field():
         env.step(act(2.0, 0.0, 0.0))
 
 
-def test_gymnasium_env_through_a_server_process_matches_in_process():
+def test_gym_make_through_a_server_process_matches_in_process():
     kwargs = {"tickers": TICKERS, "episode_length": 20, "turbulence_threshold": 30.0}
-    env = OpenEnvEnv(ENVIRONMENT, **kwargs)
+    env = gym.make("openenv/finrl-v0", **kwargs)
     local = FinRLEnvironment(**kwargs)
     try:
-        check_env(env, skip_render_check=True)
+        check_env(env.unwrapped, skip_render_check=True)
         obs, info = env.reset(seed=11)
         expected = local.reset(seed=11)
         assert env.observation_space.shape == (1 + 2 * 3 + 8 * 3,) and env.action_space.shape == (3,)
@@ -212,3 +217,11 @@ def test_gymnasium_env_through_a_server_process_matches_in_process():
         assert truncated and terminated is False and local.state.step_count == 20
     finally:
         env.close()
+
+
+def test_ppo_example_runs():
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--total-timesteps", "256", "--n-steps", "64", "--tickers", "AAPL", "KO"],
+        capture_output=True, text=True, timeout=240, check=True,
+    )  # fmt: skip
+    assert "trained 256 steps" in out.stdout and "buy and hold" in out.stdout
