@@ -16,13 +16,16 @@ import signal
 import threading
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 import psutil
 import pytest
 from gymnasium.utils.env_checker import check_env
+
+import gym_openenv  # noqa: F401 - registers openenv/* ids
 from playwright.async_api import Error as PlaywrightError
 
-from gym_openenv.env import OpenEnvEnv
+from gym_openenv.vector import OpenEnvVectorEnv
 from servers.browsergym.models import BrowserGymAction, BrowserGymObservation
 from servers.browsergym.server.actions import ActionError, parse_actions
 from servers.browsergym.server.browser import shared_browser
@@ -35,10 +38,10 @@ LINE = re.compile(r'^\s*\[(\d+)\] (\S+)(?: "((?:[^"\\]|\\.)*)")?(.*)$')
 # --- reading the page as an agent does ------------------------------------------
 
 
-def elements(obs: BrowserGymObservation) -> list[tuple[str, str, str, str]]:
-    """(bid, role, name, properties) of every line of dom_text."""
+def elements_of_text(dom_text: str) -> list[tuple[str, str, str, str]]:
+    """(bid, role, name, properties) of every line of a dom_text."""
     rows = []
-    for line in obs.dom_text.splitlines():
+    for line in dom_text.splitlines():
         match = LINE.match(line)
         assert match, f"unparsable dom_text line {line!r}"
         bid, role, name, props = match.groups()
@@ -46,11 +49,19 @@ def elements(obs: BrowserGymObservation) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def bid_of(obs: BrowserGymObservation, role: str, name: str | None = None) -> str:
-    for bid, r, n, _ in elements(obs):
+def elements(obs: BrowserGymObservation) -> list[tuple[str, str, str, str]]:
+    return elements_of_text(obs.dom_text)
+
+
+def bid_of_text(dom_text: str, role: str, name: str | None = None) -> str:
+    for bid, r, n, _ in elements_of_text(dom_text):
         if r == role and (name is None or n == name):
             return bid
-    raise AssertionError(f"no {role} named {name!r} in\n{obs.dom_text}")
+    raise AssertionError(f"no {role} named {name!r} in\n{dom_text}")
+
+
+def bid_of(obs: BrowserGymObservation, role: str, name: str | None = None) -> str:
+    return bid_of_text(obs.dom_text, role, name)
 
 
 def bids_of(obs: BrowserGymObservation, role: str) -> list[str]:
@@ -318,6 +329,8 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_sessions_share_one_browser_and_run_concurrently(make_env):
     browser = shared_browser()
     envs = [make_env(task="miniwob.click-button") for _ in range(8)]
+    envs[0].reset(seed=0)  # the browser is running before we count launches
+    launches = browser.launches
     rewards = [None] * len(envs)
 
     def play(i: int) -> None:
@@ -325,7 +338,6 @@ def test_sessions_share_one_browser_and_run_concurrently(make_env):
         rewards[i] = steps[-1].reward
 
     threads = [threading.Thread(target=play, args=(i,)) for i in range(len(envs))]
-    launches = browser.launches
     for t in threads:
         t.start()
     for t in threads:
@@ -354,20 +366,27 @@ def test_crashed_page_truncates_the_episode_and_reset_recovers(make_env):
     assert obs.reward == 1.0
 
 
+def browser_pid() -> int:
+    """The live Chromium browser process: a chromium descendant without ``--type=``
+    (renderers, GPU and utility processes have one)."""
+    found = []
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        # Renderers of closed pages exit (or linger as zombies) while we look.
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            if proc.status() != psutil.STATUS_ZOMBIE and "chrom" in proc.name():
+                if not any(arg.startswith("--type=") for arg in proc.cmdline()):
+                    found.append(proc.pid)
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_killed_browser_is_relaunched_for_every_session(make_env):
     browser = shared_browser()
     envs = [make_env(task="miniwob.click-test") for _ in range(2)]
     for env in envs:
         env.reset(seed=0)
     launches = browser.launches
-    # The browser process is the chromium child of Playwright's driver without --type=.
-    main = [
-        p
-        for p in psutil.Process(os.getpid()).children(recursive=True)
-        if "chrom" in p.name() and not any(arg.startswith("--type=") for arg in p.cmdline())
-    ]
-    assert len(main) == 1, main
-    os.kill(main[0].pid, signal.SIGKILL)
+    os.kill(browser_pid(), signal.SIGKILL)
     obs = envs[0].step(BrowserGymAction(action="noop(0)"))
     assert obs.done and obs.truncated and obs.metadata["browser_failure"]
     for env in envs:
@@ -380,17 +399,27 @@ def test_killed_browser_is_relaunched_for_every_session(make_env):
 # --- through a real server process ---------------------------------------------------------
 
 
-def test_check_env_through_a_server():
-    env = OpenEnvEnv(environment=ENVIRONMENT, task="miniwob.click-button")
+def test_check_env_through_gym_make():
+    env = gym.make("openenv/browsergym-v0", task="miniwob.click-button")
     try:
-        check_env(env, skip_render_check=True)
+        check_env(env.unwrapped, skip_render_check=True)
         obs, info = env.reset(seed=4)
         assert set(obs) == {"goal", "dom_text", "screenshot", "last_action_error"}
         assert obs["screenshot"].shape == (210, 160, 3) and info["url"].endswith("click-button.html")
-        target = quoted(obs["goal"])[0]
-        rows = [LINE.match(line).groups() for line in obs["dom_text"].splitlines()]
-        button = next(bid for bid, role, name, _ in rows if role == "button" and name == target)
+        button = bid_of_text(obs["dom_text"], "button", quoted(obs["goal"])[0])
         obs, reward, terminated, truncated, info = env.step(f'click("{button}")')
         assert (reward, terminated, truncated) == (1.0, True, False)
     finally:
         env.close()
+
+
+def test_vector_env_solves_tasks_in_batched_sessions():
+    envs = OpenEnvVectorEnv(ENVIRONMENT, num_envs=3, task="miniwob.click-test")
+    try:
+        obs, info = envs.reset(seed=0)
+        assert obs["screenshot"].shape == (3, 210, 160, 3)
+        actions = tuple(f'click("{bid_of_text(text, "button")}")' for text in obs["dom_text"])
+        obs, reward, terminated, truncated, info = envs.step(actions)
+        assert reward.tolist() == [1.0, 1.0, 1.0] and terminated.all() and not truncated.any()
+    finally:
+        envs.close()

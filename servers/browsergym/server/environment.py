@@ -160,7 +160,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         viewport: Sequence[int] = DEFAULT_VIEWPORT,
         reward_mode: str = "raw",
         episode_max_time_ms: int | None = None,
-        action_timeout_ms: float = 1000.0,
+        action_timeout_ms: float = 3000.0,
     ):
         self._task = Task.from_id(task)
         self._viewport = _check_viewport(viewport)
