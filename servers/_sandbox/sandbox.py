@@ -23,7 +23,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -103,17 +103,18 @@ class SandboxLimits:
         }
 
 
-@dataclass
 class Sandbox:
     """One session's sandbox: its uid, its workspace and its runtime files.
 
     Args:
         limits: default limits for :meth:`start`.
+
+    Raises:
+        SandboxUnavailable: no ``bwrap`` or no Python under ``/usr``.
     """
 
-    limits: SandboxLimits = field(default_factory=SandboxLimits)
-
-    def __post_init__(self):
+    def __init__(self, limits: SandboxLimits | None = None):
+        self.limits = limits or SandboxLimits()
         self.bwrap = find_bwrap()
         self.python = find_python()
         # Root gives each sandbox its own uid; otherwise runs share ours.

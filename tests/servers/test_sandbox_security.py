@@ -8,10 +8,8 @@ outlives the step.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import psutil
@@ -91,7 +89,6 @@ def test_files_outside_the_workspace_are_invisible_or_read_only(coding, tmp_path
     server_file = tmp_path / "server_secret.txt"
     server_file.write_text("server data")
     code = f"""
-import os
 for path in [{str(server_file)!r}, "/root/.bashrc", "/work/main/pyproject.toml", "/etc/shadow", {__file__!r}]:
     try:
         open(path).read()
@@ -128,7 +125,6 @@ def test_workspace_is_private_to_the_session(coding):
 
 def test_fork_bomb_is_contained(coding):
     code = """
-import os
 while True:
     try:
         os.fork()
