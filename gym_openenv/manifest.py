@@ -156,7 +156,9 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()
+        )
         raise ManifestError(f"{path}: {problems}") from None
 
 
