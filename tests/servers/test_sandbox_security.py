@@ -89,6 +89,7 @@ def test_files_outside_the_workspace_are_invisible_or_read_only(coding, tmp_path
     server_file = tmp_path / "server_secret.txt"
     server_file.write_text("server data")
     code = f"""
+import os
 for path in [{str(server_file)!r}, "/root/.bashrc", "/work/main/pyproject.toml", "/etc/shadow", {__file__!r}]:
     try:
         open(path).read()
@@ -104,6 +105,7 @@ for path in ["/usr/evil", "/etc/evil", "/evil", "/sandbox/evil", {str(tmp_path /
 print(sorted(os.listdir("/")))
 """
     observation = run(coding, code)
+    assert observation.status == "ok", observation.stderr
     assert "READ" not in observation.stdout and "WROTE" not in observation.stdout, observation.stdout
     assert "/work" not in observation.stdout.splitlines()[-1] and "'root'" not in observation.stdout
     assert server_file.read_text() == "server data" and not (tmp_path / "written").exists()
@@ -125,6 +127,7 @@ def test_workspace_is_private_to_the_session(coding):
 
 def test_fork_bomb_is_contained(coding):
     code = """
+import os
 while True:
     try:
         os.fork()
