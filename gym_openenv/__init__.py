@@ -17,6 +17,7 @@ from gym_openenv.errors import (
     ServerStartError,
     SessionError,
     UnknownEnvironment,
+    Unauthorized,
 )
 from gym_openenv.models import Action, Observation, State
 from gym_openenv.registry import register_all
@@ -33,6 +34,7 @@ __all__ = [
     "SessionError",
     "State",
     "UnknownEnvironment",
+    "Unauthorized",
     "__version__",
 ]
 __version__ = "0.1.0"

@@ -30,7 +30,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 
-from gym_openenv.errors import ConnectionLost, RequestTimeout, server_error
+from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout, Unauthorized, server_error
 from gym_openenv.models import Action, Observation, State
 from gym_openenv.protocol import decode_json, decode_msgpack, encode_json, encode_msgpack
 from gym_openenv.spaces import to_plain
@@ -87,6 +87,8 @@ class LoopThread:
         try:
             return future.result(timeout)
         except TimeoutError:
+            if future.done():  # the coroutine's own timeout error: pass it on as it is
+                raise
             future.cancel()
             raise RequestTimeout(f"no result within {timeout}s") from None
 
@@ -129,7 +131,10 @@ async def fetch_json(base_url: str, path: str, token: str | None = None, timeout
             response = await http.get(url)
         except httpx.HTTPError as e:
             raise ConnectionLost(f"cannot reach {url}: {type(e).__name__}: {e}") from e
-        response.raise_for_status()
+        if response.status_code == 401:
+            raise Unauthorized(f"{url}: the server requires a bearer token; pass token= or set OPENENV_TOKEN")
+        if response.status_code != 200:
+            raise OpenEnvError(f"GET {url}: HTTP {response.status_code}: {response.text[:300]}")
         return response.json()
 
 

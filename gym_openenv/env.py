@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, LoopThread
-from gym_openenv.errors import ConnectionLost
+from gym_openenv.errors import ConnectionLost, RequestTimeout
 from gym_openenv.providers import Provider, make_provider
 from gym_openenv.schema import EnvSchema
 
@@ -137,9 +137,10 @@ class OpenEnvEnv(gym.Env):
             raise ConnectionLost(f"{self._episode_lost}; the episode is lost, call reset() to start a new one")
         try:
             payload = self._loop.run(self._session.step(fields))
-        except ConnectionLost as e:
+        except (ConnectionLost, RequestTimeout) as e:
+            # The connection is gone (or in an unknown state): this episode cannot continue.
             self._episode_lost = str(e)
-            raise ConnectionLost(f"{e}; the episode is lost, call reset() to start a new one") from e
+            raise type(e)(f"{e}; the episode is lost, call reset() to start a new one") from e
         result = self.schema.step_tuple(payload)
         self._last_obs = result[0]
         return result

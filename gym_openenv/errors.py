@@ -8,6 +8,7 @@
     │   └── SessionError       SESSION_ERROR: the session expired or was closed
     ├── ServerStartError       a server process or container did not come up (with its log tail)
     ├── ConnectionLost         the connection dropped (server crashed, network gone)
+    ├── Unauthorized           the server wants a (different) bearer token
     ├── RequestTimeout         no reply within the client's timeout
     └── UnknownEnvironment     no environment by that name ("did you mean ...?")
 """
@@ -23,6 +24,7 @@ __all__ = [
     "ServerStartError",
     "SessionError",
     "UnknownEnvironment",
+    "Unauthorized",
     "server_error",
 ]
 
@@ -54,6 +56,10 @@ class ServerStartError(OpenEnvError):
 
 
 class ConnectionLost(OpenEnvError):
+    pass
+
+
+class Unauthorized(OpenEnvError):
     pass
 
 

@@ -520,6 +520,8 @@ class ModelSpec:
             raise ValueError(f"{self.title}.{f.name}: {_short(value)} is not in {describe(f.space)}")
         if f.json_type == "boolean":
             return bool(v)
+        if f.json_type == "number":  # a plain `float` field gets a float, not a 0-d array
+            return float(v)
         return int(v) if isinstance(f.space, spaces.Discrete) else v
 
     def _adapter(self, name: str) -> pydantic.TypeAdapter:

@@ -17,6 +17,8 @@ class Provider(ABC):
     """
 
     base_url: str | None = None
+    #: bearer token the server requires, if any (sent with health checks)
+    token: str | None = None
 
     @abstractmethod
     def start(self) -> str:
@@ -35,7 +37,7 @@ class Provider(ABC):
         if self.base_url is None:
             return False
         try:
-            return _get_health(self.base_url, timeout)
+            return _get_health(self.base_url, timeout, self.token)
         except httpx.HTTPError:
             return False
 
@@ -47,11 +49,12 @@ class Provider(ABC):
         self.stop()
 
 
-def _get_health(base_url: str, timeout: float) -> bool:
+def _get_health(base_url: str, timeout: float, token: str | None = None) -> bool:
     if base_url.startswith("http+unix://"):
         transport = httpx.HTTPTransport(uds=base_url.removeprefix("http+unix://"))
         url = "http://localhost/health"
     else:
         transport, url = None, base_url.rstrip("/") + "/health"
-    with httpx.Client(transport=transport, timeout=timeout) as http:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(transport=transport, timeout=timeout, headers=headers) as http:
         return http.get(url).status_code == 200

@@ -65,6 +65,7 @@ class LocalProcessProvider(Provider):
         self.startup_timeout = startup_timeout
         self.server_args = list(server_args or [])
         self.extra_env = dict(env or {})
+        self.token = self.extra_env.get("OPENENV_TOKEN") or os.environ.get("OPENENV_TOKEN")
         self.process: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile(mode="w+b")
         self._lock = threading.Lock()

@@ -1,0 +1,371 @@
+"""Run the server in a Docker container built from ``servers/<name>/server/Dockerfile``.
+
+Example:
+    >>> env = gym.make("openenv/echo-v0", provider="docker")              # doctest: +SKIP
+    >>> url, provider = from_docker_image("gym-openenv/echo:latest")      # doctest: +SKIP
+
+The image is built from the repository root (only the files a server image
+needs: ``pyproject.toml``, ``gym_openenv/``, the server's folder and the shared
+``servers/_*`` helpers) and tagged with a hash of that context, so an
+unchanged checkout reuses it and an edited one gets a fresh build. The
+container publishes its port on 127.0.0.1 only and is removed on
+:meth:`~DockerProvider.stop`, at interpreter exit, and, should this process be
+killed, by the next provider that starts (containers carry their owner's pid).
+
+Offline engines: ``$OPENENV_DOCKER_BASE_IMAGE`` becomes the Dockerfile's
+``BASE_IMAGE`` and ``$OPENENV_DOCKER_WHEELS`` (a wheel directory) is copied
+into the context with ``PIP_ARGS="--no-index --find-links ..."``;
+``scripts/docker-setup.sh`` prepares both.
+"""
+
+import atexit
+import hashlib
+import io
+import json
+import os
+import socket
+import tarfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gym_openenv.errors import ServerStartError
+from gym_openenv.providers.base import Provider
+
+__all__ = ["DockerProvider", "build_image", "dockerfile_for", "from_docker_image"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTAINER_PORT = 8000
+WHEELS_IN_CONTEXT = ".docker-wheels"
+# Labels on every container we start: how a later process recognises our orphans.
+OWNER_LABEL = "org.gym-openenv.owner"
+# Files and folders of the repository root every server image needs.
+_CONTEXT_FILES = ("pyproject.toml", "README.md", "registry.yaml", "constraints.txt", "LICENSE")
+_SKIP_DIRS = {"__pycache__", ".pytest_cache", ".hypothesis", "node_modules", ".git"}
+
+_LIVE: "weakref.WeakSet[DockerProvider]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for provider in list(_LIVE):
+        provider.stop()
+
+
+def docker_client() -> "Any":
+    """A client for the engine at ``$DOCKER_HOST`` (or the default socket), checked to answer."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as e:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise ServerStartError(
+            f"no Docker engine answers at {where} ({e}); start one, e.g. `eval \"$(bash scripts/docker-setup.sh)\"`"
+        ) from None
+    return client
+
+
+def dockerfile_for(environment: str) -> Path:
+    """``servers.echo.server.environment:EchoEnvironment`` -> ``servers/echo/server/Dockerfile``."""
+    parts = environment.partition(":")[0].split(".")
+    if "server" not in parts:
+        raise ValueError(f"environment {environment!r} is not in a servers/<name>/server/ folder; pass image= instead")
+    path = REPO_ROOT.joinpath(*parts[: parts.index("server") + 1], "Dockerfile")
+    if not path.is_file():
+        raise ValueError(f"no Dockerfile for {environment!r} at {path}; pass image= instead")
+    return path
+
+
+def _context_files(dockerfile: Path) -> list[tuple[str, Path]]:
+    """(name in the context, file) for everything the server image needs, sorted."""
+    if not (REPO_ROOT / "pyproject.toml").is_file():
+        raise ServerStartError(f"building images needs a source checkout; {REPO_ROOT} has no pyproject.toml")
+    server_dir = dockerfile.parent.parent
+    roots = [REPO_ROOT / "gym_openenv", server_dir, REPO_ROOT / "servers" / "__init__.py"]
+    roots += [p for p in (REPO_ROOT / "servers").glob("_*") if p.is_dir()]  # shared helpers (sandbox, ...)
+    roots += [REPO_ROOT / name for name in _CONTEXT_FILES]
+    files: list[tuple[str, Path]] = []
+    for root in roots:
+        if root.is_file():
+            files.append((root.relative_to(REPO_ROOT).as_posix(), root))
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not d.endswith(".egg-info")]
+            for name in filenames:
+                if not name.endswith((".pyc", ".pyo")):
+                    path = Path(dirpath) / name
+                    files.append((path.relative_to(REPO_ROOT).as_posix(), path))
+    return sorted(files)
+
+
+def _wheels(wheel_dir: str | None) -> list[Path]:
+    if not wheel_dir:
+        return []
+    if not os.path.isdir(wheel_dir):
+        raise ValueError(f"OPENENV_DOCKER_WHEELS={wheel_dir!r} is not a directory")
+    return sorted(p for p in Path(wheel_dir).iterdir() if p.suffix == ".whl")
+
+
+def _default_build_args(wheels: list[Path]) -> dict[str, str]:
+    args = {}
+    if os.environ.get("OPENENV_DOCKER_BASE_IMAGE"):
+        args["BASE_IMAGE"] = os.environ["OPENENV_DOCKER_BASE_IMAGE"]
+    if wheels:
+        args["PIP_ARGS"] = f"--no-index --find-links /app/{WHEELS_IN_CONTEXT}"
+    return args
+
+
+def build_image(
+    dockerfile: str | Path,
+    *,
+    tag: str | None = None,
+    build_args: dict[str, str] | None = None,
+    wheel_dir: str | None = None,
+    rebuild: bool = False,
+    client: Any = None,
+) -> str:
+    """Build (or reuse) the image of a server Dockerfile; return its tag.
+
+    The tag defaults to ``gym-openenv/<server>:<hash of context and build args>``,
+    so an image whose inputs have not changed is reused without building.
+    """
+    client = client or docker_client()
+    dockerfile = Path(dockerfile).resolve()
+    wheel_dir = wheel_dir if wheel_dir is not None else os.environ.get("OPENENV_DOCKER_WHEELS")
+    wheels = _wheels(wheel_dir)
+    build_args = {**_default_build_args(wheels), **(build_args or {})}
+    files = _context_files(dockerfile)
+    digest = hashlib.sha256(json.dumps(build_args, sort_keys=True).encode())
+    for name, path in files:
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    for wheel in wheels:  # wheel file names carry their versions
+        digest.update(wheel.name.encode())
+    tag = tag or f"gym-openenv/{dockerfile.parent.parent.name}:{digest.hexdigest()[:12]}"
+    if not rebuild and _image_exists(client, tag):
+        return tag
+    context = _context_tar(files, wheels)
+    import docker
+
+    try:
+        client.images.build(
+            fileobj=context,
+            custom_context=True,
+            dockerfile=dockerfile.relative_to(REPO_ROOT).as_posix(),
+            tag=tag,
+            buildargs=build_args,
+            rm=True,
+            forcerm=True,
+            labels={"org.gym-openenv.dockerfile": dockerfile.relative_to(REPO_ROOT).as_posix()},
+        )
+    except docker.errors.BuildError as e:
+        log = "".join(str(chunk.get("stream") or chunk.get("error") or "") for chunk in e.build_log)
+        raise ServerStartError(f"docker build of {dockerfile} failed: {e.msg}\n{log[-4000:]}") from None
+    return tag
+
+
+def _image_exists(client: Any, tag: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _context_tar(files: list[tuple[str, Path]], wheels: list[Path]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, path in files:
+            tar.add(path, arcname=name, recursive=False)
+        for wheel in wheels:
+            tar.add(wheel, arcname=f"{WHEELS_IN_CONTEXT}/{wheel.name}", recursive=False)
+    buffer.seek(0)
+    return buffer
+
+
+def remove_orphans(client: Any) -> list[str]:
+    """Remove containers started by processes of this machine that no longer exist."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        host, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            container.remove(force=True)
+            removed.append(container.id)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DockerProvider(Provider):
+    """Run an environment server in a container.
+
+    Args:
+        environment: the Environment class, ``"module:Class"``; its server folder's
+            Dockerfile is built unless ``image`` is given.
+        env_kwargs: arguments for the environment (passed as ``$OPENENV_ENV_KWARGS``).
+        image: run this image instead of building one.
+        rebuild: build even when an image with the same inputs exists.
+        build_args: Dockerfile build arguments (on top of the offline defaults).
+        server_args: extra launcher flags (``--max-sessions 512``); needs ``environment``.
+        env: extra environment variables for the container.
+        host: host address the port is published on (loopback by default).
+        container_port: the port the server listens on inside the container.
+        startup_timeout: seconds to wait for ``/health``.
+        run_options: more ``docker run`` options (``mem_limit``, ``cpu_quota``, ``network``...).
+    """
+
+    def __init__(
+        self,
+        environment: str | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        *,
+        image: str | None = None,
+        rebuild: bool = False,
+        build_args: dict[str, str] | None = None,
+        server_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        container_port: int = CONTAINER_PORT,
+        startup_timeout: float = 120.0,
+        run_options: dict[str, Any] | None = None,
+    ):
+        if environment is None and image is None:
+            raise ValueError("DockerProvider needs environment= (to build its image) or image=")
+        if server_args and environment is None:
+            raise ValueError("server_args need environment= (the launcher command is built from it)")
+        self.environment = environment
+        self.env_kwargs = dict(env_kwargs or {})
+        self.image = image
+        self.rebuild = rebuild
+        self.build_args = dict(build_args or {})
+        self.server_args = list(server_args or [])
+        self.extra_env = dict(env or {})
+        self.host = host
+        self.container_port = container_port
+        self.startup_timeout = startup_timeout
+        self.run_options = dict(run_options or {})
+        self.container: Any = None
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def command(self) -> list[str] | None:
+        """The launcher command, or None to run the image's own CMD."""
+        if self.environment is None:
+            return None
+        flags = ["--host", "0.0.0.0", "--port", str(self.container_port)]
+        return ["python3", "-m", "gym_openenv.server", self.environment, *flags, *self.server_args]
+
+    def start(self) -> str:
+        with self._lock:
+            if self.container is not None:
+                return self.base_url
+            self._client = self._client or docker_client()
+            remove_orphans(self._client)
+            if self.image is None:
+                self.image = build_image(dockerfile_for(self.environment), build_args=self.build_args, rebuild=self.rebuild, client=self._client)
+            environment = dict(self.extra_env)
+            if self.env_kwargs or self.environment is not None:
+                environment["OPENENV_ENV_KWARGS"] = json.dumps(self.env_kwargs)
+            if os.environ.get("OPENENV_TOKEN") and "OPENENV_TOKEN" not in environment:
+                environment["OPENENV_TOKEN"] = os.environ["OPENENV_TOKEN"]  # the client sends it; the server must expect it
+            self.container = self._client.containers.run(
+                self.image,
+                command=self.command(),
+                detach=True,
+                environment=environment,
+                ports={f"{self.container_port}/tcp": (self.host, None)},
+                labels={OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"},
+                **self.run_options,
+            )
+            _LIVE.add(self)
+            try:
+                self.base_url = f"http://{self.host}:{self._published_port()}"
+                self._await_health()
+            except BaseException:
+                self._remove()
+                raise
+            return self.base_url
+
+    def _published_port(self) -> int:
+        deadline = time.monotonic() + 10
+        while True:
+            self.container.reload()
+            bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{self.container_port}/tcp")
+            if bindings:
+                return int(bindings[0]["HostPort"])
+            if self.container.status == "exited" or time.monotonic() > deadline:
+                raise ServerStartError(f"{self._name()}: container published no port ({self.container.status})\n{self.logs()}")
+            time.sleep(0.05)
+
+    def _await_health(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                try:
+                    if http.get(f"{self.base_url}/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass  # not listening yet
+                self.container.reload()
+                if self.container.status in ("exited", "dead"):
+                    code = self.container.attrs["State"]["ExitCode"]
+                    raise ServerStartError(f"{self._name()}: container exited with code {code}\n{self.logs()}")
+                time.sleep(0.1)
+        raise ServerStartError(f"{self._name()}: /health did not answer within {self.startup_timeout}s\n{self.logs()}")
+
+    def _name(self) -> str:
+        return self.environment or self.image
+
+    def logs(self, limit: int = 4000) -> str:
+        """The tail of the container's output."""
+        if self.container is None:
+            return ""
+        import docker
+
+        try:
+            return self.container.logs(tail=200).decode(errors="replace")[-limit:]
+        except docker.errors.APIError:
+            return ""
+
+    def stop(self) -> None:
+        with self._lock:
+            self._remove()
+
+    def _remove(self) -> None:
+        import docker
+
+        container, self.container = self.container, None
+        if container is not None:
+            try:
+                container.remove(force=True)  # kills it if running
+            except docker.errors.NotFound:
+                pass
+        _LIVE.discard(self)
+
+
+def from_docker_image(image: str, *, env_kwargs: dict[str, Any] | None = None, **options: Any) -> tuple[str, DockerProvider]:
+    """Run ``image`` (its own CMD must serve OpenEnv on port 8000): (base URL, provider to stop).
+
+    OpenEnv's ``EnvClient.from_docker_image`` in provider form::
+
+        url, provider = from_docker_image("gym-openenv/echo:latest")
+        env = gym.make("openenv/remote-v0", url=url)
+        ...
+        env.close(); provider.stop()
+    """
+    provider = DockerProvider(env_kwargs=env_kwargs, image=image, **options)
+    return provider.start(), provider
