@@ -382,3 +382,11 @@ def test_openenv_reference_client_plays_v5_exactly() -> None:
         assert np.array_equal(np.asarray(result.observation["screen"], np.uint8), obs)
         assert (result.reward, result.done, result.observation["lives"]) == (reward, terminated, info["lives"])
     reference.close()
+
+
+def test_reset_without_episode_id_makes_one() -> None:
+    env = AtariEnvironment()
+    env.reset(seed=0)
+    first = env.state.episode_id
+    env.reset()
+    assert first and env.state.episode_id and env.state.episode_id != first

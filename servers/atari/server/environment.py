@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import uuid
 from typing import Any, Literal
 
 import ale_py
@@ -126,9 +127,10 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
     ) -> AtariObservation:
         """Start a new game. Without a seed the RNGs carry on from the last
         episode (gymnasium semantics); with one, the ALE is reseeded and the
-        ROM reloaded, as ``AtariEnv.reset(seed=...)`` does."""
+        ROM reloaded, as ``AtariEnv.reset(seed=...)`` does. ``options`` is
+        passed on to ``AtariEnv.reset``, which has none."""
         screen, info = self._env.reset(seed=seed, options=options)
-        self._state = AtariState(game=self._state.game, episode_id=episode_id)
+        self._state = AtariState(game=self._state.game, episode_id=episode_id or uuid.uuid4().hex)
         return self._observation(screen, info, reward=None, terminated=False, truncated=False)
 
     def step(self, action: AtariAction) -> AtariObservation:
