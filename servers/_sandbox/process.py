@@ -64,6 +64,8 @@ class SandboxProcess:
         self._eof: set[int] = set()
         self._reply_buffer = b""
         self._program_pid: int | None = None
+        #: ``time.monotonic()`` when the sandbox was started.
+        self.started = time.monotonic()
         for stream in (popen.stdout, popen.stderr):
             os.set_blocking(stream.fileno(), False)
 
@@ -109,6 +111,7 @@ class SandboxProcess:
         reply_fd: int | None = None,
         interrupt_grace: float = 0.0,
         interval: float = 0.1,
+        since: float | None = None,
     ) -> Iterator[Execution]:
         """Collect output until the program exits, or until it writes a JSON line on
         ``reply_fd``; yield a snapshot at most every ``interval`` seconds while new
@@ -116,8 +119,9 @@ class SandboxProcess:
 
         At ``timeout`` a program with a reply pipe first gets SIGINT and
         ``interrupt_grace`` seconds to answer; otherwise (or then) the sandbox is killed.
+        ``timeout`` counts from ``since`` (a ``time.monotonic()`` value; default: now).
         """
-        started = time.monotonic()
+        started = time.monotonic() if since is None else since
         deadline = started + timeout
         out, err = OutputCapture(self._output_limit), OutputCapture(self._output_limit)
         captures = {self.popen.stdout.fileno(): out, self.popen.stderr.fileno(): err}

@@ -7,6 +7,7 @@ import json
 import time
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -194,6 +195,32 @@ def test_stream_step_yields_output_while_the_program_runs(free):
     assert all(o.metadata.get("partial") for _, o in seen[:-1]) and not final.metadata.get("partial")
 
 
+# --- batches -----------------------------------------------------------------------
+
+
+def test_step_batch_runs_sessions_concurrently_with_the_same_results():
+    envs = [CodingEnvironment(task="two_sum"), CodingEnvironment(), CodingEnvironment()]
+    try:
+        for env in envs:
+            env.reset()
+        actions = [
+            CodeAction(code=TASKS["two_sum"].reference_solution),
+            CodeAction(code="import time\ntime.sleep(1.0)\nprint('slept')"),
+            CodeAction(code="import time\ntime.sleep(1.0)\nraise SystemExit(3)"),
+        ]
+        started = time.monotonic()
+        batch = CodingEnvironment.step_batch(envs, actions)
+        assert time.monotonic() - started < 1.9  # not 2 s of sleeps one after the other
+        for env in envs:
+            env.reset()
+        one_by_one = [env.step(action) for env, action in zip(envs, actions)]
+        assert batch == one_by_one
+        assert [o.status for o in batch] == ["ok", "ok", "error"] and batch[0].reward == 1.0
+    finally:
+        for env in envs:
+            env.close()
+
+
 # --- through a server process ------------------------------------------------------
 
 
@@ -243,3 +270,16 @@ def test_typed_client_streams_partial_output():
     results = asyncio.run(main())
     assert len(results) >= 3 and results[-1][1].observation.stdout == "0\n1\n2\n"
     assert results[0][1].observation.stdout.startswith("0") and results[-1][0] - results[0][0] > 0.6
+
+
+def test_gym_make_vec_steps_sessions_together(coding_id):
+    envs = gym.make_vec(coding_id, num_envs=3)
+    try:
+        envs.reset(seed=0)
+        code = "import time\ntime.sleep(1.0)\nprint('done')"
+        started = time.monotonic()
+        observation, reward, terminated, truncated, info = envs.step({"code": (code,) * 3, "timeout": np.full(3, 5.0)})
+        assert time.monotonic() - started < 2.8  # concurrent, not 3 s in a row
+        assert observation["stdout"] == ("done\n",) * 3 and list(info["status"]) == ["ok"] * 3
+    finally:
+        envs.close()

@@ -15,12 +15,12 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from gym_openenv.server import Environment, EnvironmentMetadata
-from servers._sandbox import Execution, Sandbox, SandboxLimits
+from servers._sandbox import Execution, Sandbox, SandboxLimits, SandboxProcess
 from servers.coding.models import CodeAction, CodeObservation, CodeState
 from servers.coding.server.harness import RESULTS_MARKER
 from servers.coding.server.tasks import CodingTask, load_tasks, outputs_match
@@ -103,6 +103,37 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
     def stream_step(self, action: CodeAction) -> Iterator[CodeObservation]:
         """Yield the output so far while the program runs (``metadata["partial"]``), the result last."""
         timeout = self._timeout(action)
+        run = self._start(action, timeout)
+        try:
+            for execution in run.stream(timeout):
+                if not execution.finished:
+                    stdout = execution.stdout.split(RESULTS_MARKER)[0]
+                    yield CodeObservation(stdout=stdout, stderr=execution.stderr, reward=0.0, metadata={"partial": True})
+        finally:
+            run.close()
+        yield self._result(execution)
+
+    @classmethod
+    def step_batch(cls, envs: Sequence[CodingEnvironment], actions: Sequence[CodeAction]) -> list[CodeObservation]:
+        """Start every session's program, then collect each: the batch takes as long as its
+        slowest run, not the sum. Each run's wall-clock limit counts from its own start."""
+        timeouts = [env._timeout(action) for env, action in zip(envs, actions)]
+        runs = []
+        try:
+            for env, action, timeout in zip(envs, actions, timeouts):
+                runs.append((env, env._start(action, timeout), timeout))
+            results = []
+            for env, run, timeout in runs:
+                for execution in run.stream(timeout, since=run.started):
+                    pass
+                run.close()
+                results.append(env._result(execution))
+            return results
+        finally:
+            for _, run, _ in runs:
+                run.close()
+
+    def _start(self, action: CodeAction, timeout: float) -> SandboxProcess:
         self._state.step_count += 1
         limits = dataclasses.replace(self._limits, cpu_seconds=math.ceil(timeout) + 1)
         if self._current is None:
@@ -113,15 +144,7 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
             solution = self._sandbox.add_runtime_file("solution.py", action.code)
             harness, cases = "/sandbox/harness.py", "/sandbox/cases.json"
             command = [self._sandbox.python, "-u", harness, solution, self._current.entry_point, cases]
-        run = self._sandbox.start(command, limits)
-        try:
-            for execution in run.stream(timeout):
-                if not execution.finished:
-                    stdout = execution.stdout.split(RESULTS_MARKER)[0]
-                    yield CodeObservation(stdout=stdout, stderr=execution.stderr, reward=0.0, metadata={"partial": True})
-        finally:
-            run.close()
-        yield self._result(execution)
+        return self._sandbox.start(command, limits)
 
     def _timeout(self, action: CodeAction) -> float:
         timeout = float(action.timeout)
