@@ -7,13 +7,16 @@ mask after every move, and starting a new game when one ends.
 
 * ``gym_openenv``: ``gym.make_vec("openenv/openspiel-v0", num_envs=N)``, the
   server in a child process, actions drawn from the batched ``action_mask``;
+* ``in_process``: the same environment class without a server
+  (``gym_openenv.inprocess.InProcessEnv``), one env: the cost of the
+  environment logic alone, so the rest of gym_openenv's time is transport;
 * ``pyspiel``: a plain loop over ``pyspiel`` states in this process (the floor
   on overhead: no spaces, no server);
 * ``shimmy``: ``shimmy.OpenSpielCompatibilityV0`` (PettingZoo AEC API).
 
 Run:
     python benchmarks/openspiel_connect_four.py            # small budget
-    python benchmarks/openspiel_connect_four.py --steps 200000 --num-envs 16
+    python benchmarks/openspiel_connect_four.py --steps 200000 --num-envs 128
 
 Writes benchmarks/results/openspiel_connect_four.{json,png} and prints the ratios.
 """
@@ -33,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 GAME = "connect_four"
+ENVIRONMENT = "servers.openspiel.server.environment:OpenSpielEnvironment"
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -40,8 +44,11 @@ RESULTS = Path(__file__).parent / "results"
 class Args:
     steps: int = 20_000
     """plies per contender (the vector env counts every sub-environment's step)"""
-    num_envs: int = 8
-    """sub-environments in the gym_openenv vector env"""
+    rounds: int = 2
+    """the budget is split into rounds, each running every contender in turn; the
+    median round is reported (the machine may be shared: rounds even out bursts)"""
+    num_envs: int = 32
+    """sub-environments in the gym_openenv vector env (one batched message steps them all)"""
     seed: int = 0
     """seed for games and random moves"""
     out: str = str(RESULTS / "openspiel_connect_four")
@@ -61,7 +68,7 @@ def random_legal(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
     return scores.argmax(axis=-1)
 
 
-def bench_gym_openenv(args: Args, progress: tqdm) -> float:
+def bench_gym_openenv(args: Args, steps: int, progress: tqdm) -> float:
     import gymnasium as gym
 
     import gym_openenv  # noqa: F401  (registers openenv/*)
@@ -73,7 +80,7 @@ def bench_gym_openenv(args: Args, progress: tqdm) -> float:
         resetting = np.zeros(args.num_envs, dtype=bool)
         done = 0
         start = time.perf_counter()
-        while done < args.steps:
+        while done < steps:
             # A sub-env whose episode just ended spends this step resetting
             # (gymnasium's next-step autoreset): its action is ignored and it
             # plays no ply, so it is not counted.
@@ -87,7 +94,25 @@ def bench_gym_openenv(args: Args, progress: tqdm) -> float:
         envs.close()
 
 
-def bench_pyspiel(args: Args, progress: tqdm) -> float:
+def bench_in_process(args: Args, steps: int, progress: tqdm) -> float:
+    from gym_openenv.inprocess import InProcessEnv
+
+    env = InProcessEnv(ENVIRONMENT, game=GAME, multi_agent=True)
+    rng = np.random.default_rng(args.seed)
+    obs, _ = env.reset(seed=args.seed)
+    start = time.perf_counter()
+    for i in range(steps):
+        obs, _, terminated, truncated, _ = env.step(int(random_legal(rng, obs["action_mask"])))
+        if terminated or truncated:
+            obs, _ = env.reset()
+        if i % 1000 == 999:
+            progress.update(1000)
+    elapsed = time.perf_counter() - start
+    progress.update(steps % 1000)
+    return steps / elapsed
+
+
+def bench_pyspiel(args: Args, steps: int, progress: tqdm) -> float:
     import pyspiel
 
     game = pyspiel.load_game(GAME)
@@ -95,7 +120,7 @@ def bench_pyspiel(args: Args, progress: tqdm) -> float:
     num_actions = game.num_distinct_actions()
     state = game.new_initial_state()
     start = time.perf_counter()
-    for i in range(args.steps):
+    for i in range(steps):
         legal = state.legal_actions()
         state.apply_action(legal[rng.integers(len(legal))])
         if state.is_terminal():
@@ -106,11 +131,11 @@ def bench_pyspiel(args: Args, progress: tqdm) -> float:
         if i % 1000 == 999:
             progress.update(1000)
     elapsed = time.perf_counter() - start
-    progress.update(args.steps % 1000)
-    return args.steps / elapsed
+    progress.update(steps % 1000)
+    return steps / elapsed
 
 
-def bench_shimmy(args: Args, progress: tqdm) -> float:
+def bench_shimmy(args: Args, steps: int, progress: tqdm) -> float:
     from shimmy import OpenSpielCompatibilityV0
 
     env = OpenSpielCompatibilityV0(game_name=GAME)
@@ -118,7 +143,7 @@ def bench_shimmy(args: Args, progress: tqdm) -> float:
     env.reset(seed=args.seed)
     done = 0
     start = time.perf_counter()
-    while done < args.steps:
+    while done < steps:
         _, _, terminated, truncated, info = env.last()
         if terminated or truncated:
             env.step(None)  # AEC: each finished agent is stepped out with None
@@ -134,7 +159,12 @@ def bench_shimmy(args: Args, progress: tqdm) -> float:
     return done / elapsed
 
 
-CONTENDERS = {"gym_openenv": bench_gym_openenv, "pyspiel": bench_pyspiel, "shimmy": bench_shimmy}
+CONTENDERS = {
+    "gym_openenv": bench_gym_openenv,
+    "in_process": bench_in_process,
+    "pyspiel": bench_pyspiel,
+    "shimmy": bench_shimmy,
+}
 
 
 def plot(results: dict[str, float], path: Path, args: Args) -> None:
@@ -145,9 +175,10 @@ def plot(results: dict[str, float], path: Path, args: Args) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = list(results)
-    bars = ax.bar(names, [results[n] for n in names], color=["tab:blue", "tab:gray", "tab:orange"])
+    bars = ax.bar(names, [results[n] for n in names], color=["tab:blue", "tab:cyan", "tab:gray", "tab:orange"])
     ax.bar_label(bars, fmt="{:,.0f}")
-    ax.set_ylabel("plies / second")
+    ax.set_yscale("log")  # the contenders differ by orders of magnitude
+    ax.set_ylabel("plies / second (log)")
     ax.set_title(f"{GAME}, random play (gym_openenv: make_vec, {args.num_envs} envs)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -156,24 +187,34 @@ def plot(results: dict[str, float], path: Path, args: Args) -> None:
 
 def main() -> None:
     args = parse_args()
-    results = {}
-    with tqdm(total=args.steps * len(CONTENDERS), unit="ply", mininterval=1.0) as progress:
-        for name, bench in CONTENDERS.items():
-            progress.set_description(name)
-            results[name] = bench(args, progress)
+    slices: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    with tqdm(total=(args.steps // args.rounds) * args.rounds * len(CONTENDERS), unit="ply", mininterval=1.0) as progress:
+        for _ in range(args.rounds):
+            for name, bench in CONTENDERS.items():
+                progress.set_description(name)
+                slices[name].append(bench(args, args.steps // args.rounds, progress))
+    results = {name: float(np.median(rates)) for name, rates in slices.items()}
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ratios = {
         "gym_openenv/pyspiel": results["gym_openenv"] / results["pyspiel"],
         "gym_openenv/shimmy": results["gym_openenv"] / results["shimmy"],
+        "gym_openenv/in_process": results["gym_openenv"] / results["in_process"],
+        "in_process/pyspiel": results["in_process"] / results["pyspiel"],
     }
     report = {
         "game": GAME,
         "args": dataclasses.asdict(args),
         "steps_per_second": results,
+        "rounds": slices,
         "ratios": ratios,
-        "machine": {"python": platform.python_version(), "processor": platform.machine(), "cpus": len(os.sched_getaffinity(0))},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+            "cpus": len(os.sched_getaffinity(0)),
+            "load_average_1m_after": os.getloadavg()[0],  # others' work on a shared machine skews rates
+        },
     }
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     plot(results, out.with_suffix(".png"), args)
