@@ -225,3 +225,23 @@ def test_typed_client_streams_partial_output():
     results = asyncio.run(main())
     assert len(results) >= 3 and results[0].observation.stdout.startswith("0")
     assert results[-1].observation.stdout == "0\n1\n2\n" and results[-1].observation.status == "ok"
+
+
+def test_step_batch_runs_cells_concurrently_with_the_same_results():
+    envs = [ReplEnvironment() for _ in range(3)]
+    try:
+        for i, env in enumerate(envs):
+            env.reset()
+            cell(env, f"me = {i}")
+        actions = [ReplAction(code="import time\ntime.sleep(1.0)\nme * 10")] * 2 + [ReplAction(code="me / 0")]
+        started = time.monotonic()
+        batch = ReplEnvironment.step_batch(envs, actions)
+        assert time.monotonic() - started < 1.9  # not 2 s of sleeps one after the other
+        assert [o.stdout for o in batch] == ["0\n", "10\n", ""] and batch[2].status == "error"
+        for i, env in enumerate(envs):  # the same history again, for the same cell numbers
+            env.reset()
+            cell(env, f"me = {i}")
+        assert batch == [env.step(action) for env, action in zip(envs, actions)]
+    finally:
+        for env in envs:
+            env.close()

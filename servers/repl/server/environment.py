@@ -14,7 +14,7 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from gym_openenv.server import Environment, EnvironmentMetadata
@@ -107,20 +107,40 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
 
     def stream_step(self, action: ReplAction) -> Iterator[ReplObservation]:
         """Yield the cell's output so far while it runs (``metadata["partial"]``), the result last."""
-        timeout = float(action.timeout)
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"ReplAction.timeout must be a positive number of seconds, got {action.timeout!r}")
-        timeout = min(timeout, self.max_timeout)
-        self._state.step_count += 1
-        if not self._session.alive:  # a previous stream was abandoned mid-cell, which stops the cell
-            self._state.restarts += 1
-            self._start_interpreter()
-        for execution in self._session.run(action.code, timeout):
+        timeout = self._timeout(action)
+        sent = self._submit(action, timeout)
+        for execution in self._session.collect(timeout, sent):
             if not execution.finished:
                 yield ReplObservation(
                     stdout=execution.stdout, stderr=execution.stderr, reward=0.0, metadata={"partial": True}
                 )
         yield self._result(execution)
+
+    @classmethod
+    def step_batch(cls, envs: Sequence[ReplEnvironment], actions: Sequence[ReplAction]) -> list[ReplObservation]:
+        """Send every session its cell, then collect each: the batch takes as long as its
+        slowest cell, not the sum."""
+        timeouts = [env._timeout(action) for env, action in zip(envs, actions)]
+        sent = [env._submit(action, timeout) for env, action, timeout in zip(envs, actions, timeouts)]
+        results = []
+        for env, timeout, when in zip(envs, timeouts, sent):
+            for execution in env._session.collect(timeout, when):
+                pass
+            results.append(env._result(execution))
+        return results
+
+    def _timeout(self, action: ReplAction) -> float:
+        timeout = float(action.timeout)
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"ReplAction.timeout must be a positive number of seconds, got {action.timeout!r}")
+        return min(timeout, self.max_timeout)
+
+    def _submit(self, action: ReplAction, timeout: float) -> float | None:
+        self._state.step_count += 1
+        if not self._session.alive:  # a previous stream was abandoned mid-cell, which stops the cell
+            self._state.restarts += 1
+            self._start_interpreter()
+        return self._session.submit(action.code, timeout)
 
     def _result(self, execution: Execution) -> ReplObservation:
         message = execution.note or execution.status.value

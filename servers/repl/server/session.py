@@ -64,17 +64,29 @@ class ReplSession:
         within :data:`INTERRUPT_GRACE` seconds it is killed (``alive`` turns False).
         Processes the cell started in the background are killed when it ends.
         """
+        sent = self.submit(code, timeout, variables)
+        yield from self.collect(timeout, sent)
+
+    def submit(self, code: str, timeout: float, variables: dict[str, Any] | None = None) -> float | None:
+        """Send a cell without waiting for it; returns when it was sent (``time.monotonic()``),
+        or None when the interpreter no longer reads (it is then stopped)."""
         if not self.alive:
             raise RuntimeError("the interpreter is not running; call restart()")
         self._process.discard_replies(self._reply_fd)
         request = (json.dumps({"code": code, "variables": variables or {}}) + "\n").encode()
-        if not self._send(request, time.monotonic() + timeout):
+        sent = time.monotonic()
+        if not self._send(request, sent + timeout):
             self.stop()
+            return None
+        return sent
+
+    def collect(self, timeout: float, sent: float | None) -> Iterator[Execution]:
+        """The output of the cell :meth:`submit` sent at ``sent``; its limit counts from then."""
+        if sent is None:
             yield Execution(finished=True, status=ExecStatus.KILLED, note="the interpreter stopped reading its input")
             return
-        execution = Execution()
-        for execution in self._process.stream(timeout, reply_fd=self._reply_fd, interrupt_grace=INTERRUPT_GRACE):
-            yield execution
+        stream = self._process.stream(timeout, reply_fd=self._reply_fd, interrupt_grace=INTERRUPT_GRACE, since=sent)
+        yield from stream
         if self.alive:
             self._process.kill_strays()
         else:
