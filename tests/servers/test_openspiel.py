@@ -523,3 +523,20 @@ def test_make_vec_batches_masks_and_replays_each_seeded_game():
             expected = after
     finally:
         envs.close()
+
+
+def test_benchmark_script_runs_with_a_tiny_budget(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "bench"
+    subprocess.run(
+        [sys.executable, "benchmarks/openspiel_connect_four.py", "--steps", "400", "--rounds", "1", "--num-envs", "2", "--out", str(out)],
+        cwd=root, check=True, capture_output=True, timeout=300,
+    )
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert set(report["steps_per_second"]) == {"gym_openenv", "in_process", "pyspiel", "shimmy"}
+    assert all(rate > 0 for rate in report["steps_per_second"].values())
+    assert out.with_suffix(".png").stat().st_size > 0
