@@ -13,9 +13,10 @@ container publishes its port on 127.0.0.1 only and is removed on
 killed, by the next provider that starts (containers carry their owner's pid).
 
 Offline engines: ``$OPENENV_DOCKER_BASE_IMAGE`` becomes the Dockerfile's
-``BASE_IMAGE`` and ``$OPENENV_DOCKER_WHEELS`` (a wheel directory) is copied
-into the context with ``PIP_ARGS="--no-index --find-links ..."``;
-``scripts/docker-setup.sh`` prepares both.
+``BASE_IMAGE``, ``$OPENENV_DOCKER_WHEELS`` (a wheel directory) is copied into
+the context as ``.docker-wheels/`` and ``$OPENENV_DOCKER_PIP_ARGS`` (default
+``--no-index --find-links /app/.docker-wheels`` when there are wheels) becomes
+``PIP_ARGS``; ``scripts/docker-setup.sh`` prepares all three.
 """
 
 import atexit
@@ -115,7 +116,9 @@ def _default_build_args(wheels: list[Path]) -> dict[str, str]:
     args = {}
     if os.environ.get("OPENENV_DOCKER_BASE_IMAGE"):
         args["BASE_IMAGE"] = os.environ["OPENENV_DOCKER_BASE_IMAGE"]
-    if wheels:
+    if os.environ.get("OPENENV_DOCKER_PIP_ARGS"):
+        args["PIP_ARGS"] = os.environ["OPENENV_DOCKER_PIP_ARGS"]
+    elif wheels:
         args["PIP_ARGS"] = f"--no-index --find-links /app/{WHEELS_IN_CONTEXT}"
     return args
 
