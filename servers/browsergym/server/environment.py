@@ -10,8 +10,10 @@ Example:
     >>> obs = env.reset(seed=0)
     >>> obs.goal, obs.screenshot.shape
     ('Click the button.', (210, 160, 3))
-    >>> bid = next(line for line in obs.dom_text.splitlines() if "button" in line).split("]")[0].strip(" [")
-    >>> obs = env.step(BrowserGymAction(action=f'click("{bid}")'))
+    >>> print(obs.dom_text)
+    [1] div "Click the button."
+    [2] button "Click Me!" clickable
+    >>> obs = env.step(BrowserGymAction(action='click("2")'))
     >>> obs.done, obs.reward
     (True, 1.0)
     >>> env.close()
@@ -268,7 +270,6 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
                 "task": self._task.id,
                 "viewport": list(self._viewport),
                 "reward_mode": self._reward_mode,
-                "browser_launches": self._browser.launches,
             },
         )
 

@@ -65,9 +65,19 @@
     return own || clean(el.getAttribute('title') || '');
   }
 
+  // Click handlers set as attributes, by d3 (el.__onclick) or by jQuery (its
+  // event store), or a pointer cursor the element sets itself (not inherits).
+  function isClickable(el) {
+    if (el.hasAttribute('onclick') || typeof el.__onclick === 'function') return true;
+    const events = window.jQuery && jQuery._data ? jQuery._data(el, 'events') : null;
+    if (events && (events.click || events.mousedown || events.mouseup)) return true;
+    const parent = el.parentElement;
+    return window.getComputedStyle(el).cursor === 'pointer' &&
+      !(parent && window.getComputedStyle(parent).cursor === 'pointer');
+  }
+
   function hasHandler(el) {
-    return el.hasAttribute('onclick') || typeof el.__onclick === 'function' || el.hasAttribute('tabindex') ||
-      el.hasAttribute('role');
+    return isClickable(el) || el.hasAttribute('tabindex') || el.hasAttribute('role');
   }
 
   // True when every descendant only formats text (so the element reads as one string).
@@ -81,15 +91,14 @@
   function isInteractive(el, r) {
     return ['button', 'link', 'textbox', 'checkbox', 'radio', 'combobox', 'option', 'slider',
             'spinbutton', 'tab', 'menuitem', 'dialog'].includes(r) ||
-      el.hasAttribute('onclick') || typeof el.__onclick === 'function' ||
-      el.hasAttribute('tabindex') || el.tagName === 'CANVAS' || el.tagName === 'svg';
+      isClickable(el) || el.hasAttribute('tabindex') || el.tagName === 'CANVAS' || el.tagName === 'svg';
   }
 
   function isTextContainer(el, r) {
     return !isInteractive(el, r) && isPlainText(el) && el.children.length > 0;
   }
 
-  function properties(el) {
+  function properties(el, named) {
     const props = [];
     if (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA') {
       if (el.type === 'checkbox' || el.type === 'radio') props.push('checked=' + el.checked);
@@ -101,7 +110,14 @@
     if (el.tagName === 'A' && el.getAttribute('href')) props.push('href=' + quote(el.getAttribute('href')));
     if (el.disabled) props.push('disabled');
     if (document.activeElement === el && el !== document.body) props.push('focused');
-    if (typeof el.__onclick === 'function' || el.hasAttribute('onclick')) props.push('clickable');
+    if (isClickable(el)) props.push('clickable');
+    if (!named) {
+      // A nameless element is known by its class and colour (colour-picking tasks).
+      const cls = typeof el.className === 'string' ? clean(el.className) : '';
+      if (cls) props.push('class=' + quote(cls));
+      const bg = window.getComputedStyle(el).backgroundColor;
+      if (bg && bg !== 'rgba(0, 0, 0, 0)' && bg !== 'transparent') props.push('bg=' + quote(bg));
+    }
     return props;
   }
 
@@ -124,7 +140,7 @@
     if (shown && (n || isInteractive(el, r))) {
       let line = '  '.repeat(depth) + '[' + bidOf(el) + '] ' + r;
       if (n) line += ' ' + quote(n);
-      const props = properties(el);
+      const props = properties(el, n !== '');
       if (props.length) line += ' ' + props.join(' ');
       lines.push(line);
       childDepth = depth + 1;
