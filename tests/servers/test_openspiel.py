@@ -25,8 +25,7 @@ from servers.openspiel.server.environment import OpenSpielEnvironment
 
 
 class Reference:
-    """One game played with pyspiel directly, recording what each step's
-    observation must contain."""
+    """One game played with pyspiel directly: the expected side of every comparison."""
 
     def __init__(self, game: pyspiel.Game, seed: int, agent: int | None, opponent=None):
         chance_seq, opponent_seq = np.random.SeedSequence(seed).spawn(2)
@@ -103,6 +102,8 @@ def assert_matches(obs: OpenSpielObservation, ref: Reference, seat: int) -> None
     assert obs.legal_actions == legal
     assert np.flatnonzero(obs.action_mask).tolist() == legal
     assert obs.error is None
+    if ref.game.get_type().information == pyspiel.GameType.Information.PERFECT_INFORMATION:
+        assert obs.text == str(state)
 
 
 @pytest.mark.parametrize(
