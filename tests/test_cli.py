@@ -1,0 +1,335 @@
+"""The ``gym-openenv`` command, run as a real process.
+
+Commands that write (``init``) or serve run in a temporary copy of the
+repository layout (gym_openenv/, servers/echo, registry.yaml), first on
+PYTHONPATH, so the real registry.yaml and servers/ are never touched and the
+copy's registry is the one ``gym.make`` reads.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from gym_openenv.registry import load_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "gym_openenv.cli"]
+
+
+def run(args, *, env=None, cwd=None, timeout=180):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the repository layout; yields (root, environment for subprocesses)."""
+    root = tmp_path_factory.mktemp("repo")
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "gym_openenv", root / "gym_openenv", ignore=ignore)
+    shutil.copytree(ROOT / "servers" / "echo", root / "servers" / "echo", ignore=ignore)
+    (root / "servers" / "__init__.py").touch()
+    for name in ("registry.yaml", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+    env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "200", "NO_COLOR": "1"}
+    env.pop("GYM_OPENENV_ROOT", None)
+    yield root, env
+
+
+@pytest.fixture(scope="module")
+def scaffolded(repo):
+    """``gym-openenv init grid_world`` in the copy."""
+    root, env = repo
+    before = (root / "registry.yaml").read_text()
+    result = run(["init", "grid_world", "--description", "Walk: find the goal"], env=env, cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root, env, before, result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else "server exited"
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not become healthy")
+
+
+def stop(process: subprocess.Popen) -> None:
+    # The server runs in its own session (process group): take the group, children included.
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+# --- the entry point -------------------------------------------------------------
+
+
+def test_console_script_lists_every_command():
+    script = shutil.which("gym-openenv")
+    assert script is not None, "pip install -e . installs the gym-openenv console script"
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for command in ("init", "validate", "serve", "list", "bench", "build", "push"):
+        assert f" {command} " in result.stdout
+
+
+def test_unknown_command_fails_with_usage():
+    result = run(["frobnicate"])
+    assert result.returncode == 2 and "No such command 'frobnicate'" in result.stderr
+
+
+# --- init -> validate -> serve -> gym.make ----------------------------------------
+
+
+def test_init_writes_openenv_layout_and_appends_registry_entry(scaffolded):
+    root, _, before, stdout = scaffolded
+    folder = root / "servers" / "grid_world"
+    for relative in ("__init__.py", "models.py", "client.py", "openenv.yaml", "README.md", "server/__init__.py",
+                     "server/environment.py", "server/app.py", "server/Dockerfile"):
+        assert (folder / relative).is_file(), relative
+    assert (root / "tests" / "servers" / "test_grid_world.py").is_file()
+    after = (root / "registry.yaml").read_text()
+    assert after.startswith(before), "the existing registry text, comments included, stays as it was"
+    entry = {e.name: e for e in load_registry.__wrapped__(root / "registry.yaml")}["grid_world"]
+    assert entry.environment == "servers.grid_world.server.environment:GridWorldEnvironment"
+    assert entry.description == "Walk: find the goal" and entry.server == "servers/grid_world"
+    assert yaml.safe_load((folder / "openenv.yaml").read_text())["description"] == "Walk: find the goal"
+    assert "openenv/grid_world-v0" in stdout and "gym-openenv validate" in stdout
+
+
+def test_init_scaffold_validates(scaffolded):
+    root, env, _, _ = scaffolded
+    result = run(["validate", "servers/grid_world"], env=env, cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout and "grid_world is valid" in result.stdout
+    assert "gymnasium check_env" in result.stdout and "Discrete(8)" in result.stdout
+
+
+def test_init_scaffold_serves_to_gym_make(scaffolded):
+    root, env, _, _ = scaffolded
+    # --port 0: the server binds a free port and reports it (OPENENV_LISTENING <url>).
+    server = subprocess.Popen(
+        CLI + ["serve", "grid_world", "--port", "0", "--env-kwargs", '{"size": 5}'],
+        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("OPENENV_LISTENING "), line + server.stderr.read()
+        url = line.split()[1]
+        wait_healthy(url, server)
+        script = f"""
+import gymnasium as gym, gym_openenv
+served = gym.make("openenv/grid_world-v0", url="{url}")
+assert served.observation_space == gym.spaces.Discrete(5), served.observation_space
+obs, info = served.reset(seed=0)
+obs, reward, terminated, truncated, info = served.step(2)
+assert "distance" in info
+served.close()
+started = gym.make("openenv/grid_world-v0", size=3)   # the registry entry starts its own server
+obs, info = started.reset(seed=1)
+for _ in range(20):
+    obs, reward, terminated, truncated, info = started.step(started.action_space.sample())
+    if terminated or truncated:
+        break
+started.close()
+print("stepped", started.observation_space)
+"""
+        result = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stderr
+        assert "stepped Discrete(3)" in result.stdout
+    finally:
+        stop(server)
+
+
+def test_init_scaffold_test_passes(scaffolded):
+    root, env, _, _ = scaffolded
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "tests/servers/test_grid_world.py"],
+        env=env, cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("Grid-World", "must be lowercase letters, digits and underscores, starting with a letter (e.g. 'grid_world')"),
+        ("echo", "would overwrite servers/echo/"),
+        ("atari", "already has an environment named 'atari'"),
+    ],
+)
+def test_init_refuses_bad_or_taken_names(repo, name, message):
+    root, env = repo
+    before = (root / "registry.yaml").read_text()
+    result = run(["init", name], env=env, cwd=root)
+    assert result.returncode == 1
+    assert message in " ".join(result.stderr.split()), result.stderr
+    assert (root / "registry.yaml").read_text() == before
+    assert not (root / "servers" / "atari").exists()
+
+
+def test_init_with_root_starts_a_registry(tmp_path):
+    result = run(["init", "maze", "--root", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert [e.name for e in load_registry.__wrapped__(tmp_path / "registry.yaml")] == ["maze"]
+    assert (tmp_path / "servers" / "maze" / "server" / "environment.py").is_file()
+    assert "--root" in result.stdout  # says gym.make reads another registry
+
+
+def test_serve_reload_restarts_on_change(scaffolded):
+    root, env, _, _ = scaffolded
+    port = free_port()
+    environment = root / "servers" / "grid_world" / "server" / "environment.py"
+    original = environment.read_text()
+    log = (root / "reload.log").open("w")
+    server = subprocess.Popen(
+        CLI + ["serve", "servers/grid_world", "--port", str(port), "--reload"],
+        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, server)
+        environment.write_text(original.replace("'Walk: find the goal'", "'Walk: reloaded'"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/metadata", timeout=2).json().get("description") == "Walk: reloaded":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("the server did not reload the changed environment:\n" + (root / "reload.log").read_text())
+    finally:
+        stop(server)
+        log.close()
+        environment.write_text(original)
+
+
+def test_serve_unknown_name_suggests(repo):
+    root, env = repo
+    result = run(["serve", "ecoh"], env=env, cwd=root)
+    assert result.returncode == 1
+    assert "no environment named 'ecoh'. Did you mean echo?" in result.stderr
+
+
+def test_serve_folder_without_manifest(tmp_path):
+    result = run(["serve", str(tmp_path)])
+    assert result.returncode == 1 and "openenv.yaml: no such file" in " ".join(result.stderr.split())
+
+
+# --- validate failures ------------------------------------------------------------
+
+
+def _broken_copy(root: Path, name: str, **changes) -> Path:
+    folder = root / "servers" / name
+    shutil.copytree(root / "servers" / "echo", folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    manifest = yaml.safe_load((folder / "openenv.yaml").read_text())
+    manifest["name"] = name
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            manifest[section][field] = value
+        else:
+            manifest[section] = value
+    (folder / "openenv.yaml").write_text(yaml.safe_dump(manifest))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name, changes, failing, message",
+    [
+        ("no_action", {"models__action": "servers.echo.models:NoSuchAction"}, "models import", "has no attribute 'NoSuchAction'"),
+        ("needs_dep", {"dependencies": ["surely-not-installed-package>=1"]}, "dependencies installed", "surely-not-installed-package>=1 (not installed)"),
+        ("no_docker", {"server__dockerfile": "docker/Dockerfile"}, "Dockerfile", "server.dockerfile 'docker/Dockerfile'"),
+        ("wrong_client", {"client__class": "Nope"}, "client", "has no attribute 'Nope'"),
+        ("bad_schema", {"server__port": "eighty"}, "openenv.yaml", "server.port: Input should be a valid integer"),
+    ],
+)
+def test_validate_reports_the_failing_check(repo, name, changes, failing, message):
+    root, env = repo
+    folder = _broken_copy(root, name, **changes)
+    result = run(["validate", str(folder)], env=env, cwd=root)
+    assert result.returncode == 1
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") >= 4}
+    assert "FAIL" in rows[failing], result.stdout
+    assert message in " ".join(result.stdout.split()), result.stdout
+    assert f"{name}: " in result.stderr and "check(s) failed" in result.stderr
+
+
+def test_validate_fails_check_env_for_a_broken_environment(repo):
+    """An observation outside the declared space fails at the server, the step the user would hit."""
+    root, env = repo
+    assert run(["init", "off_by_one"], env=env, cwd=root).returncode == 0
+    environment = root / "servers" / "off_by_one" / "server" / "environment.py"
+    environment.write_text(environment.read_text().replace("position=self._position,", "position=self.size,"))
+    result = run(["validate", "servers/off_by_one"], env=env, cwd=root)
+    assert result.returncode == 1
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") >= 4}
+    assert "ok" in rows["server starts"] and "FAIL" in rows["gymnasium check_env"], result.stdout
+
+
+# --- list / bench ------------------------------------------------------------------
+
+
+def test_list_reports_status_of_every_environment(repo):
+    root, env = repo
+    result = run(["list", "--json"], env=env, cwd=root)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["echo"]["ok"] and rows["echo"]["status"] == "ok" and rows["echo"]["id"] == "openenv/echo-v0"
+    # The copy has registry entries whose folders were not copied: they cannot run here.
+    assert not rows["atari"]["ok"] and "no such file" in rows["atari"]["status"]
+    table = run(["list"], env=env, cwd=root)
+    assert table.returncode == 0 and "openenv/echo-v0" in table.stdout
+
+
+def test_list_of_this_repository_through_the_console_script():
+    result = subprocess.run([shutil.which("gym-openenv"), "list", "--json"], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    names = {row["name"] for row in json.loads(result.stdout)}
+    assert {e.name for e in load_registry.__wrapped__(ROOT / "registry.yaml")} <= names
+
+
+def test_bench_prints_steps_per_second(repo):
+    root, env = repo
+    result = run(["bench", "echo", "--seconds", "1", "--num-envs", "2", "--num-servers", "1"], env=env, cwd=root)
+    assert result.returncode == 0, result.stderr
+    line = " ".join(result.stdout.split())
+    rate = float(line.split(" steps/s")[0].split("= ")[-1].replace(",", ""))
+    assert rate > 0 and "openenv/echo-v0" in line and "(2 envs" in line
+
+
+def test_bench_bad_arguments(repo):
+    root, env = repo
+    assert "Did you mean echo?" in run(["bench", "echoo"], env=env, cwd=root).stderr
+    result = run(["bench", "echo", "--env-kwargs", "[1, 2]"], env=env, cwd=root)
+    assert result.returncode == 1 and "--env-kwargs must be a JSON object" in result.stderr
+    result = run(["bench", "echo", "--seconds", "0.2", "--num-servers", "1", "--env-kwargs", '{"max_steps": 0}'], env=env, cwd=root)
+    assert result.returncode == 1 and "max_steps must be >= 1" in result.stderr
