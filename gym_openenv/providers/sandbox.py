@@ -1,0 +1,103 @@
+"""Run the server as a local process inside a bubblewrap sandbox.
+
+Example:
+    >>> env = gym.make("openenv/echo-v0", provider="sandbox")     # doctest: +SKIP
+
+The server gets no network at all (its own empty network namespace): it
+serves on a Unix socket in a private directory, the one path it can write
+besides a private ``/tmp``. The rest of the file system is read-only, it
+runs in its own PID, IPC and UTS namespaces with no capabilities, and it dies
+with the provider's child process (``--die-with-parent``), so nothing it
+starts outlives :meth:`~SandboxProvider.stop`.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from gym_openenv.providers.local import LocalProcessProvider
+
+__all__ = ["SandboxProvider", "bwrap_command"]
+
+
+def bwrap_command(
+    argv: list[str],
+    *,
+    writable: list[str] = (),
+    read_only: list[str] = (),
+    share_network: bool = False,
+) -> list[str]:
+    """``argv`` wrapped in bubblewrap: read-only root, private ``/tmp``, ``/dev`` and ``/proc``.
+
+    Args:
+        writable: host paths bound read-write at the same place (after ``/tmp`` is made private).
+        read_only: host paths re-bound read-only on top of a writable one.
+        share_network: keep the host's network namespace (off: no network at all).
+    """
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise FileNotFoundError("the sandbox provider needs bubblewrap: apt-get install bubblewrap")
+    cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for path in writable:
+        cmd += ["--bind", path, path]
+    for path in read_only:
+        cmd += ["--ro-bind", path, path]
+    cmd += ["--unshare-all"] + (["--share-net"] if share_network else [])
+    cmd += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--setenv", "HOME", "/tmp", "--"]
+    return cmd + list(argv)
+
+
+class SandboxProvider(LocalProcessProvider):
+    """:class:`~gym_openenv.providers.local.LocalProcessProvider` inside bubblewrap.
+
+    Args:
+        environment, env_kwargs, startup_timeout, server_args, env: as for the local provider.
+        writable: more host paths the server may write (e.g. a data directory).
+        share_network: let the server reach the network (it still serves on its Unix socket).
+    """
+
+    def __init__(
+        self,
+        environment: str,
+        env_kwargs: dict[str, Any] | None = None,
+        *,
+        writable: list[str] | None = None,
+        share_network: bool = False,
+        **options: Any,
+    ):
+        if "uds" in options or "host" in options:
+            raise ValueError("the sandbox provider always serves on a Unix socket of its own; drop uds=/host=")
+        super().__init__(environment, env_kwargs, **options)
+        self.writable = list(writable or [])
+        self.share_network = share_network
+        self._socket_dir: str | None = None
+
+    def command(self) -> list[str]:
+        # No --parent-pid: in its own PID namespace the server's parent is
+        # bubblewrap's init, not us; --die-with-parent does that job instead.
+        server = [sys.executable, "-m", "gym_openenv.server", self.environment, "--uds", self.uds]
+        server += ["--env-kwargs", json.dumps(self.env_kwargs)] + self.server_args
+        return bwrap_command(server, writable=[self._socket_dir, *self.writable], share_network=self.share_network)
+
+    def start(self) -> str:
+        if self.process is None:
+            # Outside /tmp would do as well; the sandbox re-binds this directory over its private /tmp.
+            self._socket_dir = tempfile.mkdtemp(prefix="openenv-sandbox-")
+            self.uds = os.path.join(self._socket_dir, "server.sock")
+        try:
+            return super().start()
+        except BaseException:
+            self._remove_socket_dir()
+            raise
+
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
+        self._remove_socket_dir()
+
+    def _remove_socket_dir(self) -> None:
+        directory, self._socket_dir = self._socket_dir, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
