@@ -148,7 +148,7 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         self._state: pyspiel.State | None = None
         self._session = OpenSpielState(game=str(self._game))
         self._pending: dict[int, int] = {}  # simultaneous moves collected so far (multi-agent)
-        self._penalties = np.zeros(self._num_players)
+        self._penalties = [0.0] * self._num_players  # illegal-action penalties this episode
         self._forfeited = False
         self._last_mover = 0
 
@@ -172,13 +172,14 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         self._state = self._game.new_initial_state()
         self._session = OpenSpielState(episode_id=episode_id, game=str(self._game))
         self._pending.clear()
-        self._penalties[:] = 0.0
+        self._penalties = [0.0] * self._num_players
         self._forfeited = False
         self._last_mover = 0
-        before = self._returns()
         self._advance()
         seat = self._to_move()
-        return self._observe(seat if seat is not None else 0, None, self._returns() - before)
+        # Rewards the opponents and chance earned before the client's first move count too.
+        returns = self._returns()
+        return self._observe(seat if seat is not None else 0, None, returns, returns)
 
     def step(self, action: OpenSpielAction) -> OpenSpielObservation:
         if self._state is None:
@@ -187,7 +188,7 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         seat = self._to_move()
         if seat is None:
             return self._observe(
-                self._last_mover, 0.0, np.zeros(self._num_players), error="the episode is over; call reset()"
+                self._last_mover, 0.0, [0.0] * self._num_players, error="the episode is over; call reset()"
             )
         action_id = int(action.action_id)
         legal = self._state.legal_actions(seat)
@@ -198,16 +199,17 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         self._play(seat, action_id)
         self._advance()
         self._last_mover = seat
-        rewards = self._returns() - before
+        returns = self._returns()
+        rewards = [after - prior for after, prior in zip(returns, before)]
         following = self._to_move()
-        return self._observe(seat if following is None else following, float(rewards[seat]), rewards)
+        return self._observe(seat if following is None else following, rewards[seat], rewards, returns)
 
     @property
     def state(self) -> OpenSpielState:
         if self._state is not None:
             self._session.current_player = int(self._state.current_player())
             self._session.history = list(self._state.history())
-            self._session.returns = self._returns().tolist()
+            self._session.returns = self._returns()
             self._session.is_terminal = self._is_over()
         return self._session
 
@@ -286,7 +288,7 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
 
     def _illegal(self, seat: int, action_id: int, legal: list[int]) -> OpenSpielObservation:
         error = f"illegal action {action_id} for player {seat}; legal actions: {legal}"
-        rewards = np.zeros(self._num_players)
+        rewards = [0.0] * self._num_players
         if self._illegal_action == "penalty":
             self._forfeited = True
             self._last_mover = seat
@@ -298,15 +300,20 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
     def _is_over(self) -> bool:
         return self._forfeited or self._state.is_terminal()
 
-    def _returns(self) -> np.ndarray:
-        return np.asarray(self._state.returns(), dtype=np.float64) + self._penalties
+    def _returns(self) -> list[float]:
+        return [r + p for r, p in zip(self._state.returns(), self._penalties)]
 
     # --- observations ----------------------------------------------------------
 
     def _observe(
-        self, seat: int, reward: float | None, rewards: np.ndarray, error: str | None = None
+        self,
+        seat: int,
+        reward: float | None,
+        rewards: list[float],
+        returns: list[float] | None = None,
+        error: str | None = None,
     ) -> OpenSpielObservation:
-        """What ``seat`` sees now."""
+        """What ``seat`` sees now; ``returns`` if already computed."""
         state = self._state
         done = self._is_over()
         if self._tensor_kind == "observation":
@@ -322,8 +329,8 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
             current_player=seat,
             text=self._text(seat),
             legal_actions=list(legal),
-            rewards=rewards.tolist(),
-            returns=self._returns().tolist(),
+            rewards=rewards,
+            returns=self._returns() if returns is None else returns,
             error=error,
             reward=reward,
             done=done,
