@@ -7,7 +7,7 @@ and a wall-clock limit that kills the whole PID namespace.
 
 from servers._sandbox.output import OutputCapture, text_length_bound, to_space_text
 from servers._sandbox.process import ExecStatus, Execution, SandboxProcess
-from servers._sandbox.sandbox import Sandbox, SandboxLimits, SandboxUnavailable, find_bwrap, find_python
+from servers._sandbox.sandbox import Sandbox, SandboxLimits, SandboxUnavailable, find_bwrap, find_prlimit, find_python
 
 __all__ = [
     "ExecStatus",
@@ -18,6 +18,7 @@ __all__ = [
     "SandboxProcess",
     "SandboxUnavailable",
     "find_bwrap",
+    "find_prlimit",
     "find_python",
     "text_length_bound",
     "to_space_text",

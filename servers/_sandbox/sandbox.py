@@ -4,7 +4,8 @@ Each run is ``bwrap`` with every namespace unshared (no network; its own PID
 namespace, so killing the sandbox's init ends every process in it), the system
 directories bound read-only, a private writable ``/workspace``, a small ``/tmp``,
 no environment variables from the server, and resource limits set before the
-program starts (see ``launcher.py``). When the server runs as root, each
+program starts (util-linux ``prlimit`` inside the sandbox sets them, hard =
+soft, then execs the program). When the server runs as root, each
 sandbox runs as its own unprivileged uid: the process-count limit then counts
 only that sandbox's processes, and every leftover process is found by uid.
 
@@ -30,14 +31,13 @@ import psutil
 
 from servers._sandbox.process import SandboxProcess
 
-__all__ = ["Sandbox", "SandboxLimits", "SandboxUnavailable", "find_bwrap", "find_python"]
+__all__ = ["Sandbox", "SandboxLimits", "SandboxUnavailable", "find_bwrap", "find_prlimit", "find_python"]
 
 #: Where things are inside the sandbox.
 WORKSPACE = "/workspace"
 RUNTIME = "/sandbox"
 #: The uid/gid the program sees (mapped to the sandbox's own uid outside).
 INNER_UID = 1000
-_LAUNCHER = Path(__file__).with_name("launcher.py")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/mime.types")
 _ENV = {
@@ -67,6 +67,14 @@ def find_bwrap() -> str:
     return path
 
 
+def find_prlimit() -> str:
+    """``prlimit`` under ``/usr`` (util-linux, essential on Debian): it applies the limits."""
+    path = shutil.which("prlimit", path="/usr/bin:/usr/sbin")
+    if path is None:
+        raise SandboxUnavailable("prlimit is not installed: install it with `apt-get install -y util-linux`")
+    return path
+
+
 def find_python() -> str:
     """A Python interpreter under ``/usr`` (the only tree the sandbox sees)."""
     for candidate in ("/usr/local/bin/python3", "/usr/bin/python3"):
@@ -92,15 +100,16 @@ class SandboxLimits:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"SandboxLimits.{name} must be a positive int, got {value!r}")
 
-    def rlimits(self, process_base: int = 0) -> dict[str, int]:
-        """``RLIMIT_*`` values; ``process_base`` is added to NPROC when the count includes other processes."""
-        return {
-            "CPU": self.cpu_seconds,
-            "AS": self.memory_bytes,
-            "NPROC": process_base + self.max_processes,
-            "FSIZE": self.max_file_bytes,
-            "NOFILE": self.max_open_files,
-        }
+    def prlimit_args(self, process_base: int = 0) -> list[str]:
+        """``prlimit`` options; ``process_base`` is added to NPROC when the count includes other
+        processes. CPU gets a one-second hard margin: SIGXCPU first, SIGKILL a second later."""
+        return [
+            f"--cpu={self.cpu_seconds}:{self.cpu_seconds + 1}",
+            f"--as={self.memory_bytes}",
+            f"--nproc={process_base + self.max_processes}",
+            f"--fsize={self.max_file_bytes}",
+            f"--nofile={self.max_open_files}",
+        ]
 
 
 class Sandbox:
@@ -116,6 +125,7 @@ class Sandbox:
     def __init__(self, limits: SandboxLimits | None = None):
         self.limits = limits or SandboxLimits()
         self.bwrap = find_bwrap()
+        self.prlimit = find_prlimit()
         self.python = find_python()
         # Root gives each sandbox its own uid; otherwise runs share ours.
         self.uid = random.SystemRandom().randrange(*_UID_RANGE) if os.geteuid() == 0 else None
@@ -124,7 +134,6 @@ class Sandbox:
         self.runtime = self.root / "runtime"
         self.runtime.mkdir(mode=0o755)
         self.runtime.chmod(0o755)
-        self.add_runtime_file("launcher.py", _LAUNCHER.read_text())
         self.add_runtime_file("passwd", f"sandbox:x:{INNER_UID}:{INNER_UID}::{WORKSPACE}:/bin/sh\n")
         self.add_runtime_file("group", f"sandbox:x:{INNER_UID}:\n")
         self.workspace = self.root / "workspace"
@@ -155,8 +164,7 @@ class Sandbox:
             raise RuntimeError("the sandbox is closed")
         limits = limits or self.limits
         process_base = 0 if self.uid is not None else _count_processes(os.getuid())
-        rlimits = [f"{name}={value}" for name, value in limits.rlimits(process_base).items()]
-        launch = [self.python, "-I", "-S", f"{RUNTIME}/launcher.py", *rlimits, "--", *program]
+        launch = [self.prlimit, *limits.prlimit_args(process_base), "--", *program]
         return SandboxProcess.spawn(
             self._bwrap_args(limits), launch, uid=self.uid, output_limit=limits.max_output_bytes, pass_fds=pass_fds, sweep=self.kill_all
         )
