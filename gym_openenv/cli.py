@@ -524,12 +524,29 @@ def _server_folder(path: Path | None) -> tuple[Path, Manifest]:
         _fail(str(e))
 
 
+WHEELS_IN_CONTEXT = ".docker-wheels"
+
+
 @app.command()
 def build(
     path: Annotated[Path | None, typer.Argument(help="Server folder (default: the current directory).", file_okay=False)] = None,
     tag: Annotated[str | None, typer.Option(help="Image tag (default: gym-openenv/NAME:VERSION).")] = None,
-    base_image: Annotated[str | None, typer.Option(help="--build-arg BASE_IMAGE: any image with Python >= 3.10 and pip.")] = None,
-    pip_args: Annotated[str | None, typer.Option(help="--build-arg PIP_ARGS, e.g. '--no-index --find-links /app/wheels'.")] = None,
+    base_image: Annotated[
+        str | None, typer.Option(envvar="OPENENV_DOCKER_BASE_IMAGE", help="--build-arg BASE_IMAGE: any image with Python >= 3.10 and pip.")
+    ] = None,
+    pip_args: Annotated[
+        str | None, typer.Option(envvar="OPENENV_DOCKER_PIP_ARGS", help="--build-arg PIP_ARGS, e.g. '--no-index --find-links /app/wheels'.")
+    ] = None,
+    wheels: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="OPENENV_DOCKER_WHEELS",
+            file_okay=False,
+            exists=True,
+            help=f"Offline builds: a wheel directory, placed in the context as {WHEELS_IN_CONTEXT}/ for the build "
+            f"(PIP_ARGS defaults to '--no-index --find-links /app/{WHEELS_IN_CONTEXT}').",
+        ),
+    ] = None,
     build_arg: Annotated[list[str] | None, typer.Option(help="More KEY=VALUE build arguments (repeatable).")] = None,
     root: RootOption = None,
 ) -> None:
@@ -539,6 +556,10 @@ def build(
     dockerfile = folder / manifest.server.dockerfile
     if not dockerfile.is_file():
         _fail(f"{folder / MANIFEST_FILE}: server.dockerfile {manifest.server.dockerfile!r} does not exist")
+    if not dockerfile.resolve().is_relative_to(root):
+        _fail(f"{dockerfile} is outside the build context {root}; pass --root")
+    if wheels is not None and pip_args is None:
+        pip_args = f"--no-index --find-links /app/{WHEELS_IN_CONTEXT}"
     args = [f"BASE_IMAGE={base_image}"] if base_image else []
     args += [f"PIP_ARGS={pip_args}"] if pip_args is not None else []
     for arg in build_arg or []:
@@ -550,10 +571,29 @@ def build(
     for arg in args:
         command += ["--build-arg", arg]
     command.append(str(root))
-    errors.print(f"$ {' '.join(command)}")
-    if subprocess.run(command).returncode != 0:
-        _fail(f"docker build of {image} failed (output above)")
+    staged = _stage_wheels(wheels, root) if wheels is not None else None
+    try:
+        errors.print(f"$ {' '.join(command)}")
+        if subprocess.run(command).returncode != 0:
+            _fail(f"docker build of {image} failed (output above)")
+    finally:
+        if staged is not None:
+            shutil.rmtree(staged)
     console.print(f"[green]built[/] {image}")
+
+
+def _stage_wheels(wheels: Path, root: Path) -> Path:
+    """Link (or copy) the wheels into the build context for the length of the build."""
+    staged = root / WHEELS_IN_CONTEXT
+    if staged.exists():
+        _fail(f"{staged} exists (another build running, or left over); remove it and retry")
+    staged.mkdir()
+    for wheel in wheels.glob("*.whl"):
+        try:
+            os.link(wheel, staged / wheel.name)
+        except OSError:  # another filesystem: copy instead
+            shutil.copy2(wheel, staged / wheel.name)
+    return staged
 
 
 @app.command()

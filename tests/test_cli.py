@@ -8,6 +8,7 @@ copy's registry is the one ``gym.make`` reads.
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -333,3 +334,105 @@ def test_bench_bad_arguments(repo):
     assert result.returncode == 1 and "--env-kwargs must be a JSON object" in result.stderr
     result = run(["bench", "echo", "--seconds", "0.2", "--num-servers", "1", "--env-kwargs", '{"max_steps": 0}'], env=env, cwd=root)
     assert result.returncode == 1 and "max_steps must be >= 1" in result.stderr
+
+
+# --- build / push ------------------------------------------------------------------
+
+
+def test_build_and_push_fail_clearly_without_a_daemon(repo):
+    root, env = repo
+    no_daemon = {**env, "DOCKER_HOST": f"unix://{root}/no-such-docker.sock"}
+    result = run(["build", "servers/echo"], env=no_daemon, cwd=root)
+    assert result.returncode == 1 and "the docker daemon is not reachable" in result.stderr
+    assert "scripts/docker-setup.sh" in result.stderr
+    result = run(["build", "servers/echo", "--build-arg", "NOEQUALS"], env=no_daemon, cwd=root)
+    assert result.returncode == 1 and "--build-arg must be KEY=VALUE, got 'NOEQUALS'" in result.stderr
+    result = run(["push", "servers/echo"], env=no_daemon, cwd=root)
+    assert result.returncode == 2 and "Missing option '--registry'" in result.stderr
+    result = run(["push", "servers/echo", "--registry", "localhost:5000"], env=no_daemon, cwd=root)
+    assert result.returncode == 1 and "--registry must be HOST[:PORT]/NAMESPACE" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def docker_env(repo):
+    """The environment scripts/docker-setup.sh prepares: dockerd, an offline base image, a wheel cache."""
+    script = ROOT / "scripts" / "docker-setup.sh"
+    assert script.is_file(), "build/push tests need scripts/docker-setup.sh (dockerd and an offline base image)"
+    setup = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1800)
+    assert setup.returncode == 0, setup.stderr[-4000:]
+    _, env = repo
+    env = dict(env)
+    for line in setup.stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@pytest.fixture(scope="module")
+def local_registry():
+    """Debian's docker-registry on loopback. Its storage persists (like an image
+    cache), so later runs upload only the layers that changed."""
+    binary = shutil.which("docker-registry")
+    assert binary is not None, "push tests need a local registry: apt-get install -y docker-registry"
+    storage = Path(os.environ.get("GYM_OPENENV_TEST_REGISTRY_DIR", "/var/tmp/gym-openenv-test-registry"))
+    storage.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = storage / f"config-{port}.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {storage / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "docker-registry did not answer"
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)
+        config.unlink()
+
+
+def test_build_push_and_run_the_scaffold_image(scaffolded, docker_env, local_registry):
+    root, _, _, _ = scaffolded
+    env = docker_env
+    result = run(["build", "servers/grid_world"], env=env, cwd=root, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "built gym-openenv/grid_world:0.1.0" in result.stdout
+    assert "--build-arg BASE_IMAGE=" in " ".join(result.stderr.split())  # OPENENV_DOCKER_BASE_IMAGE passed through
+    assert not (root / ".docker-wheels").exists(), "staged wheels are removed after the build"
+
+    # The image serves the environment.
+    started = subprocess.run(
+        ["docker", "run", "-d", "--rm", "-p", "127.0.0.1::8000", "-e", 'OPENENV_ENV_KWARGS={"size": 6}', "gym-openenv/grid_world:0.1.0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    try:
+        port = subprocess.run(["docker", "port", container, "8000"], env=env, capture_output=True, text=True).stdout.split(":")[-1].strip()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                schema = httpx.get(url + "/schema", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the container's server did not answer"
+                time.sleep(0.3)
+        assert schema["observation"]["properties"]["position"]["x-gym-space"]["n"] == 6
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], env=env, capture_output=True)
+
+    result = run(["push", "servers/grid_world", "--registry", f"{local_registry}/tests"], env=env, cwd=root, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"pushed {local_registry}/tests/grid_world:0.1.0" in result.stdout
+    tags = httpx.get(f"http://{local_registry}/v2/tests/grid_world/tags/list", timeout=10).json()
+    assert tags == {"name": "tests/grid_world", "tags": ["0.1.0"]}
+
+    result = run(["push", "servers/grid_world", "--registry", f"{local_registry}/tests", "--tag", "gym-openenv/never-built:1"], env=env, cwd=root)
+    assert result.returncode == 1 and "no local image gym-openenv/never-built:1; run gym-openenv build first" in result.stderr
