@@ -355,7 +355,9 @@ def test_information_state_tensor_when_there_is_no_observation_tensor():
     [
         ({"game": "tic_tac_to"}, "game"),
         ({"game": "go", "params": {"bord_size": 9}}, "params"),
-        ({"game": "mfg_crowd_modelling"}, "game"),
+        ({"game": "mfg_crowd_modelling"}, "game"),  # mean-field dynamics
+        ({"game": "cribbage"}, "game"),  # no tensor at all
+        ({"game": "crossword"}, "game"),  # declares a tensor it does not implement
         ({"game": "kuhn_poker", "agent_player": 2}, "agent_player"),
         ({"opponent": "minimax"}, "opponent"),
         ({"opponent": "script:a,b"}, "opponent"),

@@ -117,12 +117,15 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         # game has no observation tensor (both hide what the seat cannot see).
         if game_type.provides_observation_tensor:
             self._tensor_kind = "observation"
-            self._tensor_shape = tuple(self._game.observation_tensor_shape())
         elif game_type.provides_information_state_tensor:
             self._tensor_kind = "information_state"
-            self._tensor_shape = tuple(self._game.information_state_tensor_shape())
         else:
             raise ValueError(f"game: {game!r} provides neither an observation nor an information state tensor")
+        try:
+            shape = getattr(self._game, f"{self._tensor_kind}_tensor_shape")()
+        except pyspiel.SpielError as e:  # a game may declare a tensor it does not implement
+            raise ValueError(f"game: {game!r} declares an {self._tensor_kind} tensor but fails to give its shape: {e}") from None
+        self._tensor_shape = tuple(shape)
         # str(state) shows hidden information (every hand in poker); imperfect-
         # information games describe the seat's own view instead.
         self._perfect_information = game_type.information == pyspiel.GameType.Information.PERFECT_INFORMATION
