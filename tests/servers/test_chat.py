@@ -83,6 +83,19 @@ def test_arithmetic_scores_exact_answers_and_ends_after_its_rounds():
         env.step(say(env, "1"))
 
 
+def test_arithmetic_options():
+    task = ArithmeticTask(rounds=5, max_operand=3, operations="*")
+    rng = np.random.default_rng(0)
+    message = task.reset(rng)
+    for _ in range(4):
+        a, op, b = message.split("What is ")[1].removesuffix("?").split()
+        assert op == "*" and 0 <= int(a) <= 3 and 0 <= int(b) <= 3 and task.answer == str(int(a) * int(b))
+        message = task.score(task.answer).message
+    for kwargs, field in [({"operations": "/"}, "operations"), ({"max_operand": 0}, "max_operand")]:
+        with pytest.raises(ValueError, match=field):
+            ArithmeticTask(**kwargs)
+
+
 def test_max_turns_truncates():
     env = ChatEnvironment(task="arithmetic", task_kwargs={"rounds": 100}, max_turns=2)
     env.reset(seed=0)
