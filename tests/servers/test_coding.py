@@ -188,10 +188,12 @@ def test_stream_step_yields_output_while_the_program_runs(free):
     seen = []
     for observation in free.stream_step(CodeAction(code=code)):
         seen.append((time.monotonic() - started, observation))
+    timeline = [(round(t, 2), o.stdout, o.metadata) for t, o in seen]
     first_time, first = seen[0]
-    assert first.metadata.get("partial") and first.stdout.startswith("tick 0") and first_time < 1.2
+    assert first.metadata.get("partial") and first.stdout.startswith("tick 0"), timeline
     final_time, final = seen[-1]
-    assert final.stdout == "tick 0\ntick 1\ntick 2\n" and final.status == "ok" and final_time > 1.7
+    assert final.stdout == "tick 0\ntick 1\ntick 2\n" and final.status == "ok", timeline
+    assert final_time - first_time > 1.0, timeline  # the first output came well before the end
     assert all(o.metadata.get("partial") for _, o in seen[:-1]) and not final.metadata.get("partial")
 
 
@@ -205,12 +207,12 @@ def test_step_batch_runs_sessions_concurrently_with_the_same_results():
             env.reset()
         actions = [
             CodeAction(code=TASKS["two_sum"].reference_solution),
-            CodeAction(code="import time\ntime.sleep(1.0)\nprint('slept')"),
-            CodeAction(code="import time\ntime.sleep(1.0)\nraise SystemExit(3)"),
+            CodeAction(code="import time\ntime.sleep(1.5)\nprint('slept')"),
+            CodeAction(code="import time\ntime.sleep(1.5)\nraise SystemExit(3)"),
         ]
         started = time.monotonic()
         batch = CodingEnvironment.step_batch(envs, actions)
-        assert time.monotonic() - started < 1.9  # not 2 s of sleeps one after the other
+        assert time.monotonic() - started < 2.9  # not 3 s of sleeps one after the other
         for env in envs:
             env.reset()
         one_by_one = [env.step(action) for env, action in zip(envs, actions)]
@@ -276,10 +278,10 @@ def test_gym_make_vec_steps_sessions_together(coding_id):
     envs = gym.make_vec(coding_id, num_envs=3)
     try:
         envs.reset(seed=0)
-        code = "import time\ntime.sleep(1.0)\nprint('done')"
+        code = "import time\ntime.sleep(1.5)\nprint('done')"
         started = time.monotonic()
         observation, reward, terminated, truncated, info = envs.step({"code": (code,) * 3, "timeout": np.full(3, 5.0)})
-        assert time.monotonic() - started < 2.8  # concurrent, not 3 s in a row
+        assert time.monotonic() - started < 4.4  # concurrent, not 4.5 s in a row
         assert observation["stdout"] == ("done\n",) * 3 and list(info["status"]) == ["ok"] * 3
     finally:
         envs.close()

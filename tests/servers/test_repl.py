@@ -95,8 +95,9 @@ def test_stream_step_yields_output_while_the_cell_runs(repl):
     code = "import time\nfor i in range(3):\n    print('tick', i)\n    time.sleep(0.6)"
     started = time.monotonic()
     seen = [(time.monotonic() - started, o) for o in repl.stream_step(ReplAction(code=code))]
-    assert seen[0][1].metadata.get("partial") and seen[0][1].stdout.startswith("tick 0") and seen[0][0] < 1.2
-    assert seen[-1][1].stdout == "tick 0\ntick 1\ntick 2\n" and seen[-1][0] > 1.7
+    assert seen[0][1].metadata.get("partial") and seen[0][1].stdout.startswith("tick 0")
+    assert seen[-1][1].stdout == "tick 0\ntick 1\ntick 2\n"
+    assert seen[-1][0] - seen[0][0] > 1.0  # the first output came well before the end
 
 
 def test_bad_arguments_are_rejected():
@@ -233,10 +234,10 @@ def test_step_batch_runs_cells_concurrently_with_the_same_results():
         for i, env in enumerate(envs):
             env.reset()
             cell(env, f"me = {i}")
-        actions = [ReplAction(code="import time\ntime.sleep(1.0)\nme * 10")] * 2 + [ReplAction(code="me / 0")]
+        actions = [ReplAction(code="import time\ntime.sleep(1.5)\nme * 10")] * 2 + [ReplAction(code="me / 0")]
         started = time.monotonic()
         batch = ReplEnvironment.step_batch(envs, actions)
-        assert time.monotonic() - started < 1.9  # not 2 s of sleeps one after the other
+        assert time.monotonic() - started < 2.9  # not 3 s of sleeps one after the other
         assert [o.stdout for o in batch] == ["0\n", "10\n", ""] and batch[2].status == "error"
         for i, env in enumerate(envs):  # the same history again, for the same cell numbers
             env.reset()
