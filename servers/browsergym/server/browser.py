@@ -29,15 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-__all__ = ["BrowserFailure", "SharedBrowser", "shared_browser", "CHROMIUM_ARGS"]
+__all__ = ["BrowserFailure", "SharedBrowser", "deadline", "shared_browser", "CHROMIUM_ARGS"]
 
 T = TypeVar("T")
 
@@ -58,6 +59,9 @@ CHROMIUM_ARGS = (
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
 _LAUNCH_TIMEOUT_MS = 30_000
+#: Pages opened at once. Opening one costs a renderer start and a page load;
+#: dozens at once on a few cores all crawl, so later ones wait their turn.
+MAX_OPENING = 4
 # Extra time the calling thread waits beyond the coroutine's own deadline
 # before deciding the browser loop itself is stuck.
 _LOOP_GRACE_S = 5.0
@@ -83,7 +87,9 @@ class SharedBrowser:
         self.launches = 0
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
+        # asyncio primitives are made on the browser loop, at first use.
         self._launch_lock: asyncio.Lock | None = None
+        self._opening: asyncio.Semaphore | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="browsergym-chromium", daemon=True)
         self._thread.start()
@@ -115,6 +121,14 @@ class SharedBrowser:
             self._thread.join(timeout=10)
 
     # --- coroutines (browser loop only) ------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def opening(self) -> AsyncIterator[None]:
+        """Hold one of the :data:`MAX_OPENING` slots for opening a page."""
+        if self._opening is None:
+            self._opening = asyncio.Semaphore(MAX_OPENING)
+        async with self._opening:
+            yield
 
     async def new_context(self, **options: Any) -> BrowserContext:
         """A fresh context (one session's private browser state)."""
@@ -169,6 +183,14 @@ async def _close_quietly(browser: Browser) -> None:
         await browser.close()
     except PlaywrightError:
         return
+
+
+async def deadline(coro: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
+    """Await ``coro``, raising :class:`BrowserFailure` naming ``what`` after ``seconds``."""
+    try:
+        return await asyncio.wait_for(coro, seconds)
+    except asyncio.TimeoutError:
+        raise BrowserFailure(f"{what} took longer than {seconds:.0f} s") from None
 
 
 def first_line(message: str) -> str:

@@ -53,7 +53,7 @@ from servers.browsergym.server.actions import (
     execute,
     parse_actions,
 )
-from servers.browsergym.server.browser import BrowserFailure, SharedBrowser, first_line, shared_browser
+from servers.browsergym.server.browser import BrowserFailure, SharedBrowser, deadline, first_line, shared_browser
 from servers.browsergym.server.miniwob import GOAL_JS, REWARD_MODES, SCORE_JS, START_EPISODE_JS, Score, Task
 
 __all__ = ["BrowserGymEnvironment"]
@@ -62,7 +62,11 @@ PAGE_TEXT_JS = (pathlib.Path(__file__).parent / "page_text.js").read_text()
 
 # Deadlines for whole calls into the browser; Playwright calls inside have
 # their own shorter timeouts, these only catch a browser that stopped answering.
-_RESET_TIMEOUT_S = 60.0
+_OPEN_TIMEOUT_S = 60.0
+_EPISODE_START_TIMEOUT_S = 30.0
+# A reset may first wait for a page-opening slot behind other sessions
+# (see SharedBrowser.opening); this bounds the whole call.
+_RESET_TIMEOUT_S = 600.0
 _STEP_BASE_TIMEOUT_S = 15.0
 _CLOSE_TIMEOUT_S = 10.0
 _PAGE_TIMEOUT_MS = 10_000
@@ -106,10 +110,15 @@ class _TaskPage:
         window = {"width": max(viewport[0], _MINIWOB_WINDOW[0]), "height": max(viewport[1], _MINIWOB_WINDOW[1])}
         context = await browser.new_context(viewport=window, device_scale_factor=1)
         context.set_default_timeout(_PAGE_TIMEOUT_MS)
-        page = await context.new_page()
-        task_page = cls(context, page, browser.launches)
-        await page.goto(task.url, wait_until="load")
-        await page.wait_for_function("() => typeof core !== 'undefined' && typeof genProblem === 'function'")
+        try:
+            page = await context.new_page()
+            task_page = cls(context, page, browser.launches)
+            await page.goto(task.url, wait_until="load")
+            await page.wait_for_function("() => typeof core !== 'undefined' && typeof genProblem === 'function'")
+        except BaseException:
+            # Failed or cancelled by a deadline: do not leak the context.
+            await _close_context(context)
+            raise
         return task_page
 
     def usable(self, browser: SharedBrowser) -> bool:
@@ -126,11 +135,15 @@ class _TaskPage:
         return None
 
     async def close(self) -> None:
-        try:
-            await self.context.close()
-        except PlaywrightError:
-            # The context died with its browser; nothing is left to release.
-            return
+        await _close_context(self.context)
+
+
+async def _close_context(context: BrowserContext) -> None:
+    try:
+        await context.close()
+    except PlaywrightError:
+        # The context died with its browser; nothing is left to release.
+        return
 
 
 class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation, BrowserGymState]):
@@ -277,13 +290,17 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
 
     async def _reset_async(self, task_seed: int) -> tuple[str, _Snapshot, str | None]:
         page, reopened = await self._usable_page()
+        goal, snapshot = await deadline(self._start_episode(page, task_seed), _EPISODE_START_TIMEOUT_S, "starting the episode")
+        return goal, snapshot, reopened
+
+    async def _start_episode(self, page: Page, task_seed: int) -> tuple[str, _Snapshot]:
         # Park the mouse so hover styles from the last episode do not carry over.
         await page.mouse.move(0, 0)
         ready = await page.evaluate(START_EPISODE_JS, [task_seed, self._episode_max_time_ms])
         if not ready:
             await page.wait_for_function("() => WOB_TASK_READY")
         goal = await page.evaluate(GOAL_JS)
-        return goal, await self._snapshot(page, reset_bids=True), reopened
+        return goal, await self._snapshot(page, reset_bids=True)
 
     async def _step_async(self, calls: list[ActionCall]) -> tuple[_Snapshot, str]:
         assert self._page is not None
@@ -311,7 +328,10 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
             await self._page.close()
             self._page = None
         if self._page is None:
-            self._page = await _TaskPage.open(self._browser, self._task, self._viewport)
+            async with self._browser.opening():
+                self._page = await deadline(
+                    _TaskPage.open(self._browser, self._task, self._viewport), _OPEN_TIMEOUT_S, "opening the task page"
+                )
             self._page_broken = False
         return self._page.page, reopened
 
