@@ -37,7 +37,7 @@ from gym_openenv.client import EnvClient
 from gym_openenv.errors import UnknownEnvironment
 from gym_openenv.manifest import Manifest, import_object, load_manifest
 
-__all__ = ["ENTRY_POINT_GROUP", "AutoAction", "AutoEnv", "EnvironmentInfo", "discover", "find_environment", "normalize_name"]
+__all__ = ["ENTRY_POINT_GROUP", "AutoAction", "AutoEnv", "EnvironmentInfo", "discover", "find_environment", "normalize_name", "register_plugins"]
 
 #: The entry-point group installed packages declare their environments in.
 ENTRY_POINT_GROUP = "gym_openenv.environments"
@@ -157,6 +157,14 @@ def find_environment(name: str, registry_path: Path | None = None) -> Environmen
     close = difflib.get_close_matches(key, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UnknownEnvironment(f"no environment named {name!r}.{hint} Known: {', '.join(sorted(known))}")
+
+
+def register_plugins() -> None:
+    """Register every entry-point environment with gymnasium (``import gym_openenv``
+    registers registry.yaml's), so ``gym.make("openenv/<plugin>-v0")`` works too."""
+    for info in discover().values():
+        if info.source != "registry":
+            info.register()
 
 
 class AutoEnv:

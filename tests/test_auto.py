@@ -6,7 +6,7 @@ import textwrap
 import gymnasium as gym
 import pytest
 
-from gym_openenv.auto import ENTRY_POINT_GROUP, AutoAction, AutoEnv, discover, find_environment, normalize_name
+from gym_openenv.auto import ENTRY_POINT_GROUP, AutoAction, AutoEnv, discover, find_environment, normalize_name, register_plugins
 from gym_openenv.client import EnvClient
 from gym_openenv.errors import UnknownEnvironment
 from gym_openenv.registry import REGISTRY_PATH, load_registry
@@ -108,6 +108,9 @@ def test_entry_point_environments_are_discovered(plugin):
     assert found["plug_echo"].source == "entry point (plugdemo)"
     assert found["plug_echo"].environment == "plugdemo:PlugEnvironment"
     assert "broken" not in found
+    with pytest.warns(UserWarning):
+        register_plugins()
+    assert gym.spec("openenv/plug_echo-v0").kwargs == {"environment": "plugdemo:PlugEnvironment"}
 
 
 def test_entry_point_environment_makes_env_action_and_client(plugin):
