@@ -326,22 +326,19 @@ class SandboxProcess:
     def kill(self) -> None:
         """Kill the sandbox and every process in it; idempotent.
 
-        A bwrap that exited by itself needs no more: it exits only after the sandbox's
-        init has, and the kernel ends every process of a PID namespace before its init
-        is gone. A bwrap we kill may leave init tearing the namespace down, so then we
-        also kill every process left under the sandbox's uid.
+        Killing bwrap takes down the sandbox's init, and with it the PID namespace;
+        as that teardown runs asynchronously, we then also kill (and wait for) every
+        process still running under the sandbox's uid.
         """
-        if not self.alive:
-            self.popen.wait()
-            return
         try:
             descendants = psutil.Process(self.popen.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             descendants = []
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # exited between poll and kill
+        if self.alive:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # exited between poll and kill
         for proc in descendants:
             try:
                 proc.kill()

@@ -197,21 +197,22 @@ class Sandbox:
             return
         deadline = time.monotonic() + 2.0
         # A process may fork while we look; the pid namespace's teardown ends those too.
-        while (leftovers := self.processes()) and time.monotonic() < deadline:
-            for proc in leftovers:
-                _kill(proc.pid)
+        while (leftovers := _live_pids_of(self.uid)) and time.monotonic() < deadline:
+            for pid in leftovers:
+                _kill(pid)
             time.sleep(0.005)
 
     def processes(self) -> list[psutil.Process]:
         """Live (not zombie) processes running as this sandbox's uid; empty when not root."""
         if self.uid is None:
             return []
-        procs = psutil.process_iter(["uids", "status"])
-        return [
-            p
-            for p in procs
-            if p.info["uids"] and p.info["uids"].real == self.uid and p.info["status"] != psutil.STATUS_ZOMBIE
-        ]
+        found = []
+        for pid in _live_pids_of(self.uid):
+            try:
+                found.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass  # ended since we looked: not a leftover
+        return found
 
     def close(self) -> None:
         """Kill what is left and delete the workspace; idempotent."""
@@ -227,6 +228,26 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # already gone: that is what we wanted
+
+
+def _live_pids_of(uid: int) -> list[int]:
+    """Pids whose real uid is ``uid``, zombies left out. Reads ``/proc/<pid>/status``
+    directly (the owner of ``/proc/<pid>`` would not do: a non-dumpable process's is root);
+    three times faster than psutil on every step."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as f:
+                status = f.read()
+        except OSError:
+            continue  # ended while we looked
+        start = status.find(b"\nUid:") + 5
+        real_uid = int(status[start : status.find(b"\n", start)].split()[0])
+        if real_uid == uid and b"\nState:\tZ" not in status:
+            pids.append(int(name))
+    return pids
 
 
 def _count_processes(uid: int) -> int:
