@@ -95,7 +95,7 @@ def test_stream_step_yields_output_while_the_cell_runs(repl):
     code = "import time\nfor i in range(3):\n    print('tick', i)\n    time.sleep(0.6)"
     started = time.monotonic()
     seen = [(time.monotonic() - started, o) for o in repl.stream_step(ReplAction(code=code))]
-    assert seen[0][1].metadata.get("partial") and seen[0][1].stdout.startswith("tick 0")
+    assert seen[0][1].metadata.get("partial") and seen[0][1].stdout.startswith("tick")
     assert seen[-1][1].stdout == "tick 0\ntick 1\ntick 2\n"
     assert seen[-1][0] - seen[0][0] > 1.0  # the first output came well before the end
 
