@@ -83,7 +83,7 @@ class LocalProcessProvider(Provider):
             # The repo root on the path, so servers.<name> imports in the child as it does here.
             root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-            self.process = subprocess.Popen(
+            self.process = self._popen(
                 self.command(),
                 stdout=subprocess.PIPE,
                 stderr=self._log,
@@ -99,6 +99,10 @@ class LocalProcessProvider(Provider):
                 self._kill()
                 raise
             return self.base_url
+
+    def _popen(self, command: list[str], **options: Any) -> subprocess.Popen:
+        """Start the child (subclasses may change how, e.g. from which thread)."""
+        return subprocess.Popen(command, **options)
 
     def _await_url(self) -> str:
         deadline = time.monotonic() + self.startup_timeout

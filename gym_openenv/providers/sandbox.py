@@ -14,13 +14,22 @@ starts outlives :meth:`~SandboxProvider.stop`.
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import psutil
 
 from gym_openenv.providers.local import LocalProcessProvider
 
 __all__ = ["SandboxProvider", "bwrap_command"]
+
+# bubblewrap's --die-with-parent fires when the *thread* that forked it exits,
+# and the vector env starts servers from short-lived pool threads: every
+# sandbox is forked from this one thread, which lives as long as the process.
+_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="openenv-sandbox-spawner")
 
 
 def bwrap_command(
@@ -82,6 +91,9 @@ class SandboxProvider(LocalProcessProvider):
         server += ["--env-kwargs", json.dumps(self.env_kwargs)] + self.server_args
         return bwrap_command(server, writable=[self._socket_dir, *self.writable], share_network=self.share_network)
 
+    def _popen(self, command: list[str], **options: Any) -> subprocess.Popen:
+        return _SPAWNER.submit(subprocess.Popen, command, **options).result()
+
     def start(self) -> str:
         if self.process is None:
             # Outside /tmp would do as well; the sandbox re-binds this directory over its private /tmp.
@@ -94,10 +106,25 @@ class SandboxProvider(LocalProcessProvider):
             raise
 
     def stop(self, timeout: float = 5.0) -> None:
+        # The sandboxed processes are in a session of their own (--new-session), not
+        # in bubblewrap's process group: they die with its init, asynchronously. Wait
+        # for them, so that nothing outlives stop().
+        inside = _descendants(self.pid) if self.process is not None else []
         super().stop(timeout)
+        _, alive = psutil.wait_procs(inside, timeout=timeout)
+        for process in alive:
+            process.kill()
+        psutil.wait_procs(alive, timeout=timeout)
         self._remove_socket_dir()
 
     def _remove_socket_dir(self) -> None:
         directory, self._socket_dir = self._socket_dir, None
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
