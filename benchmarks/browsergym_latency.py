@@ -72,9 +72,10 @@ def parse_args() -> Args:
     return Args(**vars(parser.parse_args()))
 
 
-def timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[..., object], *args: object, **kwargs: object) -> float:
+    """Milliseconds that ``fn(*args, **kwargs)`` takes."""
     start = time.perf_counter()
-    fn()
+    fn(*args, **kwargs)
     return (time.perf_counter() - start) * 1000
 
 
@@ -101,21 +102,21 @@ def browser_memory_mb() -> float:
 def measure_latency(args: Args) -> dict[str, dict[str, float]]:
     results = {}
     env = BrowserGymEnvironment(task=args.task)
-    results["first_reset_with_browser_launch"] = summary([timed(lambda: env.reset(seed=0))])
+    results["first_reset_with_browser_launch"] = summary([timed(env.reset, seed=0)])
     new_sessions = []
     for i in range(min(args.repeats, 10)):
         other = BrowserGymEnvironment(task=args.task)
-        new_sessions.append(timed(lambda: other.reset(seed=i)))
+        new_sessions.append(timed(other.reset, seed=i))
         other.close()
     results["reset_new_session"] = summary(new_sessions)
-    results["reset_same_session"] = summary([timed(lambda: env.reset(seed=i)) for i in range(args.repeats)])
+    results["reset_same_session"] = summary([timed(env.reset, seed=i) for i in range(args.repeats)])
     env.reset(seed=0)
-    results["step_noop"] = summary([timed(lambda: env.step(NOOP)) for _ in range(args.repeats)])
+    results["step_noop"] = summary([timed(env.step, NOOP) for _ in range(args.repeats)])
     clicks = []
     for i in range(args.repeats):
         obs = env.reset(seed=i)
         action = BrowserGymAction(action=f'click("{button_bid(obs.dom_text)}")')
-        clicks.append(timed(lambda: env.step(action)))
+        clicks.append(timed(env.step, action))
     results["step_click_solves_task"] = summary(clicks)
     env.close()
     return results
@@ -133,7 +134,7 @@ def measure_sessions(args: Args, count: int) -> dict[str, float]:
             if phase == "reset":
                 envs[i].reset(seed=i)
             else:
-                step_ms[i] = [timed(lambda: envs[i].step(NOOP)) for _ in range(args.steps)]
+                step_ms[i] = [timed(envs[i].step, NOOP) for _ in range(args.steps)]
         except Exception as err:  # noqa: BLE001 - a failing session is a measurement
             errors.append(f"{type(err).__name__}: {err}")
 
@@ -167,14 +168,14 @@ def measure_sessions(args: Args, count: int) -> dict[str, float]:
 def measure_server(args: Args) -> dict[str, dict[str, float]]:
     env = OpenEnvEnv(environment=ENVIRONMENT, task=args.task)
     try:
-        resets = [timed(lambda: env.reset(seed=i)) for i in range(args.repeats)]
-        steps = [timed(lambda: env.step("noop(0)")) for _ in range(args.repeats)]
+        resets = [timed(env.reset, seed=i) for i in range(args.repeats)]
+        steps = [timed(env.step, "noop(0)") for _ in range(args.repeats)]
     finally:
         env.close()
     vector = OpenEnvVectorEnv(ENVIRONMENT, num_envs=args.num_envs, task=args.task)
     try:
         vector.reset(seed=0)
-        batch = [timed(lambda: vector.step(("noop(0)",) * args.num_envs)) for _ in range(args.repeats)]
+        batch = [timed(vector.step, ("noop(0)",) * args.num_envs) for _ in range(args.repeats)]
     finally:
         vector.close()
     return {

@@ -13,7 +13,11 @@ Example:
 """
 
 from gym_openenv.client import EnvClient
-from servers.browsergym.models import BrowserGymAction, BrowserGymObservation, BrowserGymState
+from servers.browsergym.models import (
+    BrowserGymAction,
+    BrowserGymObservation,
+    BrowserGymState,
+)
 
 __all__ = ["BrowserGymEnv"]
 

@@ -19,10 +19,10 @@ from gym_openenv.spaces import text
 
 __all__ = [
     "ACTION_MAX_LENGTH",
+    "DEFAULT_VIEWPORT",
     "BrowserGymAction",
     "BrowserGymObservation",
     "BrowserGymState",
-    "DEFAULT_VIEWPORT",
     "screenshot_space",
 ]
 

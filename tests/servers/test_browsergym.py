@@ -21,10 +21,9 @@ import numpy as np
 import psutil
 import pytest
 from gymnasium.utils.env_checker import check_env
-
-import gym_openenv  # noqa: F401 - registers openenv/* ids
 from playwright.async_api import Error as PlaywrightError
 
+import gym_openenv  # noqa: F401 - registers openenv/* ids
 from gym_openenv.vector import OpenEnvVectorEnv
 from servers.browsergym.models import BrowserGymAction, BrowserGymObservation
 from servers.browsergym.server.actions import ActionError, parse_actions
@@ -373,9 +372,9 @@ def browser_pid() -> int:
     for proc in psutil.Process(os.getpid()).children(recursive=True):
         # Renderers of closed pages exit (or linger as zombies) while we look.
         with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-            if proc.status() != psutil.STATUS_ZOMBIE and "chrom" in proc.name():
-                if not any(arg.startswith("--type=") for arg in proc.cmdline()):
-                    found.append(proc.pid)
+            alive = proc.status() != psutil.STATUS_ZOMBIE and "chrom" in proc.name()
+            if alive and not any(arg.startswith("--type=") for arg in proc.cmdline()):
+                found.append(proc.pid)
     assert len(found) == 1, found
     return found[0]
 
@@ -416,10 +415,10 @@ def test_check_env_through_gym_make():
 def test_vector_env_solves_tasks_in_batched_sessions():
     envs = OpenEnvVectorEnv(ENVIRONMENT, num_envs=3, task="miniwob.click-test")
     try:
-        obs, info = envs.reset(seed=0)
+        obs, _ = envs.reset(seed=0)
         assert obs["screenshot"].shape == (3, 210, 160, 3)
         actions = tuple(f'click("{bid_of_text(text, "button")}")' for text in obs["dom_text"])
-        obs, reward, terminated, truncated, info = envs.step(actions)
+        _, reward, terminated, truncated, _ = envs.step(actions)
         assert reward.tolist() == [1.0, 1.0, 1.0] and terminated.all() and not truncated.any()
     finally:
         envs.close()

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-__all__ = ["BrowserFailure", "SharedBrowser", "deadline", "shared_browser", "CHROMIUM_ARGS"]
+__all__ = ["CHROMIUM_ARGS", "BrowserFailure", "SharedBrowser", "deadline", "shared_browser"]
 
 T = TypeVar("T")
 

@@ -53,8 +53,21 @@ from servers.browsergym.server.actions import (
     execute,
     parse_actions,
 )
-from servers.browsergym.server.browser import BrowserFailure, SharedBrowser, deadline, first_line, shared_browser
-from servers.browsergym.server.miniwob import GOAL_JS, REWARD_MODES, SCORE_JS, START_EPISODE_JS, Score, Task
+from servers.browsergym.server.browser import (
+    BrowserFailure,
+    SharedBrowser,
+    deadline,
+    first_line,
+    shared_browser,
+)
+from servers.browsergym.server.miniwob import (
+    GOAL_JS,
+    REWARD_MODES,
+    SCORE_JS,
+    START_EPISODE_JS,
+    Score,
+    Task,
+)
 
 __all__ = ["BrowserGymEnvironment"]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import miniwob
 
-__all__ = ["HTML_DIR", "Score", "Task", "list_tasks", "REWARD_MODES"]
+__all__ = ["HTML_DIR", "REWARD_MODES", "Score", "Task", "list_tasks"]
 
 HTML_DIR = pathlib.Path(miniwob.__file__).parent / "html" / "miniwob"
 
