@@ -45,7 +45,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-import gym_openenv.registry
+import gym_openenv  # noqa: F401  (registers openenv/* from registry.yaml)
 from gym_openenv.providers import LocalProcessProvider
 
 RESULTS = Path(__file__).parent / "results"
@@ -95,15 +95,7 @@ def vector_runner(envs: gym.vector.VectorEnv, seed: int) -> Runner:
 
 
 def gym_openenv_runner(num_envs: int, seed: int) -> Runner:
-    gym_openenv.registry.register_all()
-    if ATARI_ID not in gym.registry:  # until registry.yaml lists atari
-        gym.register(
-            ATARI_ID,
-            entry_point=gym_openenv.registry.ENTRY_POINT,
-            vector_entry_point=gym_openenv.registry.VECTOR_ENTRY_POINT,
-            kwargs={"environment": ENVIRONMENT, "game": "pong"},
-        )
-    return vector_runner(gym.make_vec(ATARI_ID, num_envs=num_envs), seed)
+    return vector_runner(gym.make_vec(ATARI_ID, num_envs=num_envs, game="pong"), seed)
 
 
 def gymnasium_runner(num_envs: int, seed: int, vectorization_mode: str) -> Runner:

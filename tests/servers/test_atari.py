@@ -18,7 +18,7 @@ from gymnasium.spaces import Box, Discrete
 from gymnasium.utils.env_checker import check_env
 from openenv.core.generic_client import GenericEnvClient
 
-import gym_openenv.registry
+import gym_openenv  # noqa: F401  (registers openenv/* from registry.yaml)
 from gym_openenv.providers import LocalProcessProvider
 from gym_openenv.server.app import create_app
 from gym_openenv.spaces import ModelSpec
@@ -256,14 +256,9 @@ ENVIRONMENT = "servers.atari.server.environment:AtariEnvironment"
 
 @pytest.fixture(scope="module")
 def atari_id() -> str:
-    gym_openenv.registry.register_all()
-    if ATARI_ID not in gym.registry:  # until registry.yaml lists atari; then this branch goes
-        gym.register(
-            ATARI_ID,
-            entry_point=gym_openenv.registry.ENTRY_POINT,
-            vector_entry_point=gym_openenv.registry.VECTOR_ENTRY_POINT,
-            kwargs={"environment": ENVIRONMENT, "game": "pong"},
-        )
+    """The id registry.yaml gives the Atari server (registered on import)."""
+    assert ATARI_ID in gym.registry, "registry.yaml lacks the atari entry"
+    assert gym.spec(ATARI_ID).kwargs["environment"] == ENVIRONMENT
     return ATARI_ID
 
 
