@@ -58,7 +58,7 @@ RootOption = Annotated[
         file_okay=False,
     ),
 ]
-KwargsOption = Annotated[str | None, typer.Option("--env-kwargs", help='Environment arguments as a JSON object, e.g. \'{"size": 5}\'.')]
+KwargsOption = Annotated[str | None, typer.Option("--env-kwargs", help="Environment arguments as a JSON object, e.g. '{\"size\": 5}'.")]
 
 
 def _fail(message: str) -> NoReturn:
@@ -292,7 +292,9 @@ def validate(
             raise TypeError(f"{found['manifest'].client.import_path} is not an EnvClient subclass")
         for kind in ("action", "observation", "state"):
             if getattr(cls, f"{kind}_type") is not found["models"][kind]:
-                raise TypeError(f"{cls.__name__}.{kind}_type is {getattr(cls, f'{kind}_type').__name__}, the manifest says {found['models'][kind].__name__}")
+                raise TypeError(
+                    f"{cls.__name__}.{kind}_type is {getattr(cls, f'{kind}_type').__name__}, the manifest says {found['models'][kind].__name__}"
+                )
         return cls.__name__
 
     def app_module() -> str:
@@ -508,7 +510,7 @@ def _docker() -> str:
     docker = shutil.which("docker")
     if docker is None:
         _fail("docker is not installed (apt-get install -y docker.io)")
-    probe = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=60)
+    probe = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=60, check=False)
     if probe.returncode != 0:
         reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
         _fail(f"the docker daemon is not reachable ({reason}); start dockerd (scripts/docker-setup.sh does) or set DOCKER_HOST")
@@ -577,7 +579,7 @@ def build(
     staged = _stage_wheels(wheels, root) if wheels is not None else None
     try:
         errors.print(f"$ {' '.join(command)}")
-        if subprocess.run(command).returncode != 0:
+        if subprocess.run(command, check=False).returncode != 0:
             _fail(f"docker build of {image} failed (output above)")
     finally:
         if staged is not None:
@@ -611,12 +613,12 @@ def push(
         _fail(f"--registry must be HOST[:PORT]/NAMESPACE, got {registry_!r}")
     docker = _docker()
     image = tag or _image(manifest)
-    if subprocess.run([docker, "image", "inspect", image], capture_output=True).returncode != 0:
+    if subprocess.run([docker, "image", "inspect", image], capture_output=True, check=False).returncode != 0:
         _fail(f"no local image {image}; run gym-openenv build first")
     remote = f"{registry_.strip('/')}/{manifest.name}:{manifest.version}"
     for command in ([docker, "tag", image, remote], [docker, "push", remote]):
         errors.print(f"$ {' '.join(command)}")
-        if subprocess.run(command).returncode != 0:
+        if subprocess.run(command, check=False).returncode != 0:
             _fail(f"{' '.join(command[1:3])} failed (output above)")
     console.print(f"[green]pushed[/] {remote}")
 

@@ -33,6 +33,9 @@ def validate_name(name: str) -> str:
         suggestion = re.sub(r"[^a-z0-9_]", "_", name.lower()).strip("_")
         hint = f" (e.g. {suggestion!r})" if suggestion and NAME_PATTERN.match(suggestion) else ""
         raise ValueError(f"name {name!r} must be lowercase letters, digits and underscores, starting with a letter{hint}")
+    if name.endswith("_env"):
+        # Lookups accept "coding", "coding-env" and "coding_env" as one name.
+        raise ValueError(f"name {name!r} ends in '_env', which name lookups drop; call it {name.removesuffix('_env')!r}")
     return name
 
 
@@ -76,7 +79,7 @@ def _append_registry_entry(registry_path: Path, name: str, description: str) -> 
             original = re.sub(r"(?m)^environments:.*\n?", "", original)
             original = original.rstrip("\n") + ("\n" if original.strip() else "") + "environments:\n"
     else:
-        original = "# Environments gym_openenv registers as gym.make(\"openenv/<name>-v0\").\nenvironments:\n"
+        original = '# Environments gym_openenv registers as gym.make("openenv/<name>-v0").\nenvironments:\n'
     if not original.endswith("\n"):
         original += "\n"
     updated = original + registry_entry_text(name, description)
@@ -108,7 +111,7 @@ def scaffold(root: Path, name: str, description: str | None = None) -> list[Path
         "name": name,
         "Class": class_prefix(name),
         "description": description,
-        "description_py": repr(description),
+        "description_py": json.dumps(description),  # a JSON string is a Python string literal too
         "description_yaml": json.dumps(description),
     }
     targets = {TEMPLATES / "tests" / "test_server.py.tmpl": Path("tests") / "servers" / f"test_{name}.py"}
