@@ -1,0 +1,169 @@
+"""Train Stable-Baselines3 PPO on Atari served by openenv/atari-v0.
+
+    python examples/sb3_atari.py                               # 4k steps: a smoke run, not a trained agent
+    python examples/sb3_atari.py --total-timesteps 10000000    # RL Zoo's budget
+
+SB3's ``AtariWrapper`` wraps one local ``gym.Env``; here the environments are
+sessions behind one remote vector env, so the preprocessing is split:
+
+* on the server (``gym.make_vec`` arguments): ALE v5's 4 frames per step and
+  sticky actions (p=0.25), and ``obs_type="grayscale"`` so a third of the
+  bytes cross the wire;
+* on the client, on whole batches (SB3 ``VecEnv`` wrappers):
+  ``VecAtariPreprocessing`` below (84x84 area resize, rewards clipped to
+  their sign: what ``WarpFrame`` and ``ClipRewardEnv`` do), then SB3's
+  ``VecFrameStack(4)`` and ``VecTransposeImage``;
+* not done: no-op starts, fire-on-reset, end-of-life episodes and the max over
+  the last two frames (``AtariWrapper``'s per-env state). Sticky actions
+  replace no-op starts (Machado et al., 2018); the agent learns to press FIRE.
+
+``VecMonitor`` sits before the reward clipping, so logged returns are the
+game's scores; they are plotted to ``examples/results/sb3_atari.png``.
+"""
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import matplotlib
+
+matplotlib.use("Agg")  # write files, never open windows
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecMonitor, VecTransposeImage
+
+import gym_openenv  # noqa: F401  (registers openenv/* ids)
+from gym_openenv.integrations.sb3 import SB3VecEnv
+
+
+@dataclass
+class Args:
+    env_id: str = "openenv/atari-v0"
+    """the gymnasium id of the server-backed Atari environment"""
+    game: str = "breakout"
+    """the ALE game"""
+    seed: int = 0
+    """seed of the environments (env i gets seed + i) and of PPO"""
+    num_envs: int = 8
+    """parallel environments (sessions on the servers, stepped in one message per server)"""
+    total_timesteps: int = 4096
+    """training steps over all environments"""
+    n_steps: int = 128
+    """steps per environment between PPO updates"""
+    batch_size: int = 256
+    """minibatch size"""
+    n_epochs: int = 4
+    """passes over each rollout"""
+    learning_rate: float = 2.5e-4
+    """Adam learning rate"""
+    clip_range: float = 0.1
+    """PPO's clipping of the probability ratio"""
+    torch_threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+    plot: str = str(Path(__file__).resolve().parent / "results" / "sb3_atari.png")
+    """where to write the plot of episode returns"""
+
+
+def parse_args() -> Args:
+    """``--flag value`` for every field of Args, with its docstring as help."""
+    body = ast.parse(inspect.getsource(Args)).body[0].body
+    helps = {a.target.id: d.value.value for a, d in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(Args):
+        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=helps[f.name])
+    return Args(**vars(parser.parse_args()))
+
+
+class VecAtariPreprocessing(VecEnvWrapper):
+    """``WarpFrame`` and ``ClipRewardEnv`` for a whole batch: grayscale
+    (m, 210, 160) screens become (m, 84, 84, 1) by area averaging; rewards
+    become their sign."""
+
+    def __init__(self, venv: VecEnv, size: int = 84):
+        self.size = size
+        super().__init__(venv, observation_space=spaces.Box(0, 255, (size, size, 1), np.uint8))
+
+    def warp(self, screens: np.ndarray) -> np.ndarray:
+        small = F.interpolate(torch.from_numpy(screens).float().unsqueeze(1), size=(self.size, self.size), mode="area")
+        return small.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def reset(self) -> np.ndarray:
+        return self.warp(self.venv.reset())
+
+    def step_wait(self):
+        screens, rewards, dones, infos = self.venv.step_wait()
+        for info in infos:
+            if "terminal_observation" in info:  # VecFrameStack stacks it too
+                info["terminal_observation"] = self.warp(info["terminal_observation"][None])[0]
+        return self.warp(screens), np.sign(rewards), dones, infos
+
+
+class EpisodeReturns(BaseCallback):
+    """Every episode return VecMonitor reports, in order (its buffer keeps only 100)."""
+
+    def __init__(self):
+        super().__init__()
+        self.returns: list[float] = []
+
+    def _on_step(self) -> bool:
+        self.returns += [info["episode"]["r"] for info in self.locals["infos"] if "episode" in info]
+        return True
+
+
+def plot(returns: list[float], title: str, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(returns, ".", alpha=0.4, label="episode")
+    window = min(20, len(returns))
+    if window:
+        ax.plot(np.arange(window - 1, len(returns)), np.convolve(returns, np.ones(window) / window, "valid"), label=f"mean of {window}")
+    ax.set(xlabel="episode", ylabel="return", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    envs = gym.make_vec(
+        args.env_id, num_envs=args.num_envs, game=args.game, obs_type="grayscale", autoreset_mode=AutoresetMode.SAME_STEP
+    )
+    venv = VecMonitor(SB3VecEnv(envs))  # before reward clipping: logs the game's score
+    venv = VecTransposeImage(VecFrameStack(VecAtariPreprocessing(venv), n_stack=4))
+    model = PPO(
+        "CnnPolicy",
+        venv,
+        n_steps=args.n_steps,
+        batch_size=args.batch_size,
+        n_epochs=args.n_epochs,
+        learning_rate=args.learning_rate,
+        clip_range=args.clip_range,
+        ent_coef=0.01,
+        vf_coef=0.5,
+        seed=args.seed,
+        device="cpu",
+    )
+    episodes = EpisodeReturns()
+    start = time.perf_counter()
+    model.learn(args.total_timesteps, callback=episodes)
+    seconds = time.perf_counter() - start
+    venv.close()
+    last = episodes.returns[-10:]
+    print(f"{args.env_id} ({args.game}): {args.total_timesteps} steps in {seconds:.1f}s, {len(episodes.returns)} episodes, "
+          f"mean return of the last {len(last)}: {np.mean(last) if last else float('nan'):.1f}")
+    plot(episodes.returns, f"SB3 PPO, {args.env_id} ({args.game})", args.plot)
+    print(f"plot: {args.plot}")
