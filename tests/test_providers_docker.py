@@ -15,7 +15,15 @@ from gymnasium.utils.env_checker import check_env
 
 from gym_openenv.errors import ServerStartError
 from gym_openenv.providers import make_provider
-from gym_openenv.providers.docker import OWNER_LABEL, DockerProvider, build_image, docker_client, dockerfile_for, from_docker_image, remove_orphans
+from gym_openenv.providers.docker import (
+    OWNER_LABEL,
+    DockerProvider,
+    build_image,
+    docker_client,
+    dockerfile_for,
+    from_docker_image,
+    remove_orphans,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ECHO = "servers.echo.server.environment:EchoEnvironment"

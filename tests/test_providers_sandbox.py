@@ -73,7 +73,7 @@ def test_make_vec_over_sandboxed_servers():
 
 def probe(code: str, tmp_path, **options) -> subprocess.CompletedProcess:
     """Run Python code under the same sandbox the provider uses."""
-    return subprocess.run(bwrap_command([sys.executable, "-c", code], writable=[str(tmp_path)], **options), capture_output=True, text=True, timeout=60)
+    return subprocess.run(bwrap_command([sys.executable, "-c", code], writable=[str(tmp_path)], **options), check=False, capture_output=True, text=True, timeout=60)
 
 
 def test_the_sandbox_has_no_network_a_read_only_system_and_a_private_tmp(tmp_path):
