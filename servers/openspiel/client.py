@@ -9,7 +9,11 @@ Example:
 """
 
 from gym_openenv.client import EnvClient
-from servers.openspiel.models import OpenSpielAction, OpenSpielObservation, OpenSpielState
+from servers.openspiel.models import (
+    OpenSpielAction,
+    OpenSpielObservation,
+    OpenSpielState,
+)
 
 __all__ = ["OpenSpielEnv"]
 

@@ -269,7 +269,7 @@ def run_episodes(env: OpenSpielEnvironment, seed: int, episodes: int) -> list[li
 
 
 def test_seed_reproduces_and_unseeded_resets_continue_the_streams():
-    make = lambda: OpenSpielEnvironment(game="leduc_poker", agent_player=1)  # noqa: E731
+    make = lambda: OpenSpielEnvironment(game="leduc_poker", agent_player=1)
     first, again = run_episodes(make(), 3, 4), run_episodes(make(), 3, 4)
     assert first == again
     assert len({tuple(h) for h in first}) > 1  # later episodes are not replays of the first
@@ -510,7 +510,7 @@ def test_make_vec_batches_masks_and_replays_each_seeded_game():
     envs = gym.make_vec(GYM_ID, num_envs=num_envs, **kwargs)
     try:
         assert envs.observation_space["action_mask"] == gym.spaces.Box(0, 1, (num_envs, 7), np.int8)
-        obs, info = envs.reset(seed=seed)
+        obs, _ = envs.reset(seed=seed)
         rng = np.random.default_rng(0)
         for _ in range(60):  # long enough for autoresets (NEXT_STEP)
             np.testing.assert_array_equal(obs["action_mask"], np.stack([e.action_mask for e in expected]))
@@ -519,7 +519,7 @@ def test_make_vec_batches_masks_and_replays_each_seeded_game():
             after = []
             for env, previous, action in zip(locals_, expected, actions):
                 after.append(env.reset() if previous.done else env.step(OpenSpielAction(action_id=int(action))))
-            obs, reward, terminated, truncated, info = envs.step(actions)
+            obs, reward, terminated, _, _ = envs.step(actions)
             stepped = [not previous.done for previous in expected]
             np.testing.assert_array_equal(reward[stepped], [e.reward for e, s in zip(after, stepped) if s])
             np.testing.assert_array_equal(terminated, [e.done and s for e, s in zip(after, stepped)])

@@ -44,7 +44,11 @@ import pyspiel
 from gymnasium import spaces
 
 from gym_openenv.server.environment import Environment, EnvironmentMetadata, FieldSpaces
-from servers.openspiel.models import OpenSpielAction, OpenSpielObservation, OpenSpielState
+from servers.openspiel.models import (
+    OpenSpielAction,
+    OpenSpielObservation,
+    OpenSpielState,
+)
 from servers.openspiel.server.opponents import Opponent, make_opponent
 
 __all__ = ["OpenSpielEnvironment"]
