@@ -19,10 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -36,6 +33,7 @@ from gym_openenv import registry
 from gym_openenv.auto import EnvironmentInfo, discover, find_environment
 from gym_openenv.errors import UnknownEnvironment
 from gym_openenv.manifest import MANIFEST_FILE, Manifest, ManifestError, import_object, load_manifest
+from gym_openenv.validation import missing_requirements, validate_folder
 
 __all__ = ["app"]
 
@@ -46,8 +44,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RootOption = Annotated[
     Path | None,
@@ -172,71 +170,6 @@ def init(
 # --- validate ------------------------------------------------------------------
 
 
-class _Checks:
-    """Runs named checks in order and collects a row per check for the report."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str]] = []
-
-    @property
-    def failed(self) -> bool:
-        return any(status == "FAIL" for _, status, _ in self.rows)
-
-    def run(self, name: str, check: Callable[[], str], *, needs: bool = True) -> bool:
-        if not needs:
-            self.rows.append((name, "SKIP", "an earlier check failed"))
-            return False
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                detail = check()
-        except Exception as e:  # a check's failure is the report's content, whatever the exception
-            message = str(e).strip() or type(e).__name__
-            self.rows.append((name, "FAIL", f"{type(e).__name__}: {message}"))
-            return False
-        notes = sorted({str(w.message).split("\n")[0] for w in caught})
-        status = "WARN" if notes else "ok"
-        self.rows.append((name, status, "; ".join(filter(None, [detail, *notes]))))
-        return True
-
-    def table(self, title: str) -> Table:
-        table = Table(title=title, title_justify="left")
-        table.add_column("check")
-        table.add_column("status")
-        table.add_column("detail", overflow="fold")
-        colors = {"ok": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
-        for name, status, detail in self.rows:
-            table.add_row(name, f"[{colors[status]}]{status}[/]", escape(detail))
-        return table
-
-
-def _missing_requirements(manifest: Manifest) -> list[str]:
-    missing = []
-    for requirement in manifest.requirements():
-        if requirement.marker is not None and not requirement.marker.evaluate():
-            continue
-        try:
-            installed = version(requirement.name)
-        except PackageNotFoundError:
-            missing.append(f"{requirement} (not installed)")
-            continue
-        if installed not in requirement.specifier:
-            missing.append(f"{requirement} (installed {installed})")
-    return missing
-
-
-def _schema_summary(schema: dict[str, Any]) -> dict[str, Any]:
-    """What must agree between a model and the server's /schema: the fields,
-    which are required, and which kind of space each one is (its size may
-    depend on the instance)."""
-    properties = schema.get("properties", {})
-    return {
-        "title": schema.get("title"),
-        "fields": {name: (prop.get("x-gym-space") or {}).get("type") for name, prop in properties.items()},
-        "required": sorted(schema.get("required", [])),
-    }
-
-
 @app.command()
 def validate(
     path: Annotated[Path | None, typer.Argument(help="Server folder (default: the current directory).", file_okay=False)] = None,
@@ -245,123 +178,23 @@ def validate(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to start.")] = 120.0,
 ) -> None:
     """Check a server folder: manifest, models, live /schema, spaces, gymnasium's check_env."""
-    from gymnasium.utils.env_checker import check_env
-
-    from gym_openenv.client import EnvClient, LoopThread, fetch_json
-    from gym_openenv.env import OpenEnvEnv
-    from gym_openenv.providers import LocalProcessProvider
-    from gym_openenv.schema import EnvSchema
-    from gym_openenv.spaces import ModelSpec, describe
-
     root = _use_root(root)
     folder = (path or Path.cwd()).resolve()
-    checks = _Checks()
-    found: dict[str, Any] = {}
+    entry = _registered(folder, root)
+    # The registry's default kwargs for this folder, then the command line's.
+    kwargs = {**(entry.kwargs if entry is not None else {}), **_json_kwargs(env_kwargs)}
+    report = validate_folder(folder, kwargs, timeout)
 
-    def manifest() -> str:
-        found["manifest"] = m = load_manifest(folder)
-        return f"{m.name} {m.version}"
-
-    def folder_name() -> str:
-        name = found["manifest"].name
-        if folder.name != name:
-            raise ValueError(f"manifest name {name!r} differs from the folder name {folder.name!r}")
-        return f"servers/{name}"
-
-    def dockerfile() -> str:
-        path = folder / found["manifest"].server.dockerfile
-        if not path.is_file():
-            raise FileNotFoundError(f"server.dockerfile {found['manifest'].server.dockerfile!r}: no file {path}")
-        return str(path.relative_to(folder))
-
-    def dependencies() -> str:
-        missing = _missing_requirements(found["manifest"])
-        if missing:
-            raise ModuleNotFoundError(f"pip install {' '.join(repr(m.split(' (')[0]) for m in missing)}: {', '.join(missing)}")
-        return ", ".join(found["manifest"].dependencies) or "none declared"
-
-    def models() -> str:
-        section = found["manifest"].models
-        found["models"] = classes = {kind: import_object(getattr(section, kind)) for kind in ("action", "observation", "state")}
-        spaces = {kind: describe(ModelSpec.from_model(cls).space) for kind, cls in classes.items() if kind != "state"}
-        return f"action space {spaces['action']}; observation space {spaces['observation']}"
-
-    def client() -> str:
-        cls = import_object(found["manifest"].client.import_path)
-        if not (isinstance(cls, type) and issubclass(cls, EnvClient)):
-            raise TypeError(f"{found['manifest'].client.import_path} is not an EnvClient subclass")
-        for kind in ("action", "observation", "state"):
-            if getattr(cls, f"{kind}_type") is not found["models"][kind]:
-                raise TypeError(
-                    f"{cls.__name__}.{kind}_type is {getattr(cls, f'{kind}_type').__name__}, the manifest says {found['models'][kind].__name__}"
-                )
-        return cls.__name__
-
-    def app_module() -> str:
-        served = import_object(found["manifest"].app)
-        host = getattr(getattr(served, "state", None), "host", None)
-        if host is None:
-            raise TypeError(f"{found['manifest'].app} is not an app made by gym_openenv.server.create_app")
-        env_cls = host.env_cls
-        for kind in ("action", "observation", "state"):
-            if getattr(env_cls, f"{kind}_type") is not found["models"][kind]:
-                raise TypeError(f"{env_cls.__name__}.{kind}_type differs from the manifest's models.{kind}")
-        found["environment"] = f"{env_cls.__module__}:{env_cls.__qualname__}"
-        return found["environment"]
-
-    checks.run("openenv.yaml", manifest)
-    has_manifest = "manifest" in found
-    checks.run("folder name", folder_name, needs=has_manifest)
-    checks.run("Dockerfile", dockerfile, needs=has_manifest)
-    deps_ok = checks.run("dependencies installed", dependencies, needs=has_manifest)
-    models_ok = checks.run("models import", models, needs=has_manifest and deps_ok)
-    checks.run("client", client, needs=models_ok)
-    app_ok = checks.run("app", app_module, needs=models_ok)
-
-    provider = None
-    try:
-
-        def server() -> str:
-            nonlocal provider
-            entry = _registered(folder, root)
-            kwargs = dict(entry.kwargs) if entry is not None else {}
-            kwargs.update(_json_kwargs(env_kwargs))
-            provider = LocalProcessProvider(found["environment"], kwargs, startup_timeout=timeout)
-            found["url"] = provider.start()
-            return f"{found['url']} kwargs={json.dumps(kwargs)}"
-
-        def schema() -> str:
-            served = LoopThread.shared().run(fetch_json(found["url"], "/schema"), 30)
-            for kind in ("action", "observation", "state"):
-                expected = _schema_summary(ModelSpec.from_model(found["models"][kind]).json_schema())
-                actual = _schema_summary(served.get(kind, {}))
-                if expected != actual:
-                    raise ValueError(f"/schema {kind} is {actual}, the model gives {expected}")
-            return "action, observation and state agree with the models"
-
-        def spaces() -> str:
-            derived = LoopThread.shared().run(EnvSchema.fetch(found["url"]), 30)
-            return f"action {describe(derived.action.space)}; observation {describe(derived.observation.space)}"
-
-        def gymnasium_check() -> str:
-            env = OpenEnvEnv(url=found["url"])
-            try:
-                check_env(env, skip_render_check=True)
-            finally:
-                env.close()
-            return "passed"
-
-        served = checks.run("server starts", server, needs=app_ok)
-        checks.run("/schema matches models", schema, needs=served)
-        checks.run("spaces derive", spaces, needs=served)
-        checks.run("gymnasium check_env", gymnasium_check, needs=served)
-    finally:
-        if provider is not None:
-            provider.stop()
-
-    console.print(checks.table(f"gym-openenv validate {folder}"))
-    if checks.failed:
-        _fail(f"{folder.name}: {sum(s == 'FAIL' for _, s, _ in checks.rows)} check(s) failed")
+    table = Table(title=f"gym-openenv validate {folder}", title_justify="left")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    colors = {"ok": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
+    for name, status, detail in report.rows:
+        table.add_row(name, f"[{colors[status]}]{status}[/]", escape(detail))
+    console.print(table)
+    if report.failed:
+        _fail(f"{folder.name}: {sum(s == 'FAIL' for _, s, _ in report.rows)} check(s) failed")
     console.print(f"[green]{folder.name} is valid[/]")
 
 
@@ -415,7 +248,7 @@ def _status(info: EnvironmentInfo) -> tuple[bool, str]:
             manifest = info.manifest()
         except ManifestError as e:
             return False, str(e)
-        missing = _missing_requirements(manifest)
+        missing = missing_requirements(manifest)
         if missing:
             return False, f"missing dependencies: {', '.join(missing)}"
     try:
@@ -572,7 +405,7 @@ def build(
             _fail(f"--build-arg must be KEY=VALUE, got {arg!r}")
         args.append(arg)
     image = tag or _image(manifest)
-    command = [_docker(), "build", "-f", str(dockerfile), "-t", image]
+    command = [_docker(), "build", "--force-rm", "-f", str(dockerfile), "-t", image]
     for arg in args:
         command += ["--build-arg", arg]
     command.append(str(root))
