@@ -37,7 +37,16 @@ from gym_openenv.client import EnvClient
 from gym_openenv.errors import UnknownEnvironment
 from gym_openenv.manifest import Manifest, import_object, load_manifest
 
-__all__ = ["ENTRY_POINT_GROUP", "AutoAction", "AutoEnv", "EnvironmentInfo", "discover", "find_environment", "normalize_name", "register_plugins"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "AutoAction",
+    "AutoEnv",
+    "EnvironmentInfo",
+    "discover",
+    "find_environment",
+    "normalize_name",
+    "register_plugins",
+]
 
 #: The entry-point group installed packages declare their environments in.
 ENTRY_POINT_GROUP = "gym_openenv.environments"

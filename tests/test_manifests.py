@@ -15,7 +15,9 @@ ECHO = ROOT / "servers" / "echo" / "openenv.yaml"
 
 
 def test_every_server_folder_has_a_manifest():
-    folders = sorted(p for p in (ROOT / "servers").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__")
+    folders = sorted(
+        p for p in (ROOT / "servers").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
+    )
     assert [f.name for f in folders] == [f.name for f in SERVER_FOLDERS]
 
 
