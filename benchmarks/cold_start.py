@@ -1,7 +1,7 @@
 """Cold start per provider: seconds from ``gym.make`` to the first ``reset`` result.
 
-    python benchmarks/cold_start.py                       # echo and Atari, every provider
-    python benchmarks/cold_start.py --providers local docker --repeats 5
+    python -m benchmarks.cold_start                       # echo and Atari, every provider
+    python -m benchmarks.cold_start --providers local docker --repeats 5
 
 "Cold" means a new server: a new process, sandbox, container or Ray actor
 each time. What is shared across repeats is shared in real use too and timed
@@ -13,16 +13,14 @@ and ``ray.init`` (one per driver). The Docker engine comes from
 import os
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import gym_openenv  # noqa: E402,F401  (registers the ids)
-from benchmarks.harness import write_results  # noqa: E402
+import gym_openenv  # noqa: F401  (registers the ids)
+from benchmarks.harness import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = {
