@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--idle-timeout", type=float, help="seconds before an idle session is closed (0: never)")
     p.add_argument("--step-timeout", type=float, help="seconds an environment call may take (0: no limit)")
     p.add_argument("--workers", type=int, help="worker threads for environment calls")
+    p.add_argument("--max-message-bytes", type=int, help="largest request body or WebSocket message")
     p.add_argument("--parent-pid", type=int, help="exit when this process dies")
     p.add_argument("--log-level", default="warning")
     return p.parse_args(argv)
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         idle_timeout=args.idle_timeout,
         step_timeout=args.step_timeout,
         workers=args.workers,
+        max_message_bytes=args.max_message_bytes,
     )
     app = create_app(load_class(args.environment), env_kwargs, settings)
     # Build one instance before listening: bad arguments fail here, with a

@@ -14,9 +14,12 @@ closes its sessions.
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import numpy as np
+import pydantic
 from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from gym_openenv.protocol import (
     ErrorCode,
@@ -32,6 +35,38 @@ from gym_openenv.server.sessions import CapacityError, Session
 __all__ = ["serve_batch_connection"]
 
 
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class OpenRequest(_Request):
+    type: Literal["open"]
+    n: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+
+
+class ResetRequest(_Request):
+    type: Literal["reset"]
+    ids: list[StrictInt]
+    seeds: list[StrictInt | None] | None = None
+    options: dict[str, Any] | None = None
+
+
+class StepRequest(_Request):
+    type: Literal["step"]
+    ids: list[StrictInt]
+    actions: dict[str, Any]
+
+
+class CloseRequest(_Request):
+    type: Literal["close"]
+    ids: list[StrictInt]
+
+
+BatchRequest = pydantic.TypeAdapter(
+    Annotated[OpenRequest | ResetRequest | StepRequest | CloseRequest, Field(discriminator="type")]
+)
+
+
 class _BatchError(Exception):
     def __init__(self, code: ErrorCode, message: str):
         super().__init__(message)
@@ -44,9 +79,7 @@ class _Connection:
         self.sessions: dict[int, Session] = {}
         self._next_id = 0
 
-    def lookup(self, ids: Any) -> list[Session]:
-        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, int) for i in ids):
-            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"'ids' must be a list of session numbers, got {ids!r}")
+    def lookup(self, ids: list[int]) -> list[Session]:
         unknown = [i for i in ids if i not in self.sessions]
         if unknown:
             raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection")
@@ -58,10 +91,8 @@ class _Connection:
                 raise _BatchError(ErrorCode.SESSION_ERROR, f"session {s.id} expired after {self.host.settings.idle_timeout}s idle")
         return sessions
 
-    async def on_open(self, request: dict[str, Any]) -> dict[str, Any]:
-        n = request.get("n")
-        if not isinstance(n, int) or n < 1:
-            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"'n' must be a positive integer, got {n!r}")
+    async def on_open(self, request: OpenRequest) -> dict[str, Any]:
+        n = request.n
         table = self.host.sessions
         if table.active + n > table.max_sessions:
             # All or nothing: a vector env never half-starts.
@@ -88,19 +119,19 @@ class _Connection:
             self._next_id += 1
         return {"type": "opened", "ids": ids}
 
-    async def on_close(self, request: dict[str, Any]) -> dict[str, Any]:
-        ids = [i for i in request.get("ids", []) if i in self.sessions]
+    async def on_close(self, request: CloseRequest) -> dict[str, Any]:
+        ids = [i for i in dict.fromkeys(request.ids) if i in self.sessions]
         for i in ids:
             await self.host.sessions.close(self.sessions.pop(i).id)
         return {"type": "closed", "ids": ids}
 
     async def close_all(self) -> None:
-        await self.on_close({"ids": list(self.sessions)})
+        await self.on_close(CloseRequest(type="close", ids=list(self.sessions)))
 
-    async def on_reset(self, request: dict[str, Any]) -> dict[str, Any]:
-        sessions = self.lookup(request.get("ids"))
-        seeds = request.get("seeds") or [None] * len(sessions)
-        options = request.get("options") or {}
+    async def on_reset(self, request: ResetRequest) -> dict[str, Any]:
+        sessions = self.lookup(request.ids)
+        seeds = request.seeds or [None] * len(sessions)
+        options = request.options or {}
         if len(seeds) != len(sessions):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(sessions)} sessions")
         kwargs = [self.host.reset_kwargs({**options, **({} if s is None else {"seed": s})}) for s in seeds]
@@ -110,12 +141,15 @@ class _Connection:
 
         return await self._batch(sessions, reset_all)
 
-    async def on_step(self, request: dict[str, Any]) -> dict[str, Any]:
-        sessions = self.lookup(request.get("ids"))
+    async def on_step(self, request: StepRequest) -> dict[str, Any]:
+        sessions = self.lookup(request.ids)
+        if len(set(request.ids)) != len(request.ids):
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"duplicate session ids in {request.ids}")
         spec = (await self.host.specs()).action
-        columns = request.get("actions")
-        if not isinstance(columns, dict):
-            raise _BatchError(ErrorCode.VALIDATION_ERROR, "'actions' must map field names to columns")
+        columns = request.actions
+        for name, column in columns.items():
+            if not isinstance(column, (list, tuple, np.ndarray)) or len(column) != len(sessions):
+                raise _BatchError(ErrorCode.VALIDATION_ERROR, f"actions[{name!r}] must be a column of {len(sessions)} values")
         try:
             rows = [{k: _item(col, i) for k, col in columns.items()} for i in range(len(sessions))]
             actions = [spec.build(row) for row in rows]
@@ -172,7 +206,7 @@ def _item(column: Any, i: int) -> Any:
     return value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
 
 
-_HANDLERS: dict[str, Callable[[_Connection, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+_HANDLERS: dict[str, Callable[[_Connection, Any], Awaitable[dict[str, Any]]]] = {
     "open": _Connection.on_open,
     "reset": _Connection.on_reset,
     "step": _Connection.on_step,
@@ -204,11 +238,16 @@ async def _answer(connection: _Connection, raw: bytes | None) -> dict[str, Any]:
         request = decode_msgpack(raw)
     except Exception as e:  # msgpack raises several unrelated types for garbage
         return error_reply(ErrorCode.INVALID_JSON, f"invalid msgpack frame: {type(e).__name__}: {e}")
-    handler = _HANDLERS.get(request.get("type")) if isinstance(request, dict) else None
+    kind = request.get("type") if isinstance(request, dict) else None
+    handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
     if handler is None:
-        kind = request.get("type") if isinstance(request, dict) else type(request).__name__
-        return error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {kind!r}; expected one of {sorted(_HANDLERS)}")
+        shown = kind if isinstance(kind, str) else type(request).__name__
+        return error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {shown!r}; expected one of {sorted(_HANDLERS)}")
     try:
-        return await handler(connection, request)
+        typed = BatchRequest.validate_python(request)
+    except pydantic.ValidationError as e:
+        return error_reply(ErrorCode.VALIDATION_ERROR, f"invalid {kind} request: {e.errors(include_url=False)[0]['msg']} at {e.errors()[0]['loc']}")
+    try:
+        return await handler(connection, typed)
     except _BatchError as e:
         return error_reply(e.code, str(e))

@@ -79,7 +79,7 @@ class EnvHost:
         self.env_cls = env_cls
         self.env_kwargs = dict(env_kwargs)
         self.settings = settings
-        self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="openenv-env")
+        self._executor: ThreadPoolExecutor | None = None
         self._specs: ModelSpecs | None = None
         self._metadata: EnvironmentMetadata | None = None
         self._reset_params = inspect.signature(env_cls.reset).parameters
@@ -90,6 +90,8 @@ class EnvHost:
 
     async def run(self, fn: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Run ``fn`` in a worker thread; raise :class:`StepTimeout` past ``timeout``."""
+        if self._executor is None:  # created on first use, so an app can start again after shutdown
+            self._executor = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="openenv-env")
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
         if timeout is None:
@@ -144,4 +146,6 @@ class EnvHost:
         return {k: v for k, v in data.items() if k in self._reset_params}
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)

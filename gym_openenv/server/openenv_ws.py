@@ -72,7 +72,7 @@ async def _handle(text: str, session: Session, host: EnvHost, send: Send) -> boo
         await send(error_reply(ErrorCode.INVALID_JSON, f"Invalid JSON: {e}"))
         return True
     kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind not in _HANDLERS and kind != "close":
+    if not isinstance(kind, str) or (kind not in _HANDLERS and kind != "close"):
         await send(error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {kind!r}; expected one of reset, step, state, close"))
         return True
     try:

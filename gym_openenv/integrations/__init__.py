@@ -1,0 +1,1 @@
+"""Thin bridges to training libraries; each imports its library only when imported itself."""
