@@ -89,6 +89,10 @@ FROM $BASE_IMAGE
 COPY . /tmp/wheels
 RUN python3 -m pip install --no-cache-dir --no-index --find-links /tmp/wheels -r /tmp/wheels/requirements.txt && rm -rf /tmp/wheels
 EOF
+  # Older deps images go, unless server images still build on them (then docker keeps them).
+  for old in $(docker images gym-openenv/deps --format '{{.Repository}}:{{.Tag}}' | grep -vx "$DEPS_IMAGE"); do
+    docker rmi "$old" >/dev/null 2>&1 || log "keeping $old (in use)"
+  done
 fi
 
 echo "export DOCKER_HOST=$DOCKER_HOST"
