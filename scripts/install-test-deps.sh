@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh Debian machine, as root:
-# system packages (Chromium, bubblewrap, Docker engine, debootstrap) and the
+# system packages (Chromium, bubblewrap, Docker engine and a local registry,
+# debootstrap) and the
 # package with every extra. torch stays at the CPU build via constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,6 @@ if command -v apt-get >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    chromium bubblewrap docker.io debootstrap >/dev/null
+    chromium bubblewrap docker.io debootstrap docker-registry >/dev/null
 fi
 python -m pip install -q -c constraints.txt -e ".[all,dev]"
