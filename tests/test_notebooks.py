@@ -15,11 +15,9 @@ from nbformat.v4 import new_code_cell
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
-#: Run first in the kernel, never saved: headless plotting, and openenv/gym-v0
-#: registered until registry.yaml lists it (then the registration is skipped).
+#: Run first in the kernel, never saved: openenv/gym-v0 registered until
+#: registry.yaml lists it (then the registration is skipped).
 SETUP = """
-import matplotlib
-matplotlib.use("Agg")
 import gymnasium as gym
 import gym_openenv.registry as registry
 if "openenv/gym-v0" not in gym.registry:
@@ -56,4 +54,6 @@ def test_notebook_runs(path, tmp_path):
     client.execute()  # raises CellExecutionError with the failing cell's traceback
     errors = [o for cell in executed.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    images = [o for cell in executed.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images or path.stem == "04_custom_server", "plots render inline (the inline backend works headless)"
     assert list(tmp_path.iterdir()) == [], "notebooks must not write files into their working directory"
