@@ -9,7 +9,7 @@ Two protocols share one server:
   plain OpenEnv clients never ask for it and never see it.
 * **Batch** (``/ws/batch``, msgpack binary frames): one connection multiplexes
   many sessions and one frame resets or steps a batch of them. Arrays travel
-  as raw bytes (:data:`NDARRAY_EXT`), observations column by column. Servers
+  as raw bytes (:data:`NDARRAY_KEY`), observations column by column. Servers
   advertise it in ``/metadata`` under ``capabilities``; clients fall back to
   OpenEnv when it is absent.
 
@@ -33,7 +33,7 @@ __all__ = [
     "CloseMessage",
     "ErrorCode",
     "IncomingMessage",
-    "NDARRAY_EXT",
+    "NDARRAY_KEY",
     "ResetMessage",
     "StateMessage",
     "StepMessage",
@@ -47,8 +47,10 @@ __all__ = [
 
 #: Name of the batched, binary protocol in ``/metadata``'s ``capabilities``.
 BATCH_CAPABILITY = "batch-msgpack-v1"
-#: msgpack extension code for an ndarray: dtype, shape, then the raw bytes.
-NDARRAY_EXT = 42
+#: An ndarray on the binary protocol is the map ``{NDARRAY_KEY: [dtype, shape], NDARRAY_DATA: <bin>}``:
+#: the array's memory goes into the frame with one copy, and comes out as a view.
+NDARRAY_KEY = "\x00nd"
+NDARRAY_DATA = "\x00b"
 
 
 class ErrorCode(str, Enum):
@@ -113,8 +115,13 @@ def observation_payload(observation: Any, *, keep_arrays: bool) -> dict[str, Any
 # --- codecs -------------------------------------------------------------------
 
 
+def _json_default(obj: Any) -> Any:
+    # Only reached for what json cannot encode itself: arrays, numpy scalars, models.
+    return to_plain(obj, keep_arrays=False)
+
+
 def encode_json(message: Any) -> str:
-    return json.dumps(to_plain(message, keep_arrays=False), allow_nan=True)
+    return json.dumps(message, default=_json_default, allow_nan=True)
 
 
 def decode_json(raw: str | bytes) -> Any:
@@ -124,8 +131,8 @@ def decode_json(raw: str | bytes) -> Any:
 def _pack_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         array = np.ascontiguousarray(obj)
-        header = msgpack.packb((array.dtype.str, array.shape))
-        return msgpack.ExtType(NDARRAY_EXT, header + array.tobytes())
+        # memoryview: msgpack copies the bytes straight into the frame (no tobytes()).
+        return {NDARRAY_KEY: [array.dtype.str, list(array.shape)], NDARRAY_DATA: memoryview(array).cast("B")}
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Enum):
@@ -133,16 +140,14 @@ def _pack_default(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__} on the binary protocol")
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code != NDARRAY_EXT:
-        return msgpack.ExtType(code, data)
-    unpacker = msgpack.Unpacker(use_list=False)
-    unpacker.feed(data)
-    dtype, shape = unpacker.unpack()
-    offset = unpacker.tell()
+def _object_hook(obj: dict) -> Any:
+    header = obj.get(NDARRAY_KEY)
+    if header is None:
+        return obj
+    dtype, shape = header
     # A read-only view on the frame's bytes: no copy until the caller copies
     # it into its own (preallocated) buffer.
-    return np.frombuffer(data, dtype=np.dtype(dtype), offset=offset).reshape(shape)
+    return np.frombuffer(obj[NDARRAY_DATA], dtype=np.dtype(dtype)).reshape(shape)
 
 
 def encode_msgpack(message: Any) -> bytes:
@@ -150,21 +155,10 @@ def encode_msgpack(message: Any) -> bytes:
 
 
 def decode_msgpack(raw: bytes) -> Any:
-    return msgpack.unpackb(raw, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    return msgpack.unpackb(raw, object_hook=_object_hook, raw=False, strict_map_key=False)
 
 
 # --- batches: one frame, many sessions ----------------------------------------
-
-
-def stack_column(values: list[Any]) -> Any:
-    """Arrays of one shape and dtype stack into one array (one buffer on the
-    wire); anything else stays a list."""
-    first = values[0] if values else None
-    if isinstance(first, np.ndarray) and all(
-        isinstance(v, np.ndarray) and v.shape == first.shape and v.dtype == first.dtype for v in values
-    ):
-        return np.stack(values)
-    return values
 
 
 def batch_payload(payloads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -172,7 +166,9 @@ def batch_payload(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     fields = payloads[0]["observation"].keys() if payloads else ()
     metadata = [p["metadata"] for p in payloads]
     return {
-        "observation": {name: stack_column([p["observation"][name] for p in payloads]) for name in fields},
+        # Arrays stay one per session: each is copied once, into the frame, and
+        # once more on the client, into its batch buffer (no stacking copy).
+        "observation": {name: [p["observation"][name] for p in payloads] for name in fields},
         "reward": [p["reward"] for p in payloads],
         "done": [p["done"] for p in payloads],
         "truncated": [p["truncated"] for p in payloads],

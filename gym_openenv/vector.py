@@ -403,7 +403,11 @@ def _empty(space: spaces.Space, m: int) -> Any:
 
 def _fill(space: spaces.Space, buffer: Any, rows: np.ndarray, column: Any) -> None:
     if isinstance(buffer, np.ndarray):
-        buffer[rows] = np.asarray(column, dtype=buffer.dtype).reshape((len(rows), *buffer.shape[1:]))
+        if isinstance(column, list) and column and isinstance(column[0], np.ndarray):
+            for row, value in zip(rows.tolist(), column):  # one copy per array, straight into place
+                buffer[row] = value
+        else:
+            buffer[rows] = np.asarray(column, dtype=buffer.dtype).reshape((len(rows), *buffer.shape[1:]))
     elif isinstance(buffer, dict):
         for key, sub in buffer.items():
             _fill(space[key], sub, rows, [item[key] for item in column])

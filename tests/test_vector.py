@@ -126,7 +126,7 @@ def test_seeds_reach_each_env(echo_server):
 
 
 def test_server_death_mid_step_is_a_clear_error_and_close_leaves_nothing():
-    envs = gym.make_vec("openenv/echo-v0", num_envs=4, num_servers=2, timeout=10)
+    envs = gym.make_vec("openenv/echo-v0", num_envs=4, num_servers=2, timeout=10, on_server_failure="raise")
     pids = [p.pid for p in envs._providers]
     envs.reset()
     os.kill(pids[0], signal.SIGKILL)
