@@ -395,6 +395,21 @@ def test_killed_browser_is_relaunched_for_every_session(make_env):
     assert browser.launches == launches + 1
 
 
+def test_killed_playwright_driver_is_restarted(make_env):
+    env = make_env(task="miniwob.click-test")
+    env.reset(seed=0)
+    drivers = [
+        p for p in psutil.Process(os.getpid()).children() if "chrom" not in p.name() and "playwright" in " ".join(p.cmdline())
+    ]
+    assert len(drivers) == 1, drivers
+    os.kill(drivers[0].pid, signal.SIGKILL)  # takes its Chromium down with it
+    obs = env.step(BrowserGymAction(action="noop(0)"))
+    assert obs.done and obs.truncated and obs.metadata["browser_failure"]
+    obs = env.reset(seed=0)
+    assert "browser_restarted" in obs.metadata
+    assert env.step(BrowserGymAction(action=f'click("{bid_of(obs, "button")}")')).reward == 1.0
+
+
 # --- through a real server process ---------------------------------------------------------
 
 

@@ -133,31 +133,47 @@ class SharedBrowser:
     async def new_context(self, **options: Any) -> BrowserContext:
         """A fresh context (one session's private browser state)."""
         browser = await self.browser()
-        return await browser.new_context(**options)
+        try:
+            return await browser.new_context(**options)
+        except PlaywrightError:
+            # The browser died without a disconnect event (its Playwright driver
+            # went with it): relaunch once.
+            return await (await self.browser(dead=browser)).new_context(**options)
 
-    async def browser(self) -> Browser:
-        """The running browser, launched or relaunched as needed."""
+    async def browser(self, dead: Browser | None = None) -> Browser:
+        """The running browser, launched or relaunched as needed; ``dead`` is
+        one found not to answer, to be replaced unless another caller already has."""
         if self._launch_lock is None:
             self._launch_lock = asyncio.Lock()
         async with self._launch_lock:
-            if self._browser is None or not self._browser.is_connected():
+            if self._browser is None or self._browser is dead or not self._browser.is_connected():
                 await self._launch()
             assert self._browser is not None
             return self._browser
 
     async def _launch(self) -> None:
-        if self._playwright is None:
-            self._playwright = await async_playwright().start()
         if self._browser is not None:
             # Died or disconnected: release what Playwright still holds for it.
             await _close_quietly(self._browser)
-        self._browser = await self._playwright.chromium.launch(
+            self._browser = None
+        try:
+            self._browser = await self._launch_browser()
+        except PlaywrightError:
+            # Playwright's driver process (the browser's parent) died too; its
+            # connection is gone, so there is nothing to stop: start a new one.
+            self._playwright = None
+            self._browser = await self._launch_browser()
+        self.launches += 1
+
+    async def _launch_browser(self) -> Browser:
+        if self._playwright is None:
+            self._playwright = await async_playwright().start()
+        return await self._playwright.chromium.launch(
             executable_path=self.executable_path,
             headless=True,
             args=list(self.args),
             timeout=_LAUNCH_TIMEOUT_MS,
         )
-        self.launches += 1
 
     async def _shutdown(self) -> None:
         if self._browser is not None:

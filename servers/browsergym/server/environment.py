@@ -203,7 +203,8 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         self._action_timeout_ms = float(action_timeout_ms)
         self._browser = shared_browser()
         self._page: _TaskPage | None = None
-        self._page_broken = False
+        # Why the page must be reopened at the next reset (a failure seen by a call), or None.
+        self._page_failure: str | None = None
         self._rng = np.random.default_rng()
         self._state = BrowserGymState(task=task)
         self._goal = ""
@@ -225,7 +226,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
             goal, snapshot, reopened = self._browser.run(self._reset_async(task_seed), _RESET_TIMEOUT_S)
         except BrowserFailure as err:
             # A crashed page or browser must not end the session: reopen once.
-            self._page_broken = True
+            self._page_failure = str(err)
             goal, snapshot, _ = self._browser.run(self._reset_async(task_seed), _RESET_TIMEOUT_S)
             reopened = str(err)
         if reopened:
@@ -252,7 +253,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         except BrowserFailure as err:
             # The page or browser died mid-episode: the episode is lost (truncated);
             # the next reset() opens a fresh page.
-            self._page_broken = True
+            self._page_failure = str(err)
             self._last = BrowserGymObservation(
                 goal=self._goal,
                 screenshot=np.zeros(screenshot_space(self._viewport).shape, np.uint8),
@@ -336,8 +337,8 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
     async def _usable_page(self) -> tuple[Page, str | None]:
         """The session's page, reopened if it died; with why it was reopened, if it was."""
         reopened = None
-        if self._page is not None and (self._page_broken or not self._page.usable(self._browser)):
-            reopened = self._page.failure(self._browser) or "the page stopped answering"
+        if self._page is not None and (self._page_failure or not self._page.usable(self._browser)):
+            reopened = self._page.failure(self._browser) or self._page_failure
             await self._page.close()
             self._page = None
         if self._page is None:
@@ -345,7 +346,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
                 self._page = await deadline(
                     _TaskPage.open(self._browser, self._task, self._viewport), _OPEN_TIMEOUT_S, "opening the task page"
                 )
-            self._page_broken = False
+            self._page_failure = None
         return self._page.page, reopened
 
     async def _snapshot(self, page: Page, reset_bids: bool) -> _Snapshot:
