@@ -4,6 +4,7 @@ the vector env spreading sessions over them, every actor and server gone after c
 import time
 
 import gymnasium as gym
+import httpx
 import numpy as np
 import psutil
 import pytest
@@ -69,9 +70,12 @@ def test_atari_pong_in_an_actor_matches_the_local_server():
     assert gone([placement["server_pid"], placement["actor_pid"]])
 
 
-def test_a_server_dies_with_its_actor():
+def test_a_server_dies_with_its_actor_and_demands_our_token(monkeypatch):
+    monkeypatch.setenv("OPENENV_TOKEN", "ray-token")
     provider = RayProvider(ECHO, num_cpus=0.5)
-    provider.start()
+    url = provider.start()
+    assert httpx.get(f"{url}/schema").status_code == 401
+    assert httpx.get(f"{url}/schema", headers={"Authorization": "Bearer ray-token"}).status_code == 200
     server_pid = provider.placement["server_pid"]
     ray.kill(provider.actor, no_restart=True)  # as if its node went away
     assert gone([server_pid])  # the server watches the actor's pid

@@ -76,7 +76,9 @@ class RayProvider(Provider):
         scheduling_strategy: Ray scheduling strategy (default ``"SPREAD"``: different nodes where possible).
         runtime_env: Ray runtime environment for the actor.
         startup_timeout: seconds for the actor to be placed and the server to answer.
-        server_args, env: as for :class:`~gym_openenv.providers.local.LocalProcessProvider`.
+        host: address the server binds (default: the node's IP, which the driver reaches).
+        server_args, env: as for :class:`~gym_openenv.providers.local.LocalProcessProvider`;
+            ``$OPENENV_TOKEN`` of this process is passed on, so remote servers demand the token it sends.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class RayProvider(Provider):
         scheduling_strategy: Any = "SPREAD",
         runtime_env: dict[str, Any] | None = None,
         startup_timeout: float = 120.0,
+        host: str | None = None,
         server_args: list[str] | None = None,
         env: dict[str, str] | None = None,
     ):
@@ -102,7 +105,10 @@ class RayProvider(Provider):
         if runtime_env:
             self.actor_options["runtime_env"] = runtime_env
         self.startup_timeout = startup_timeout
-        self.server_options = {"server_args": list(server_args or []), "env": dict(env or {}), "startup_timeout": startup_timeout}
+        env = dict(env or {})
+        if os.environ.get("OPENENV_TOKEN"):
+            env.setdefault("OPENENV_TOKEN", os.environ["OPENENV_TOKEN"])
+        self.server_options = {"host": host, "server_args": list(server_args or []), "env": env, "startup_timeout": startup_timeout}
         self.actor: Any = None
         #: where the server runs: url, server_pid, actor_pid, node_id (set by start()).
         self.placement: dict[str, Any] = {}
