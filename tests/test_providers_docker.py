@@ -85,14 +85,19 @@ def test_atari_pong_in_a_container_matches_the_local_server(engine):
     assert our_containers(engine) == []
 
 
-def test_make_vec_spreads_sessions_over_containers(engine, echo_image):
+def test_make_vec_spreads_sessions_over_containers_and_restarts_a_dead_one(engine, echo_image):
     envs = gym.make_vec("openenv/echo-v0", num_envs=4, provider="docker", num_servers=2)
     try:
-        assert len(our_containers(engine)) == 2
+        first, second = sorted(our_containers(engine), key=lambda c: c.attrs["Created"])
         envs.reset(seed=0)
         obs, reward, *_ = envs.step(np.array(["a", "bb", "ccc", "dddd"]))
         assert list(obs) == ["a", "bb", "ccc", "dddd"]
         np.testing.assert_allclose(reward, [0.1, 0.2, 0.3, 0.4])
+        first.kill()  # the container dies under its sessions
+        *_, info = envs.step(np.array(["e", "f", "g", "h"]))
+        assert info["openenv_restarted"].sum() == 2  # that server's two envs were reset in a new container
+        running = our_containers(engine)
+        assert len(running) == 2 and second.id in {c.id for c in running} and first.id not in {c.id for c in running}
     finally:
         envs.close()
     assert our_containers(engine) == []

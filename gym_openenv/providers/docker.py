@@ -32,6 +32,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 
 from gym_openenv.errors import ServerStartError
@@ -57,10 +58,8 @@ def _stop_all() -> None:
         provider.stop()
 
 
-def docker_client() -> "Any":
+def docker_client() -> docker.DockerClient:
     """A client for the engine at ``$DOCKER_HOST`` (or the default socket), checked to answer."""
-    import docker
-
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -152,8 +151,6 @@ def build_image(
     if not rebuild and _image_exists(client, tag):
         return tag
     context = _context_tar(files, wheels)
-    import docker
-
     try:
         client.images.build(
             fileobj=context,
@@ -172,8 +169,6 @@ def build_image(
 
 
 def _image_exists(client: Any, tag: str) -> bool:
-    import docker
-
     try:
         client.images.get(tag)
         return True
@@ -337,8 +332,6 @@ class DockerProvider(Provider):
         """The tail of the container's output."""
         if self.container is None:
             return ""
-        import docker
-
         try:
             return self.container.logs(tail=200).decode(errors="replace")[-limit:]
         except docker.errors.APIError:
@@ -349,8 +342,6 @@ class DockerProvider(Provider):
             self._remove()
 
     def _remove(self) -> None:
-        import docker
-
         container, self.container = self.container, None
         if container is not None:
             try:
