@@ -5,6 +5,8 @@ a step of N envs counts N steps.
 
 * ``gym_openenv``: ``gym.make_vec("openenv/echo-v0", num_envs=N)``: servers in
   child processes (one per core), batched binary protocol;
+* ``gym_openenv_1server``: the same with every session on one server process
+  (echo's steps are so cheap that a second server mostly adds messages);
 * ``gym_openenv_openenv_ws``: the same vector env forced onto the plain OpenEnv
   protocol (one JSON WebSocket session per env), the fallback path;
 * ``gymnasium_sync`` / ``gymnasium_async``: gymnasium's SyncVectorEnv and
@@ -35,7 +37,7 @@ from gym_openenv.inprocess import InProcessEnv
 from gym_openenv.providers import LocalProcessProvider
 
 ECHO = "servers.echo.server.environment:EchoEnvironment"
-CONTENDERS = ("gym_openenv", "gym_openenv_openenv_ws", "gymnasium_sync", "gymnasium_async", "openenv_client")
+CONTENDERS = ("gym_openenv", "gym_openenv_1server", "gym_openenv_openenv_ws", "gymnasium_sync", "gymnasium_async", "openenv_client")
 
 
 def bench_vector(envs, n: int, seconds: float) -> float:
@@ -92,6 +94,8 @@ def main() -> None:
     for contender, n in tqdm(jobs, desc="echo throughput", unit="point"):
         if contender == "gym_openenv":
             value = bench_vector(gym.make_vec("openenv/echo-v0", num_envs=n), n, args.seconds)
+        elif contender == "gym_openenv_1server":
+            value = bench_vector(gym.make_vec("openenv/echo-v0", num_envs=n, num_servers=1), n, args.seconds)
         elif contender == "gym_openenv_openenv_ws":
             value = bench_vector(gym.make_vec("openenv/echo-v0", num_envs=n, protocol="openenv"), n, args.seconds)
         elif contender == "gymnasium_sync":
