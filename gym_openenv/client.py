@@ -33,7 +33,9 @@ from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout, Unauthorized, server_error
 from gym_openenv.models import Action, Observation, State
 from gym_openenv.protocol import decode_json, decode_msgpack, encode_json, encode_msgpack
-from gym_openenv.spaces import to_plain
+from gymnasium import spaces as gym_spaces
+
+from gym_openenv.spaces import from_wire, to_plain
 
 __all__ = [
     "AsyncSession",
@@ -50,6 +52,7 @@ ObsT = TypeVar("ObsT")
 StateT = TypeVar("StateT")
 
 DEFAULT_TIMEOUT = 60.0
+_ARRAY_SPACES = (gym_spaces.Box, gym_spaces.MultiBinary, gym_spaces.MultiDiscrete)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -311,6 +314,7 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
     def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, provider: Any = None):
         self.session = AsyncSession(base_url, timeout=timeout, token=token)
         self._provider = provider
+        self._arrays: dict[str, Any] | None = None
 
     @classmethod
     def launch(cls, **env_kwargs: Any) -> "EnvClient":
@@ -322,22 +326,35 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         provider = LocalProcessProvider(cls.environment, env_kwargs)
         return cls(provider.start(), provider=provider)
 
-    def _observation(self, payload: dict[str, Any]) -> StepResult[ObsT]:
+    async def _array_fields(self) -> dict[str, Any]:
+        """Observation fields whose space is an array, from the server's /schema (once)."""
+        if self._arrays is None:
+            from gym_openenv.spaces import ModelSpec
+
+            schema = await fetch_json(self.session.base_url, "/schema", self.session.token)
+            spec = ModelSpec.from_json_schema(schema["observation"])
+            self._arrays = {f.name: f.space for f in spec.space_fields if isinstance(f.space, _ARRAY_SPACES)}
+        return self._arrays
+
+    async def _observation(self, payload: dict[str, Any]) -> StepResult[ObsT]:
         fields = dict(payload.get("observation", {}))
+        for name, space in (await self._array_fields()).items():
+            if name in fields:  # JSON lists back into the arrays the model declares
+                fields[name] = from_wire(space, fields[name])
         for key in ("reward", "done", "truncated", "metadata"):
             if key in payload:
                 fields[key] = payload[key]
         return StepResult(self.observation_type(**fields), payload.get("reward"), bool(payload.get("done")), bool(payload.get("truncated")))
 
     async def reset(self, **kwargs: Any) -> StepResult[ObsT]:
-        return self._observation(await self.session.reset(**kwargs))
+        return await self._observation(await self.session.reset(**kwargs))
 
     async def step(self, action: ActT) -> StepResult[ObsT]:
-        return self._observation(await self.session.step(to_plain(action, keep_arrays=False)))
+        return await self._observation(await self.session.step(to_plain(action, keep_arrays=False)))
 
     async def stream_step(self, action: ActT) -> AsyncIterator[StepResult[ObsT]]:
         async for payload in self.session.stream_step(to_plain(action, keep_arrays=False)):
-            yield self._observation(payload)
+            yield await self._observation(payload)
 
     async def state(self) -> StateT:
         return self.state_type(**(await self.session.state()))
