@@ -35,7 +35,7 @@ def gone(pids: list[int], timeout: float = 20.0) -> bool:
     return False
 
 
-def test_make_vec_spreads_sessions_over_actors_and_leaves_nothing():
+def test_make_vec_spreads_sessions_over_actors_restarts_a_lost_one_and_leaves_nothing():
     envs = gym.make_vec("openenv/echo-v0", num_envs=6, provider="ray", num_servers=3)
     try:
         placements = [p.placement for p in envs.unwrapped._providers]
@@ -46,6 +46,12 @@ def test_make_vec_spreads_sessions_over_actors_and_leaves_nothing():
         assert list(obs) == list(messages)
         np.testing.assert_allclose(reward, [0.1 * len(m) for m in messages])
         assert ray.available_resources().get("CPU", 0) == pytest.approx(1)  # each actor holds one CPU
+        ray.kill(envs.unwrapped._providers[0].actor, no_restart=True)  # an actor (its node) dies
+        assert gone([placements[0]["server_pid"]])
+        *_, info = envs.step(messages)
+        assert info["openenv_restarted"].sum() == 2  # its two envs were reset on a new actor
+        placements.append(envs.unwrapped._providers[0].placement)
+        assert placements[-1]["actor_pid"] not in {p["actor_pid"] for p in placements[:3]}
     finally:
         envs.close()
     pids = [pid for p in placements for pid in (p["server_pid"], p["actor_pid"])]
