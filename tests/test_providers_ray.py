@@ -35,6 +35,16 @@ def gone(pids: list[int], timeout: float = 20.0) -> bool:
     return False
 
 
+def free_cpus_become(n: float, timeout: float = 20.0) -> bool:
+    """Whether the cluster's free CPUs reach ``n`` (resource accounting lags actor starts and kills)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) == pytest.approx(n):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_make_vec_spreads_sessions_over_actors_restarts_a_lost_one_and_leaves_nothing():
     envs = gym.make_vec("openenv/echo-v0", num_envs=6, provider="ray", num_servers=3)
     try:
@@ -45,7 +55,7 @@ def test_make_vec_spreads_sessions_over_actors_restarts_a_lost_one_and_leaves_no
         obs, reward, *_ = envs.step(messages)
         assert list(obs) == list(messages)
         np.testing.assert_allclose(reward, [0.1 * len(m) for m in messages])
-        assert ray.available_resources().get("CPU", 0) == pytest.approx(1)  # each actor holds one CPU
+        assert free_cpus_become(1)  # each actor holds one CPU
         ray.kill(envs.unwrapped._providers[0].actor, no_restart=True)  # an actor (its node) dies
         assert gone([placements[0]["server_pid"]])
         *_, info = envs.step(messages)
@@ -56,7 +66,7 @@ def test_make_vec_spreads_sessions_over_actors_restarts_a_lost_one_and_leaves_no
         envs.close()
     pids = [pid for p in placements for pid in (p["server_pid"], p["actor_pid"])]
     assert gone(pids)
-    assert ray.available_resources().get("CPU", 0) == pytest.approx(4)
+    assert free_cpus_become(4)
 
 
 def test_atari_pong_in_an_actor_matches_the_local_server():
