@@ -18,6 +18,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import itertools
 import random
 import time
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ matplotlib.use("Agg")  # write files, never open windows
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn as nn
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
+from torch import nn
 from torch.distributions import Categorical
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
@@ -78,7 +79,7 @@ class Args:
 def parse_args() -> Args:
     """``--flag value`` for every field of Args, with its docstring as help."""
     body = ast.parse(inspect.getsource(Args)).body[0].body
-    helps = {a.target.id: d.value.value for a, d in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
+    helps = {a.target.id: d.value.value for a, d in itertools.pairwise(body) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for f in dataclasses.fields(Args):
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=helps[f.name])

@@ -25,6 +25,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,13 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecMonitor, VecTransposeImage
+from stable_baselines3.common.vec_env import (
+    VecEnv,
+    VecEnvWrapper,
+    VecFrameStack,
+    VecMonitor,
+    VecTransposeImage,
+)
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.integrations.sb3 import SB3VecEnv
@@ -78,7 +85,7 @@ class Args:
 def parse_args() -> Args:
     """``--flag value`` for every field of Args, with its docstring as help."""
     body = ast.parse(inspect.getsource(Args)).body[0].body
-    helps = {a.target.id: d.value.value for a, d in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
+    helps = {a.target.id: d.value.value for a, d in itertools.pairwise(body) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for f in dataclasses.fields(Args):
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=helps[f.name])

@@ -17,6 +17,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ def parse_args() -> Args:
     """``--flag value`` for every field of Args, with its docstring as help."""
     source = ast.parse(inspect.getsource(Args))
     body = source.body[0].body
-    helps = {a.target.id: d.value.value for a, d in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
+    helps = {a.target.id: d.value.value for a, d in itertools.pairwise(body) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for f in dataclasses.fields(Args):
         flag = "--" + f.name.replace("_", "-")

@@ -5,26 +5,13 @@ under two minutes) in a temporary working directory, so nothing lands in the
 repository.
 """
 
-import copy
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-
-#: Run first in the kernel, never saved: openenv/gym-v0 registered until
-#: registry.yaml lists it (then the registration is skipped).
-SETUP = """
-import gymnasium as gym
-import gym_openenv.registry as registry
-if "openenv/gym-v0" not in gym.registry:
-    gym.register("openenv/gym-v0", entry_point=registry.ENTRY_POINT, vector_entry_point=registry.VECTOR_ENTRY_POINT,
-                 kwargs={"environment": "servers.gym.server.environment:GymEnvironment", "env_id": "CartPole-v1"})
-"""
-
 
 def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS] == [
@@ -47,9 +34,7 @@ def test_notebook_is_stored_without_outputs(path):
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path):
-    notebook = nbformat.read(path, as_version=4)
-    executed = copy.deepcopy(notebook)
-    executed.cells.insert(0, new_code_cell(SETUP))
+    executed = nbformat.read(path, as_version=4)
     client = NotebookClient(executed, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError with the failing cell's traceback
     errors = [o for cell in executed.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]

@@ -15,14 +15,13 @@ import time
 
 import gymnasium as gym
 import numpy as np
-import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
-import gym_openenv.registry
+import gym_openenv  # noqa: F401  (registers openenv/gym-v0)
 from gym_openenv.integrations.sb3 import SB3VecEnv
 
 GYM_ID = "openenv/gym-v0"
@@ -31,19 +30,6 @@ NUM_ENVS = 4
 TOTAL_TIMESTEPS = 8192
 #: A random CartPole policy averages about 22 steps per episode.
 RANDOM_RETURN = 22.0
-
-
-@pytest.fixture(scope="module")
-def gym_id() -> str:
-    gym_openenv.registry.register_all()
-    if GYM_ID not in gym.registry:  # until registry.yaml lists gym; then this branch goes
-        gym.register(
-            GYM_ID,
-            entry_point=gym_openenv.registry.ENTRY_POINT,
-            vector_entry_point=gym_openenv.registry.VECTOR_ENTRY_POINT,
-            kwargs={"environment": "servers.gym.server.environment:GymEnvironment", "env_id": "CartPole-v1"},
-        )
-    return GYM_ID
 
 
 class EpisodeReturns(BaseCallback):
@@ -74,13 +60,13 @@ def train(venv: VecEnv) -> tuple[list[float], float, np.ndarray]:
     return episodes.returns, time.perf_counter() - start, parameters
 
 
-def test_ppo_cartpole_through_servers_equals_native(gym_id):
+def test_ppo_cartpole_through_servers_equals_native():
     threads = torch.get_num_threads()
     try:
         native_returns, native_seconds, native_params = train(
             DummyVecEnv([lambda: gym.make("CartPole-v1") for _ in range(NUM_ENVS)])
         )
-        envs = gym.make_vec(gym_id, num_envs=NUM_ENVS, autoreset_mode=AutoresetMode.SAME_STEP)
+        envs = gym.make_vec(GYM_ID, num_envs=NUM_ENVS, autoreset_mode=AutoresetMode.SAME_STEP)
         remote_returns, remote_seconds, remote_params = train(SB3VecEnv(envs))
     finally:
         torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import SyncVectorEnv
 
-import gym_openenv.registry
+import gym_openenv  # noqa: F401  (registers openenv/gym-v0)
 from gym_openenv.errors import ServerStartError
 from gym_openenv.inprocess import InProcessEnv
 from servers.gym.client import GymEnv
@@ -69,19 +69,6 @@ SPACE_ZOO = textwrap.dedent(
     gym.register("SpaceZoo-v0", entry_point=SpaceZoo)
     '''
 )
-
-
-@pytest.fixture(scope="module")
-def gym_id() -> str:
-    gym_openenv.registry.register_all()
-    if GYM_ID not in gym.registry:  # until registry.yaml lists gym; then this branch goes
-        gym.register(
-            GYM_ID,
-            entry_point=gym_openenv.registry.ENTRY_POINT,
-            vector_entry_point=gym_openenv.registry.VECTOR_ENTRY_POINT,
-            kwargs={"environment": ENVIRONMENT, "env_id": "CartPole-v1"},
-        )
-    return GYM_ID
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +134,8 @@ def test_unknown_env_id_is_a_value_error():
 
 
 def test_unservable_space_is_a_value_error():
-    with _registered("GraphObs-v0", _GraphObsEnv):
-        with pytest.raises(ValueError, match="observation space Graph.*cannot be served"):
-            GymEnvironment(env_id="GraphObs-v0")
+    with _registered("GraphObs-v0", _GraphObsEnv), pytest.raises(ValueError, match="observation space Graph.*cannot be served"):
+        GymEnvironment(env_id="GraphObs-v0")
 
 
 def test_time_limit_is_done_and_truncated():
@@ -197,10 +183,10 @@ class _EndsAtLimit(gym.Env):
 # --- through gym.make / gym.make_vec: real server processes ---------------------
 
 
-def test_cartpole_bit_identical_to_native(gym_id):
-    env = gym.make(gym_id)
+def test_cartpole_bit_identical_to_native():
+    env = gym.make(GYM_ID)
     try:
-        assert env.spec.id == gym_id
+        assert env.spec.id == GYM_ID
         ends = _run_side_by_side(env, gym.make("CartPole-v1"), steps=400, seed=0)
         assert ends >= 10
     finally:
@@ -216,8 +202,8 @@ def test_cartpole_bit_identical_to_native(gym_id):
         ("Acrobot-v1", {"max_episode_steps": 30}),  # truncation by a make() kwarg
     ],
 )
-def test_spaces_and_steps_carried_over(gym_id, env_id, kwargs):
-    env = gym.make(gym_id, env_id=env_id, **kwargs)
+def test_spaces_and_steps_carried_over(env_id, kwargs):
+    env = gym.make(GYM_ID, env_id=env_id, **kwargs)
     try:
         ends = _run_side_by_side(env, gym.make(env_id, **kwargs), steps=120, seed=7)
         assert ends >= 1 or env_id == "MountainCarContinuous-v0"
@@ -225,10 +211,10 @@ def test_spaces_and_steps_carried_over(gym_id, env_id, kwargs):
         env.close()
 
 
-def test_dict_multidiscrete_multibinary_spaces(gym_id, space_zoo):
+def test_dict_multidiscrete_multibinary_spaces(space_zoo):
     import gym_space_zoo  # noqa: F401  (registers SpaceZoo-v0 here too)
 
-    env = gym.make(gym_id, **space_zoo)
+    env = gym.make(GYM_ID, **space_zoo)
     try:
         assert isinstance(env.observation_space, gym.spaces.Dict)
         assert env.action_space == gym.make("SpaceZoo-v0").action_space
@@ -237,8 +223,8 @@ def test_dict_multidiscrete_multibinary_spaces(gym_id, space_zoo):
         env.close()
 
 
-def test_check_env_and_truncation(gym_id):
-    env = gym.make(gym_id, env_id="CartPole-v1", max_episode_steps=5)
+def test_check_env_and_truncation():
+    env = gym.make(GYM_ID, env_id="CartPole-v1", max_episode_steps=5)
     try:
         check_env(env.unwrapped, skip_render_check=True)
         env.reset(seed=0)
@@ -248,14 +234,14 @@ def test_check_env_and_truncation(gym_id):
         env.close()
 
 
-def test_unknown_env_id_through_gym_make(gym_id):
+def test_unknown_env_id_through_gym_make():
     with pytest.raises(ServerStartError, match="env_id: .CartPol-v1.: .*Did you mean"):
-        gym.make(gym_id, env_id="CartPol-v1").close()
+        gym.make(GYM_ID, env_id="CartPol-v1").close()
 
 
-def test_make_vec_equals_sync_vector_env(gym_id):
+def test_make_vec_equals_sync_vector_env():
     n, seed = 6, 11
-    envs = gym.make_vec(gym_id, num_envs=n)
+    envs = gym.make_vec(GYM_ID, num_envs=n)
     reference = SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(n)])
     try:
         obs, _ = envs.reset(seed=seed)
