@@ -141,7 +141,8 @@ if __name__ == "__main__":
 
     # env setup: one vector env over server sessions, autoreset NEXT_STEP (gymnasium's default)
     envs = RecordEpisodeStatistics(gym.make_vec(args.env_id, num_envs=args.num_envs, env_id=args.gym_env))
-    assert isinstance(envs.single_action_space, gym.spaces.Discrete), "this script handles Discrete actions"
+    if not isinstance(envs.single_action_space, gym.spaces.Discrete):
+        raise ValueError(f"--gym-env {args.gym_env} has {envs.single_action_space} actions; this script handles Discrete ones")
     obs_size = int(np.prod(envs.single_observation_space.shape))
 
     agent = Agent(obs_size, int(envs.single_action_space.n))
