@@ -326,6 +326,14 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         provider = LocalProcessProvider(cls.environment, env_kwargs)
         return cls(provider.start(), provider=provider)
 
+    @classmethod
+    def from_docker_image(cls, image: str, **options: Any) -> "EnvClient":
+        """Run ``image`` in a container (as OpenEnv's ``from_docker_image``) and connect."""
+        from gym_openenv.providers.docker import from_docker_image
+
+        url, provider = from_docker_image(image, **options)
+        return cls(url, provider=provider)
+
     async def _array_fields(self) -> dict[str, Any]:
         """Observation fields whose space is an array, from the server's /schema (once)."""
         if self._arrays is None:

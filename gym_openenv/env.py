@@ -19,6 +19,7 @@ from gymnasium import spaces
 from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, LoopThread
 from gym_openenv.errors import ConnectionLost, RequestTimeout
 from gym_openenv.providers import Provider, make_provider
+from gym_openenv.registry import load_registry
 from gym_openenv.schema import EnvSchema
 
 __all__ = ["OpenEnvEnv", "resolve_server"]
@@ -30,23 +31,37 @@ def resolve_server(
     url: str | None,
     provider: "str | Provider | None",
     provider_options: dict[str, Any] | None,
-) -> tuple[str, Provider | None]:
-    """(base URL, provider we started or None) for the arguments of a gym id.
+) -> tuple[str, Provider]:
+    """(base URL, provider) for the arguments of a gym id; ``provider.stop()`` undoes it.
 
-    ``url`` connects to a running server; otherwise ``provider`` (a name, an
-    instance, or ``$OPENENV_PROVIDER``, default ``local``) starts one.
+    ``url`` connects to a running server (a remote provider: it retries with
+    backoff and stops nothing); otherwise ``provider`` (a name, an instance,
+    ``$OPENENV_PROVIDER``, or the registry entry's first hint) starts one.
     """
+    options = dict(provider_options or {})
     if url is not None:
         if provider not in (None, "remote"):
             raise ValueError("pass either url= (a running server) or provider=, not both")
-        return url, None
+        started = make_provider("remote", environment, env_kwargs, url=url, **options)
+        return started.start(), started
     if isinstance(provider, Provider):
         return provider.start(), provider
     if environment is None:
         raise ValueError("openenv/remote-v0 needs url=... (the base URL of a running OpenEnv server)")
-    kind = provider or os.environ.get("OPENENV_PROVIDER", "local")
-    started = make_provider(kind, environment, env_kwargs, **(provider_options or {}))
+    hints = _provider_hints(environment)
+    kind = provider or os.environ.get("OPENENV_PROVIDER") or (hints[0] if hints else "local")
+    if hints and kind not in hints:
+        raise ValueError(f"{environment} cannot run on provider {kind!r}; registry.yaml allows {', '.join(hints)}")
+    started = make_provider(kind, environment, env_kwargs, **options)
     return started.start(), started
+
+
+def _provider_hints(environment: str) -> tuple[str, ...]:
+    """The registry's ``providers`` list for an environment class, if it is registered."""
+    for entry in load_registry():
+        if entry.environment == environment:
+            return entry.providers
+    return ()
 
 
 def _is_image(space: spaces.Space) -> bool:
@@ -99,7 +114,7 @@ class OpenEnvEnv(gym.Env):
         self._session: AsyncSession | None = None
         self.base_url, self._provider = resolve_server(environment, env_kwargs, url, provider, provider_options)
         try:
-            token = token or os.environ.get("OPENENV_TOKEN")
+            token = token or getattr(self._provider, "token", None) or os.environ.get("OPENENV_TOKEN")
             self.schema = self._loop.run(EnvSchema.fetch(self.base_url, token), timeout)
             self.action_space = self.schema.action.space
             self.observation_space = self.schema.observation.space

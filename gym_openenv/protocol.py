@@ -163,14 +163,15 @@ def decode_msgpack(raw: bytes) -> Any:
 
 def batch_payload(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-session observation payloads -> one columnar batch payload."""
-    fields = payloads[0]["observation"].keys() if payloads else ()
-    metadata = [p["metadata"] for p in payloads]
+    fields = payloads[0].get("observation", {}).keys() if payloads else ()
+    # Foreign OpenEnv servers send only observation/reward/done: the rest defaults.
+    metadata = [p.get("metadata") or {} for p in payloads]
     return {
         # Arrays stay one per session: each is copied once, into the frame, and
         # once more on the client, into its batch buffer (no stacking copy).
-        "observation": {name: [p["observation"][name] for p in payloads] for name in fields},
-        "reward": [p["reward"] for p in payloads],
-        "done": [p["done"] for p in payloads],
-        "truncated": [p["truncated"] for p in payloads],
+        "observation": {name: [p["observation"].get(name) for p in payloads] for name in fields},
+        "reward": [p.get("reward") for p in payloads],
+        "done": [bool(p.get("done")) for p in payloads],
+        "truncated": [bool(p.get("truncated")) for p in payloads],
         "metadata": metadata if any(metadata) else None,
     }

@@ -89,9 +89,9 @@ class OpenEnvVectorEnv(VectorEnv):
         self._providers: list[Provider] = []
         self._provider_of_url: dict[str, Provider] = {}
         self._pool: SessionPool | None = None
-        token = token or os.environ.get("OPENENV_TOKEN")
         try:
             server_urls = self._start_servers(environment, env_kwargs, url, urls, num_servers, provider, provider_options)
+            token = token or next((p.token for p in self._providers if getattr(p, "token", None)), None) or os.environ.get("OPENENV_TOKEN")
             schema = self._loop.run(EnvSchema.fetch(server_urls[0], token), timeout)
             self._schema = schema
             self.single_action_space = schema.action.space
@@ -113,11 +113,18 @@ class OpenEnvVectorEnv(VectorEnv):
 
     def _start_servers(self, environment, env_kwargs, url, urls, num_servers, provider, provider_options) -> list[str]:
         if url is not None or urls is not None:
-            return list(urls or []) + ([url] if url else [])
+            # Running servers: remote providers (retries on connect; stopping them stops nothing).
+            found = []
+            for u in list(urls or []) + ([url] if url else []):
+                started_url, started = resolve_server(environment, env_kwargs, u, provider, provider_options)
+                self._providers.append(started)
+                self._provider_of_url[started_url] = started
+                found.append(started_url)
+            return found
         count = num_servers or min(os.cpu_count() or 1, self.num_envs)
         per_server = -(-self.num_envs // count)
         options = dict(provider_options or {})
-        if provider in (None, "local") and os.environ.get("OPENENV_PROVIDER", "local") == "local":
+        if not isinstance(provider, Provider):  # every provider that starts a server takes server_args
             options.setdefault("server_args", ["--max-sessions", str(max(256, per_server))])
 
         def start(_: int) -> str:
