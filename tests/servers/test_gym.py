@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import SyncVectorEnv
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 import gym_openenv  # noqa: F401  (registers openenv/gym-v0)
 from gym_openenv.errors import ServerStartError
@@ -270,3 +271,23 @@ def test_typed_client():
         result = client.step(GymAction(action=2))
         observation, reward, _, _, info = native.step(2)
         assert (result.observation.observation, result.reward, result.observation.metadata) == (observation, reward, info)
+
+
+def test_record_episode_statistics_vector_wrapper():
+    # gymnasium's own vector wrapper reads the NEXT_STEP autoresets of OpenEnvVectorEnv right.
+    n, seed = 4, 5
+    envs = RecordEpisodeStatistics(gym.make_vec(GYM_ID, num_envs=n, num_servers=1))
+    reference = RecordEpisodeStatistics(SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(n)]))
+    try:
+        returns, ref_returns = [], []
+        for vec, out in ((envs, returns), (reference, ref_returns)):
+            vec.reset(seed=seed)
+            actions = np.random.default_rng(seed)
+            for _ in range(150):
+                *_, info = vec.step(actions.integers(2, size=n))
+                if "episode" in info:
+                    out += info["episode"]["r"][info["_episode"]].tolist()
+        assert returns == ref_returns and len(returns) >= 10
+    finally:
+        envs.close()
+        reference.close()
