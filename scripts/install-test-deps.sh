@@ -13,3 +13,5 @@ if command -v apt-get >/dev/null; then
     chromium fonts-liberation bubblewrap docker.io debootstrap docker-registry >/dev/null
 fi
 python -m pip install -q -c constraints.txt -e ".[all,dev]"
+# The notebooks run on a "python3" kernel; make sure one is registered.
+python -m ipykernel install --user --name python3 >/dev/null
