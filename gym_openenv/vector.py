@@ -15,6 +15,7 @@ Example:
 """
 
 import asyncio
+import functools
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +32,7 @@ from gym_openenv.errors import RequestTimeout
 from gym_openenv.providers import Provider
 from gym_openenv.schema import EnvSchema
 from gym_openenv.session_pool import Chunk, ServerFailure, SessionPool
-from gym_openenv.spaces import FieldSpec, describe, from_wire
+from gym_openenv.spaces import FieldSpec, describe, from_wire, text_contains
 
 __all__ = ["OpenEnvVectorEnv"]
 
@@ -296,7 +297,9 @@ class OpenEnvVectorEnv(VectorEnv):
 
     def _assemble(self, chunks: list[Chunk], env_ids: np.ndarray):
         m = len(env_ids)
-        row_of = {int(e): i for i, e in enumerate(env_ids)}
+        # Rows of the output for each env index: the identity when stepping every env in order.
+        everyone = m == self.num_envs and bool((env_ids == np.arange(m)).all())
+        row_of = None if everyone else {int(e): i for i, e in enumerate(env_ids)}
         fields = self._schema.observation.space_fields
         buffers = {f.name: _empty(f.space, m) for f in fields}
         rewards = np.zeros(m, dtype=np.float64)
@@ -306,7 +309,10 @@ class OpenEnvVectorEnv(VectorEnv):
         info_rows: dict[str, list[int]] = {}
         info_field_names = [f.name for f in self._schema.observation.info_fields]
         for chunk in chunks:
-            rows = np.fromiter((row_of[int(e)] for e in chunk.indices), dtype=np.int64, count=len(chunk.indices))
+            if row_of is None:
+                rows = np.asarray(chunk.indices, dtype=np.int64)
+            else:
+                rows = np.fromiter((row_of[int(e)] for e in chunk.indices), dtype=np.int64, count=len(chunk.indices))
             for f in fields:
                 _fill(f.space, buffers[f.name], rows, chunk.observation[f.name])
             rewards[rows] = [0.0 if r is None else r for r in chunk.reward]
@@ -391,8 +397,9 @@ def _check_column(field: FieldSpec, values: Any, n: int) -> Any:
     values = list(values)
     if len(values) != n:
         raise ValueError(f"expected {n} actions for {field.name!r}, got {len(values)}")
+    contains = functools.partial(text_contains, space) if type(space) is spaces.Text else space.contains
     for i, v in enumerate(values):
-        if not space.contains(v):
+        if not contains(v):
             raise ValueError(f"action {i} for {field.name!r}: {v!r} is not in {describe(space)}")
     return values
 
@@ -418,6 +425,9 @@ def _fill(space: spaces.Space, buffer: Any, rows: np.ndarray, column: Any) -> No
     elif isinstance(buffer, dict):
         for key, sub in buffer.items():
             _fill(space[key], sub, rows, [item[key] for item in column])
+    elif type(space) is spaces.Text:  # strings arrive as they are
+        for row, value in zip(rows.tolist(), column):
+            buffer[row] = value
     else:
         for row, value in zip(rows.tolist(), column):
             buffer[row] = from_wire(space, value)
