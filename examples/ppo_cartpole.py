@@ -25,10 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
-import matplotlib
 
-matplotlib.use("Agg")  # write files, never open windows
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
@@ -36,6 +33,7 @@ from torch import nn
 from torch.distributions import Categorical
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
+from plotting import plot_returns as plot  # shared by the example scripts (examples/ on sys.path)
 
 
 @dataclass
@@ -115,19 +113,6 @@ class Agent(nn.Module):
             action = dist.sample()
         return action, dist.log_prob(action), dist.entropy(), self.get_value(x)
 
-
-def plot(returns: list[float], title: str, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(returns, ".", alpha=0.4, label="episode")
-    window = min(20, len(returns))
-    if window:
-        ax.plot(np.arange(window - 1, len(returns)), np.convolve(returns, np.ones(window) / window, "valid"), label=f"mean of {window}")
-    ax.set(xlabel="episode", ylabel="return", title=title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
-import matplotlib
 
-matplotlib.use("Agg")  # write files, never open windows
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
@@ -36,6 +32,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.integrations.sb3 import SB3VecEnv
+from plotting import plot_returns as plot  # shared by the example scripts (examples/ on sys.path)
 
 
 @dataclass
@@ -103,19 +100,6 @@ def make_venv(args: Args) -> VecEnv:
     envs = gym.make_vec(args.env_id, num_envs=args.num_envs, env_id=args.gym_env, autoreset_mode=AutoresetMode.SAME_STEP)
     return SB3VecEnv(envs)
 
-
-def plot(returns: list[float], title: str, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(returns, ".", alpha=0.4, label="episode")
-    window = min(20, len(returns))
-    if window:
-        ax.plot(np.arange(window - 1, len(returns)), np.convolve(returns, np.ones(window) / window, "valid"), label=f"mean of {window}")
-    ax.set(xlabel="episode", ylabel="return", title=title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def resolve_server(
     url: str | None,
     provider: "str | Provider | None",
     provider_options: dict[str, Any] | None,
+    token: str | None = None,
 ) -> tuple[str, Provider]:
     """(base URL, provider) for the arguments of a gym id; ``provider.stop()`` undoes it.
 
@@ -42,6 +43,8 @@ def resolve_server(
     if url is not None:
         if provider not in (None, "remote"):
             raise ValueError("pass either url= (a running server) or provider=, not both")
+        if token is not None:
+            options.setdefault("token", token)
         started = make_provider("remote", environment, env_kwargs, url=url, **options)
         return started.start(), started
     if isinstance(provider, Provider):
@@ -112,7 +115,7 @@ class OpenEnvEnv(gym.Env):
         self._loop = LoopThread.shared()
         self._provider: Provider | None = None
         self._session: AsyncSession | None = None
-        self.base_url, self._provider = resolve_server(environment, env_kwargs, url, provider, provider_options)
+        self.base_url, self._provider = resolve_server(environment, env_kwargs, url, provider, provider_options, token)
         try:
             token = token or getattr(self._provider, "token", None) or os.environ.get("OPENENV_TOKEN")
             self.schema = self._loop.run(EnvSchema.fetch(self.base_url, token), timeout)

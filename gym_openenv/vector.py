@@ -91,7 +91,7 @@ class OpenEnvVectorEnv(VectorEnv):
         self._provider_of_url: dict[str, Provider] = {}
         self._pool: SessionPool | None = None
         try:
-            server_urls = self._start_servers(environment, env_kwargs, url, urls, num_servers, provider, provider_options)
+            server_urls = self._start_servers(environment, env_kwargs, url, urls, num_servers, provider, provider_options, token)
             token = token or next((p.token for p in self._providers if getattr(p, "token", None)), None) or os.environ.get("OPENENV_TOKEN")
             schema = self._loop.run(EnvSchema.fetch(server_urls[0], token), timeout)
             self._schema = schema
@@ -112,12 +112,12 @@ class OpenEnvVectorEnv(VectorEnv):
 
     # servers
 
-    def _start_servers(self, environment, env_kwargs, url, urls, num_servers, provider, provider_options) -> list[str]:
+    def _start_servers(self, environment, env_kwargs, url, urls, num_servers, provider, provider_options, token) -> list[str]:
         if url is not None or urls is not None:
             # Running servers: remote providers (retries on connect; stopping them stops nothing).
             found = []
             for u in list(urls or []) + ([url] if url else []):
-                started_url, started = resolve_server(environment, env_kwargs, u, provider, provider_options)
+                started_url, started = resolve_server(environment, env_kwargs, u, provider, provider_options, token)
                 self._providers.append(started)
                 self._provider_of_url[started_url] = started
                 found.append(started_url)

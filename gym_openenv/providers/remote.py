@@ -18,7 +18,7 @@ import time
 
 import httpx
 
-from gym_openenv.errors import ServerStartError
+from gym_openenv.errors import ServerStartError, Unauthorized
 from gym_openenv.providers.base import Provider
 
 __all__ = ["RemoteProvider", "hf_space_url"]
@@ -81,7 +81,7 @@ class RemoteProvider(Provider):
                     return self.base_url
                 last_error = f"HTTP {status}"
                 if status in (401, 403):
-                    raise ServerStartError(f"{self.url}/health: {last_error}; pass token= or set OPENENV_TOKEN")
+                    raise Unauthorized(f"{self.url}: the server requires a bearer token (HTTP {status}); pass token= or set OPENENV_TOKEN")
             except httpx.HTTPError as e:
                 last_error = f"{type(e).__name__}: {e}"
             if time.monotonic() + delay > deadline:

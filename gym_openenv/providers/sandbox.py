@@ -32,6 +32,9 @@ __all__ = ["SandboxProvider", "bwrap_command"]
 _SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="openenv-sandbox-spawner")
 
 
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def bwrap_command(
     argv: list[str],
     *,
@@ -50,6 +53,7 @@ def bwrap_command(
     if bwrap is None:
         raise FileNotFoundError("the sandbox provider needs bubblewrap: apt-get install bubblewrap")
     cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    cmd += ["--ro-bind", _REPO_ROOT, _REPO_ROOT]  # bound again over the private /tmp, in case it lives there
     for path in writable:
         cmd += ["--bind", path, path]
     for path in read_only:
