@@ -15,3 +15,9 @@ fi
 python -m pip install -q -c constraints.txt -e ".[all,dev]"
 # The notebooks run on a "python3" kernel; make sure one is registered.
 python -m ipykernel install --user --name python3 >/dev/null
+# dockerd with its own data root, a locally built base image and wheels for offline
+# image builds (minutes the first time, about a second after); the Docker tests ask
+# the same script for its settings.
+if [ "$(id -u)" -eq 0 ] && command -v dockerd >/dev/null; then
+  bash scripts/docker-setup.sh >/dev/null
+fi
