@@ -276,9 +276,11 @@ class BatchConnection:
             self._channel = _Channel(ws, self.timeout, binary=True)
         return self
 
-    async def open(self, n: int) -> list[int]:
+    async def open(self, n: int, shm: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Open ``n`` sessions; the reply has their ``ids`` and whether ``shm`` slots were attached."""
         await self.connect()
-        return (await self._channel.request({"type": "open", "n": n}))["ids"]
+        request = {"type": "open", "n": n} if shm is None else {"type": "open", "n": n, "shm": shm}
+        return await self._channel.request(request)
 
     async def reset(self, ids: list[int], seeds: list[int | None] | None = None, options: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
         return await self._channel.request({"type": "reset", "ids": ids, "seeds": seeds, "options": options}, timeout)

@@ -10,6 +10,7 @@ of one server's reply, column by column, with the env indices they belong to.
 
 import asyncio
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from gym_openenv.client import AsyncSession, BatchConnection, fetch_json
 from gym_openenv.errors import ConnectionLost, OpenEnvError
 from gym_openenv.protocol import BATCH_CAPABILITY, batch_payload
+from gym_openenv.shm import ObservationSlots
 
 __all__ = ["Chunk", "ServerFailure", "SessionPool"]
 
@@ -47,28 +49,46 @@ class ServerFailure:
 class _BatchServer:
     """The sessions of one server on one batch connection."""
 
-    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None):
+    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None, array_fields: dict | None = None):
         self.url = url
         self.env_indices = env_indices
         self.connection = BatchConnection(url, timeout=timeout, token=token)
         self.session_ids: np.ndarray | None = None
         self._position = {int(e): i for i, e in enumerate(env_indices)}
+        self._array_fields = array_fields if array_fields and _same_machine(url) else None
+        self.slots: ObservationSlots | None = None
 
     async def open(self) -> None:
-        self.session_ids = np.asarray(await self.connection.open(len(self.env_indices)), dtype=np.int64)
+        if self._array_fields:
+            self.slots = ObservationSlots(self._array_fields, len(self.env_indices))
+        reply = await self.connection.open(len(self.env_indices), self.slots.describe() if self.slots else None)
+        self.session_ids = np.asarray(reply["ids"], dtype=np.int64)
+        if self.slots is not None and not reply.get("shm"):
+            self.slots.close()  # the server could not reach them: arrays come in the frame
+            self.slots = None
+
+    def _chunk(self, env_indices: np.ndarray, reply: dict[str, Any]) -> Chunk:
+        if reply.get("shm") and self.slots is not None:
+            positions = np.fromiter((self._position[int(e)] for e in env_indices), dtype=np.int64, count=len(env_indices))
+            for key in reply["shm"]:
+                reply["observation"][key] = self.slots.views[key][positions]  # one copy, out of the block
+        return _chunk(env_indices, reply)
 
     def _ids(self, env_indices: np.ndarray) -> list[int]:
         return self.session_ids[[self._position[int(e)] for e in env_indices]].tolist()
 
     async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> Chunk:
         reply = await self.connection.reset(self._ids(env_indices), seeds, options)
-        return _chunk(env_indices, reply)
+        return self._chunk(env_indices, reply)
 
     async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> Chunk:
-        return _chunk(env_indices, await self.connection.step(self._ids(env_indices), columns))
+        return self._chunk(env_indices, await self.connection.step(self._ids(env_indices), columns))
 
     async def close(self) -> None:
         await self.connection.close()
+        if self.slots is not None:
+            self.slots.close()
+            self.slots = None
 
 
 class _PlainServer:
@@ -98,6 +118,12 @@ class _PlainServer:
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
 
 
+def _same_machine(url: str) -> bool:
+    """Whether a server URL is on this machine (loopback or a Unix socket)."""
+    host = urlsplit(url).hostname or ""
+    return url.startswith("http+unix://") or host in ("localhost", "::1") or host.startswith("127.")
+
+
 def _row(column: Any, i: int) -> Any:
     value = column[i]
     if isinstance(value, np.ndarray):
@@ -125,7 +151,16 @@ class SessionPool:
         protocol: ``"auto"`` (batch where advertised), ``"batch"`` or ``"openenv"``.
     """
 
-    def __init__(self, urls: list[str], num_envs: int, *, protocol: str = "auto", timeout: float = 60.0, token: str | None = None):
+    def __init__(
+        self,
+        urls: list[str],
+        num_envs: int,
+        *,
+        protocol: str = "auto",
+        timeout: float = 60.0,
+        token: str | None = None,
+        array_fields: dict[str, tuple[str, tuple[int, ...]]] | None = None,
+    ):
         if protocol not in ("auto", "batch", "openenv"):
             raise ValueError(f"protocol must be 'auto', 'batch' or 'openenv', got {protocol!r}")
         if not urls:
@@ -135,6 +170,7 @@ class SessionPool:
         self.protocol = protocol
         self.timeout = timeout
         self.token = token
+        self.array_fields = array_fields  # observation arrays that may travel through shared memory
         self.servers: list[_BatchServer | _PlainServer] = []
         self._server_of = np.empty(num_envs, dtype=np.int64)
 
@@ -155,8 +191,10 @@ class SessionPool:
         batched = BATCH_CAPABILITY in (meta.get("capabilities") or [])
         if self.protocol == "batch" and not batched:
             raise OpenEnvError(f"{url} does not offer the batch protocol; use protocol='auto' or 'openenv'")
-        kind = _BatchServer if batched and self.protocol != "openenv" else _PlainServer
-        server = kind(url, block, self.timeout, self.token)
+        if batched and self.protocol != "openenv":
+            server = _BatchServer(url, block, self.timeout, self.token, self.array_fields)
+        else:
+            server = _PlainServer(url, block, self.timeout, self.token)
         self.servers[k] = server
         await server.open()
 

@@ -52,6 +52,8 @@ class OpenEnvVectorEnv(VectorEnv):
         on_server_failure: ``"restart"`` (default): a server that dies is restarted (or, if
             not ours, reconnected), its envs start new episodes flagged in
             ``info["openenv_restarted"]``; ``"raise"``: raise :class:`~gym_openenv.ConnectionLost`.
+        shared_memory: let servers on this machine hand large array observations over in
+            shared memory instead of the socket (falls back by itself where they cannot).
         timeout: seconds to wait for any reply.
         **env_kwargs: arguments for the environment.
     """
@@ -70,6 +72,7 @@ class OpenEnvVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         protocol: str = "auto",
         on_server_failure: str = "restart",
+        shared_memory: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         **env_kwargs: Any,
@@ -99,7 +102,12 @@ class OpenEnvVectorEnv(VectorEnv):
             self.single_observation_space = schema.observation.space
             self.action_space = batch_space(self.single_action_space, num_envs)
             self.observation_space = batch_space(self.single_observation_space, num_envs)
-            self._pool = SessionPool(server_urls, num_envs, protocol=protocol, timeout=timeout, token=token)
+            arrays = {
+                f.name: (f.space.dtype.str, f.space.shape)
+                for f in schema.observation.space_fields
+                if isinstance(f.space, spaces.Box) and f.space.dtype.itemsize * int(np.prod(f.space.shape)) >= 4096
+            } if shared_memory else {}  # big arrays only: for small ones the frame is cheaper
+            self._pool = SessionPool(server_urls, num_envs, protocol=protocol, timeout=timeout, token=token, array_fields=arrays)
             self._loop.run(self._pool.open(), timeout)
         except BaseException:
             self.close()

@@ -153,3 +153,31 @@ def test_sb3_vecenv_interface():
         assert rewards.dtype == np.float32
     finally:
         venv.close()
+
+
+def test_shared_memory_frames_equal_the_socket_path():
+    import glob
+
+    kwargs = dict(num_envs=3, num_servers=1, game="pong")
+    fast = gym.make_vec("openenv/atari-v0", **kwargs)
+    plain = gym.make_vec("openenv/atari-v0", shared_memory=False, **kwargs)
+    try:
+        slots = fast._pool.servers[0].slots
+        assert slots is not None and plain._pool.servers[0].slots is None
+        block = "/dev/shm/" + slots.describe()["name"]
+        a, _ = fast.reset(seed=4)
+        b, _ = plain.reset(seed=4)
+        np.testing.assert_array_equal(a, b)
+        rng = np.random.default_rng(0)
+        for _ in range(30):
+            actions = rng.integers(0, 6, 3)
+            a, ra, *_ = fast.step(actions)
+            b, rb, *_ = plain.step(actions)
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(ra, rb)
+        a[:] = 0  # handed-out observations are the caller's own, not views of the block
+        assert fast.step(np.zeros(3, dtype=np.int64))[0].any()
+    finally:
+        fast.close()
+        plain.close()
+    assert not glob.glob(block)  # the client removed its block

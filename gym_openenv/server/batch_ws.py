@@ -30,6 +30,7 @@ from gym_openenv.protocol import (
     observation_payload,
 )
 from gym_openenv.server.host import EnvHost, StepTimeout
+from gym_openenv.shm import ObservationSlots
 from gym_openenv.server.sessions import CapacityError, Session
 
 __all__ = ["serve_batch_connection"]
@@ -42,6 +43,8 @@ class _Request(BaseModel):
 class OpenRequest(_Request):
     type: Literal["open"]
     n: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    #: a client's shared observation slots (see gym_openenv.shm), when it runs on this machine
+    shm: dict[str, Any] | None = None
 
 
 class ResetRequest(_Request):
@@ -78,6 +81,8 @@ class _Connection:
         self.host = host
         self.sessions: dict[int, Session] = {}
         self._next_id = 0
+        self.slots: ObservationSlots | None = None
+        self.slot_of: dict[int, int] = {}  # session number -> slot in self.slots
 
     def lookup(self, ids: list[int]) -> list[Session]:
         unknown = [i for i in ids if i not in self.sessions]
@@ -117,7 +122,23 @@ class _Connection:
             self.sessions[self._next_id] = s
             ids.append(self._next_id)
             self._next_id += 1
-        return {"type": "opened", "ids": ids}
+        return {"type": "opened", "ids": ids, "shm": self._attach(request.shm, ids)}
+
+    def _attach(self, description: dict[str, Any] | None, ids: list[int]) -> bool:
+        """Use the client's shared slots if this process can reach them."""
+        if description is None:
+            return False
+        try:
+            slots = ObservationSlots.attach(description)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # another machine or namespace: arrays stay in the frame
+        if slots.count < len(ids):
+            slots.close()
+            return False
+        if self.slots is not None:
+            self.slots.close()
+        self.slots, self.slot_of = slots, {i: k for k, i in enumerate(ids)}
+        return True
 
     async def on_close(self, request: CloseRequest) -> dict[str, Any]:
         ids = [i for i in dict.fromkeys(request.ids) if i in self.sessions]
@@ -127,6 +148,9 @@ class _Connection:
 
     async def close_all(self) -> None:
         await self.on_close(CloseRequest(type="close", ids=list(self.sessions)))
+        if self.slots is not None:
+            self.slots.close()
+            self.slots = None
 
     async def on_reset(self, request: ResetRequest) -> dict[str, Any]:
         sessions = self.lookup(request.ids)
@@ -139,7 +163,7 @@ class _Connection:
         def reset_all() -> list[Any]:
             return [_guarded(lambda s=s, kw=kw: s.env.reset(**kw)) for s, kw in zip(sessions, kwargs)]
 
-        return await self._batch(sessions, reset_all)
+        return await self._batch(sessions, reset_all, request.ids)
 
     async def on_step(self, request: StepRequest) -> dict[str, Any]:
         sessions = self.lookup(request.ids)
@@ -163,9 +187,9 @@ class _Connection:
         else:
             def step_all() -> list[Any]:
                 return [_guarded(lambda e=e, a=a: e.step(a)) for e, a in zip(envs, actions)]
-        return await self._batch(sessions, step_all)
+        return await self._batch(sessions, step_all, request.ids)
 
-    async def _batch(self, sessions: list[Session], call: Callable[[], list[Any]]) -> dict[str, Any]:
+    async def _batch(self, sessions: list[Session], call: Callable[[], list[Any]], ids: list[int]) -> dict[str, Any]:
         for s in sessions:
             s.busy += 1
         try:
@@ -183,9 +207,27 @@ class _Connection:
         errors = [[i, ErrorCode.EXECUTION_ERROR.value, r.message] for i, r in enumerate(results) if isinstance(r, _Failed)]
         if errors:
             raise _BatchError(ErrorCode.EXECUTION_ERROR, "; ".join(f"session {i}: {m}" for i, _, m in errors))
-        reply = batch_payload([observation_payload(r, keep_arrays=True) for r in results])
+        payloads = [observation_payload(r, keep_arrays=True) for r in results]
+        in_slots = self._write_slots(payloads, ids)
+        reply = batch_payload(payloads)
         reply["type"] = "batch"
+        if in_slots:
+            reply["shm"] = in_slots
         return reply
+
+    def _write_slots(self, payloads: list[dict[str, Any]], ids: list[int]) -> list[str]:
+        """Move array fields into the shared slots; their columns then travel as None."""
+        if self.slots is None or not payloads or any(i not in self.slot_of for i in ids):
+            return []
+        written = []
+        for key in self.slots.fields:
+            if all(self.slots.fits(key, p["observation"].get(key)) for p in payloads):
+                view = self.slots.views[key]
+                for i, p in zip(ids, payloads):
+                    view[self.slot_of[i]] = p["observation"][key]
+                    p["observation"][key] = None
+                written.append(key)
+        return written
 
 
 class _Failed:
