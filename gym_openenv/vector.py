@@ -136,14 +136,22 @@ class OpenEnvVectorEnv(VectorEnv):
         if not isinstance(provider, Provider):  # every provider that starts a server takes server_args
             options.setdefault("server_args", ["--max-sessions", str(max(256, per_server))])
 
-        def start(_: int) -> str:
-            started_url, started = resolve_server(environment, env_kwargs, None, provider, options)
-            self._providers.append(started)
-            self._provider_of_url[started_url] = started
-            return started_url
+        def start(_: int) -> tuple[str, Provider]:
+            return resolve_server(environment, env_kwargs, None, provider, options)
 
         with ThreadPoolExecutor(count) as pool:  # servers boot in parallel
-            return list(pool.map(start, range(count)))
+            futures = [pool.submit(start, k) for k in range(count)]
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        if failures:
+            for future in futures:
+                if future.exception() is None:
+                    future.result()[1].stop()  # never leave some of the servers running
+            raise failures[0]
+        started = [f.result() for f in futures]  # in server order: _providers[k] serves the k-th block
+        for url, server in started:
+            self._providers.append(server)
+            self._provider_of_url[url] = server
+        return [url for url, _ in started]
 
     @property
     def batched(self) -> bool:
