@@ -9,8 +9,6 @@ year per episode from a seeded random start); the trained policy then trades
 buy-and-hold baseline that spends the cash equally on the tickers on day one.
 """
 
-import argparse
-import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +21,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.integrations.sb3 import SB3VecEnv
+from args import parse_args as parse_dataclass_args  # shared by the example scripts (examples/ on sys.path)
 
 
 @dataclass
@@ -48,15 +47,7 @@ class Args:
 
 
 def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, list):
-            parser.add_argument(flag, nargs="+", default=default)
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
-    return Args(**vars(parser.parse_args()))
+    return parse_dataclass_args(Args, __doc__.splitlines()[0])
 
 
 def env_kwargs(args: Args) -> dict:

@@ -26,12 +26,8 @@ Episode returns are logged as they end and plotted to
 ``examples/results/ppo_atari_sendrecv.png``.
 """
 
-import argparse
-import ast
-import dataclasses
-import inspect
-import itertools
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +42,7 @@ from torch.distributions import Categorical
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from plotting import plot_returns as plot  # shared by the example scripts (examples/ on sys.path)
+from args import parse_args as parse_dataclass_args  # shared by the example scripts (examples/ on sys.path)
 
 
 @dataclass
@@ -89,15 +86,10 @@ class Args:
 
 
 def parse_args() -> Args:
-    """``--flag value`` for every field of Args, with its docstring as help."""
-    body = ast.parse(inspect.getsource(Args)).body[0].body
-    helps = {a.target.id: d.value.value for a, d in itertools.pairwise(body) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=helps[f.name])
-    args = Args(**vars(parser.parse_args()))
+    args = parse_dataclass_args(Args, __doc__.splitlines()[0])
     if args.num_envs < 2 or args.num_envs % 2:
-        parser.error(f"--num-envs must be even and at least 2 (two halves), got {args.num_envs}")
+        print(f"{sys.argv[0]}: error: --num-envs must be even and at least 2 (two halves), got {args.num_envs}", file=sys.stderr)
+        raise SystemExit(2)  # argparse's exit status for bad arguments
     return args
 
 

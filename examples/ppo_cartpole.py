@@ -14,11 +14,6 @@ the episode's final one, so a truncated (time-limited) episode is bootstrapped
 from the value of its true last state.
 """
 
-import argparse
-import ast
-import dataclasses
-import inspect
-import itertools
 import random
 import time
 from dataclasses import dataclass
@@ -34,6 +29,7 @@ from torch.distributions import Categorical
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from plotting import plot_returns as plot  # shared by the example scripts (examples/ on sys.path)
+from args import parse_args as parse_dataclass_args  # shared by the example scripts (examples/ on sys.path)
 
 
 @dataclass
@@ -75,13 +71,7 @@ class Args:
 
 
 def parse_args() -> Args:
-    """``--flag value`` for every field of Args, with its docstring as help."""
-    body = ast.parse(inspect.getsource(Args)).body[0].body
-    helps = {a.target.id: d.value.value for a, d in itertools.pairwise(body) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=helps[f.name])
-    return Args(**vars(parser.parse_args()))
+    return parse_dataclass_args(Args, __doc__.splitlines()[0])
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:

@@ -21,11 +21,6 @@ sessions behind one remote vector env, so the preprocessing is split:
 game's scores; they are plotted to ``examples/results/sb3_atari.png``.
 """
 
-import argparse
-import ast
-import dataclasses
-import inspect
-import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +45,7 @@ from stable_baselines3.common.vec_env import (
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.integrations.sb3 import SB3VecEnv
 from plotting import plot_returns as plot  # shared by the example scripts (examples/ on sys.path)
+from args import parse_args as parse_dataclass_args  # shared by the example scripts (examples/ on sys.path)
 
 
 @dataclass
@@ -81,13 +77,7 @@ class Args:
 
 
 def parse_args() -> Args:
-    """``--flag value`` for every field of Args, with its docstring as help."""
-    body = ast.parse(inspect.getsource(Args)).body[0].body
-    helps = {a.target.id: d.value.value for a, d in itertools.pairwise(body) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=helps[f.name])
-    return Args(**vars(parser.parse_args()))
+    return parse_dataclass_args(Args, __doc__.splitlines()[0])
 
 
 class VecAtariPreprocessing(VecEnvWrapper):

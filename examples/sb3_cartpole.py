@@ -13,11 +13,6 @@ Episode returns are logged by SB3's ``VecMonitor`` and plotted to
 ``examples/results/sb3_cartpole.png`` (``--plot``).
 """
 
-import argparse
-import ast
-import dataclasses
-import inspect
-import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +28,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.integrations.sb3 import SB3VecEnv
 from plotting import plot_returns as plot  # shared by the example scripts (examples/ on sys.path)
+from args import parse_args as parse_dataclass_args  # shared by the example scripts (examples/ on sys.path)
 
 
 @dataclass
@@ -68,18 +64,7 @@ class Args:
 
 
 def parse_args() -> Args:
-    """``--flag value`` for every field of Args, with its docstring as help."""
-    source = ast.parse(inspect.getsource(Args))
-    body = source.body[0].body
-    helps = {a.target.id: d.value.value for a, d in itertools.pairwise(body) if isinstance(a, ast.AnnAssign) and isinstance(d, ast.Expr)}
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool or f.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=helps[f.name])
-    return Args(**vars(parser.parse_args()))
+    return parse_dataclass_args(Args, __doc__.splitlines()[0])
 
 
 class EpisodeReturns(BaseCallback):
