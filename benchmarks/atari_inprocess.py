@@ -39,8 +39,8 @@ import gymnasium as gym
 import numpy as np
 from ale_py.env import AtariEnv
 
-from servers.atari.models import AtariAction
-from servers.atari.server.environment import AtariEnvironment, rom_id
+from gym_openenv.servers.atari.models import AtariAction
+from gym_openenv.servers.atari.server.environment import AtariEnvironment, rom_id
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -10,7 +10,7 @@ games as they end; a step of N envs counts N steps.
   per env) and ``SyncVectorEnv`` over ``ALE/Pong-v5``;
 * ``ale_vector``: ale-py's C++ ``AtariVectorEnv`` set up as close to v5 as it
   goes (210x160 RGB, one frame, no max-pool/no-op/fire reset/clipping); it is
-  *not* frame-exact with v5 (see servers/atari/README.md);
+  *not* frame-exact with v5 (see gym_openenv/servers/atari/README.md);
 * ``envpool``: ``envpool.make_gymnasium("Pong-v5")`` with the same settings,
   when envpool is installed (skipped with a note otherwise);
 * ``openenv_client``: OpenEnv's reference client (openenv-core
@@ -50,7 +50,7 @@ from gym_openenv.providers import LocalProcessProvider
 
 RESULTS = Path(__file__).parent / "results"
 ATARI_ID = "openenv/atari-v0"
-ENVIRONMENT = "servers.atari.server.environment:AtariEnvironment"
+ENVIRONMENT = "gym_openenv.servers.atari.server.environment:AtariEnvironment"
 CONTENDERS = ("gym_openenv", "gymnasium_async", "gymnasium_sync", "ale_vector", "envpool", "openenv_client")
 
 

@@ -40,12 +40,12 @@ import psutil
 
 from gym_openenv.env import OpenEnvEnv
 from gym_openenv.vector import OpenEnvVectorEnv
-from servers.browsergym.models import BrowserGymAction
-from servers.browsergym.server.browser import shared_browser
-from servers.browsergym.server.environment import BrowserGymEnvironment
+from gym_openenv.servers.browsergym.models import BrowserGymAction
+from gym_openenv.servers.browsergym.server.browser import shared_browser
+from gym_openenv.servers.browsergym.server.environment import BrowserGymEnvironment
 
 RESULTS = Path(__file__).parent / "results"
-ENVIRONMENT = "servers.browsergym.server.environment:BrowserGymEnvironment"
+ENVIRONMENT = "gym_openenv.servers.browsergym.server.environment:BrowserGymEnvironment"
 NOOP = BrowserGymAction(action="noop(0)")
 
 

@@ -19,9 +19,9 @@ import json
 import time
 from pathlib import Path
 
-from servers.browsergym.models import BrowserGymAction
-from servers.browsergym.server.environment import BrowserGymEnvironment
-from servers.browsergym.server.miniwob import list_tasks
+from gym_openenv.servers.browsergym.models import BrowserGymAction
+from gym_openenv.servers.browsergym.server.environment import BrowserGymEnvironment
+from gym_openenv.servers.browsergym.server.miniwob import list_tasks
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -19,7 +19,7 @@ import gym_openenv  # noqa: F401
 from benchmarks.harness import rate, write_results
 from gym_openenv.providers import LocalProcessProvider
 
-ECHO = "servers.echo.server.environment:EchoEnvironment"
+ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
 
 
 def main() -> None:

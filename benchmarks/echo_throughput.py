@@ -36,7 +36,7 @@ from benchmarks.harness import plot_rates, print_table, rate, write_results
 from gym_openenv.inprocess import InProcessEnv
 from gym_openenv.providers import LocalProcessProvider
 
-ECHO = "servers.echo.server.environment:EchoEnvironment"
+ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
 CONTENDERS = ("gym_openenv", "gym_openenv_1server", "gym_openenv_openenv_ws", "gymnasium_sync", "gymnasium_async", "openenv_client")
 
 

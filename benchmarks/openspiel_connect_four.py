@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 GAME = "connect_four"
-ENVIRONMENT = "servers.openspiel.server.environment:OpenSpielEnvironment"
+ENVIRONMENT = "gym_openenv.servers.openspiel.server.environment:OpenSpielEnvironment"
 RESULTS = Path(__file__).parent / "results"
 
 

@@ -4,7 +4,7 @@ Contenders, all running ``pass`` (or ``x = 1`` in the REPL):
 
 * ``python_unsandboxed``: ``subprocess.run([python3, "-c", "pass"])``: the floor
   any one-shot execution pays (interpreter start), no isolation at all;
-* ``sandbox_raw``: :class:`servers._sandbox.Sandbox` alone: bwrap with every
+* ``sandbox_raw``: :class:`gym_openenv.servers._sandbox.Sandbox` alone: bwrap with every
   namespace unshared, prlimit, output capture, the cleanup sweep;
 * ``coding_inprocess``: ``CodingEnvironment.step`` (the above plus the
   environment's bookkeeping);
@@ -30,15 +30,15 @@ import gymnasium as gym
 
 import gym_openenv.registry
 from benchmarks.harness import rate, write_results
-from servers._sandbox import Sandbox, find_python
-from servers.coding.models import CodeAction
-from servers.coding.server.environment import CodingEnvironment
-from servers.repl.models import ReplAction
-from servers.repl.server.environment import ReplEnvironment
+from gym_openenv.servers._sandbox import Sandbox, find_python
+from gym_openenv.servers.coding.models import CodeAction
+from gym_openenv.servers.coding.server.environment import CodingEnvironment
+from gym_openenv.servers.repl.models import ReplAction
+from gym_openenv.servers.repl.server.environment import ReplEnvironment
 
 ENVIRONMENTS = {
-    "coding": "servers.coding.server.environment:CodingEnvironment",
-    "repl": "servers.repl.server.environment:ReplEnvironment",
+    "coding": "gym_openenv.servers.coding.server.environment:CodingEnvironment",
+    "repl": "gym_openenv.servers.repl.server.environment:ReplEnvironment",
 }
 
 

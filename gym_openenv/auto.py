@@ -2,7 +2,7 @@
 
 Environments come from two places:
 
-* ``registry.yaml`` (every ``servers/<name>/`` of this repository);
+* ``registry.yaml`` (every ``gym_openenv/servers/<name>/`` of this repository);
 * installed packages that declare an entry point in the group
   ``gym_openenv.environments``, named after the environment and pointing at
   its Environment class::
@@ -20,7 +20,7 @@ Example:
     >>> env.reset(seed=0)                                   # doctest: +SKIP
     ('', {'message_length': 0})
     >>> AutoAction.from_env("echo")                         # doctest: +SKIP
-    <class 'servers.echo.models.EchoAction'>
+    <class 'gym_openenv.servers.echo.models.EchoAction'>
 """
 
 import difflib

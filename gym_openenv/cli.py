@@ -2,13 +2,13 @@
 
 ::
 
-    gym-openenv init maze                 # servers/maze/ + registry entry + test
-    gym-openenv validate servers/maze     # manifest, models, live /schema, check_env
+    gym-openenv init maze                 # gym_openenv/servers/maze/ + registry entry + test
+    gym-openenv validate gym_openenv/servers/maze     # manifest, models, live /schema, check_env
     gym-openenv serve maze --reload       # run it on :8000
     gym-openenv list                      # every environment and whether it can run here
     gym-openenv bench echo --seconds 5    # steps/s through gym.make_vec
-    gym-openenv build servers/maze        # docker image gym-openenv/maze:0.1.0
-    gym-openenv push servers/maze --registry localhost:5000/me
+    gym-openenv build gym_openenv/servers/maze        # docker image gym-openenv/maze:0.1.0
+    gym-openenv push gym_openenv/servers/maze --registry localhost:5000/me
 
 (``openenv`` is openenv-core's command; this one is ``gym-openenv``.)
 """
@@ -52,7 +52,7 @@ RootOption = Annotated[
     typer.Option(
         "--root",
         envvar="GYM_OPENENV_ROOT",
-        help="Repository root: registry.yaml beside servers/ (default: the one gym_openenv registers from).",
+        help="Repository root: registry.yaml beside gym_openenv/servers/ (default: the one gym_openenv registers from).",
         file_okay=False,
     ),
 ]
@@ -144,7 +144,7 @@ def init(
     description: Annotated[str | None, typer.Option(help="One line for openenv.yaml, the registry and the README.")] = None,
     root: RootOption = None,
 ) -> None:
-    """Scaffold servers/NAME/ (OpenEnv's layout) and register it as openenv/NAME-v0."""
+    """Scaffold gym_openenv/servers/NAME/ (OpenEnv's layout) and register it as openenv/NAME-v0."""
     from gym_openenv.templates import scaffold
 
     root = (root or registry.REGISTRY_PATH.parent).resolve()

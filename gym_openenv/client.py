@@ -6,12 +6,12 @@
   (msgpack, columnar), for servers that advertise it.
 * :class:`EnvClient`: a typed client (actions and observations as model
   instances) in OpenEnv's style, async with a :meth:`EnvClient.sync` facade;
-  ``servers/<name>/client.py`` subclass it.
+  ``gym_openenv/servers/<name>/client.py`` subclass it.
 * :class:`LoopThread`: the one background event loop sync callers share.
 
 Example:
-    >>> from servers.echo.client import EchoEnv
-    >>> from servers.echo.models import EchoAction
+    >>> from gym_openenv.servers.echo.client import EchoEnv
+    >>> from gym_openenv.servers.echo.models import EchoAction
     >>> with EchoEnv.launch().sync() as env:                   # doctest: +SKIP
     ...     env.reset()
     ...     env.step(EchoAction(message="hi")).observation.echoed_message

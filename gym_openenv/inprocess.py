@@ -5,7 +5,7 @@ in this process: the native baseline benchmarks compare against, and a quick
 way to debug an environment.
 
 Example:
-    >>> env = InProcessEnv("servers.echo.server.environment:EchoEnvironment")
+    >>> env = InProcessEnv("gym_openenv.servers.echo.server.environment:EchoEnvironment")
     >>> env.reset(seed=0)[0], env.step("hi")[:2]
     ('', ('hi', 0.2))
 """

@@ -1,25 +1,25 @@
 """``openenv.yaml``: the manifest of one server folder, validated.
 
-Every ``servers/<name>/`` folder describes itself in an ``openenv.yaml``::
+Every ``gym_openenv/servers/<name>/`` folder describes itself in an ``openenv.yaml``::
 
     spec_version: 1
     name: echo
     version: 0.1.0
     description: Echoes each message back.
     runtime: fastapi
-    app: servers.echo.server.app:app
+    app: gym_openenv.servers.echo.server.app:app
     server: {port: 8000, dockerfile: server/Dockerfile}
-    client: {module: servers.echo.client, class: EchoEnv}
+    client: {module: gym_openenv.servers.echo.client, class: EchoEnv}
     models:
-      action: servers.echo.models:EchoAction
-      observation: servers.echo.models:EchoObservation
-      state: servers.echo.models:EchoState
+      action: gym_openenv.servers.echo.models:EchoAction
+      observation: gym_openenv.servers.echo.models:EchoObservation
+      state: gym_openenv.servers.echo.models:EchoState
     dependencies: ["ale-py>=0.10"]   # pip requirement strings
 
 Example:
-    >>> m = load_manifest("servers/echo")               # doctest: +SKIP
+    >>> m = load_manifest("gym_openenv/servers/echo")               # doctest: +SKIP
     >>> m.models.action                                 # doctest: +SKIP
-    'servers.echo.models:EchoAction'
+    'gym_openenv.servers.echo.models:EchoAction'
 """
 
 import importlib

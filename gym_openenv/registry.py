@@ -18,8 +18,8 @@ from gym_openenv.errors import UnknownEnvironment
 
 __all__ = ["RegistryEntry", "find", "gym_id", "load_registry", "register_all", "REGISTRY_PATH"]
 
-#: registry.yaml at the repository root, beside ``servers/``.
-REGISTRY_PATH = Path(__file__).resolve().parent.parent / "registry.yaml"
+#: registry.yaml inside the package, beside ``servers/``.
+REGISTRY_PATH = Path(__file__).resolve().parent / "registry.yaml"
 ENTRY_POINT = "gym_openenv.env:OpenEnvEnv"
 VECTOR_ENTRY_POINT = "gym_openenv.vector:OpenEnvVectorEnv"
 KNOWN_PROVIDERS = ("local", "sandbox", "docker", "ray", "remote")

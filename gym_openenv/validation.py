@@ -1,7 +1,7 @@
 """The checks of ``gym-openenv validate``: one server folder, statically and live.
 
 Example:
-    >>> report = validate_folder(Path("servers/echo"))        # doctest: +SKIP
+    >>> report = validate_folder(Path("gym_openenv/servers/echo"))        # doctest: +SKIP
     >>> report.failed, [row[0] for row in report.rows][:3]    # doctest: +SKIP
     (False, ['openenv.yaml', 'folder name', 'Dockerfile'])
 """
@@ -106,7 +106,7 @@ class ServerFolderChecks:
     def folder_name(self) -> str:
         if self.folder.name != self.manifest.name:
             raise ValueError(f"manifest name {self.manifest.name!r} differs from the folder name {self.folder.name!r}")
-        return f"servers/{self.manifest.name}"
+        return f"gym_openenv/servers/{self.manifest.name}"
 
     def dockerfile(self) -> str:
         path = self.folder / self.manifest.server.dockerfile

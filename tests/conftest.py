@@ -5,7 +5,7 @@ import pytest
 import gym_openenv  # noqa: F401  (registers the ids)
 from gym_openenv.providers import LocalProcessProvider
 
-ECHO = "servers.echo.server.environment:EchoEnvironment"
+ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
 
 
 @pytest.fixture(scope="module")

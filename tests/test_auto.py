@@ -10,14 +10,14 @@ from gym_openenv.auto import ENTRY_POINT_GROUP, AutoAction, AutoEnv, discover, f
 from gym_openenv.client import EnvClient
 from gym_openenv.errors import UnknownEnvironment
 from gym_openenv.registry import REGISTRY_PATH, load_registry
-from servers.echo.client import EchoEnv
-from servers.echo.models import EchoAction
+from gym_openenv.servers.echo.client import EchoEnv
+from gym_openenv.servers.echo.models import EchoAction
 
 
 @pytest.mark.parametrize("name", ["coding", "coding-env", "coding_env", "openenv/coding-v0", " coding "])
 def test_spellings_name_the_same_environment(name):
     assert normalize_name(name) == "coding"
-    assert find_environment(name).environment == "servers.coding.server.environment:CodingEnvironment"
+    assert find_environment(name).environment == "gym_openenv.servers.coding.server.environment:CodingEnvironment"
 
 
 def test_list_environments_is_the_registry():
@@ -39,8 +39,8 @@ def test_unknown_name_suggests_close_ones():
 
 
 def test_auto_action_is_the_manifest_action():
-    from servers.atari.models import AtariAction
-    from servers.coding.models import CodeAction
+    from gym_openenv.servers.atari.models import AtariAction
+    from gym_openenv.servers.coding.models import CodeAction
 
     assert AutoAction.from_env("coding-env") is CodeAction
     assert AutoAction.from_env("openenv/atari-v0") is AtariAction
@@ -78,7 +78,7 @@ def plugin(tmp_path, monkeypatch):
     (tmp_path / "plugdemo" / "__init__.py").write_text(
         textwrap.dedent(
             '''
-            from servers.echo.server.environment import EchoEnvironment
+            from gym_openenv.servers.echo.server.environment import EchoEnvironment
 
 
             class PlugEnvironment(EchoEnvironment):

@@ -1,8 +1,8 @@
 """The ``gym-openenv`` command, run as a real process.
 
 Commands that write (``init``) or serve run in a temporary copy of the
-repository layout (gym_openenv/, servers/echo, registry.yaml), first on
-PYTHONPATH, so the real registry.yaml and servers/ are never touched and the
+repository layout (gym_openenv/, gym_openenv/servers/echo, registry.yaml), first on
+PYTHONPATH, so the real registry.yaml and gym_openenv/servers/ are never touched and the
 copy's registry is the one ``gym.make`` reads.
 """
 
@@ -128,15 +128,15 @@ def test_init_writes_openenv_layout_and_appends_registry_entry(scaffolded):
     after = (root / "registry.yaml").read_text()
     assert after.startswith(before), "the existing registry text, comments included, stays as it was"
     entry = {e.name: e for e in load_registry.__wrapped__(root / "registry.yaml")}["grid_world"]
-    assert entry.environment == "servers.grid_world.server.environment:GridWorldEnvironment"
-    assert entry.description == "Walk: find the goal" and entry.server == "servers/grid_world"
+    assert entry.environment == "gym_openenv.servers.grid_world.server.environment:GridWorldEnvironment"
+    assert entry.description == "Walk: find the goal" and entry.server == "gym_openenv/servers/grid_world"
     assert yaml.safe_load((folder / "openenv.yaml").read_text())["description"] == "Walk: find the goal"
     assert "openenv/grid_world-v0" in stdout and "gym-openenv validate" in stdout
 
 
 def test_init_scaffold_validates(scaffolded):
     root, env, _, _ = scaffolded
-    result = run(["validate", "servers/grid_world"], env=env, cwd=root)
+    result = run(["validate", "gym_openenv/servers/grid_world"], env=env, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout and "grid_world is valid" in result.stdout
     assert "gymnasium check_env" in result.stdout and "Discrete(8)" in result.stdout
@@ -199,7 +199,7 @@ def test_init_scaffold_test_passes(scaffolded):
     "name, message",
     [
         ("Grid-World", "must be lowercase letters, digits and underscores, starting with a letter (e.g. 'grid_world')"),
-        ("echo", "would overwrite servers/echo/"),
+        ("echo", "would overwrite gym_openenv/servers/echo/"),
         ("atari", "already has an environment named 'atari'"),
         ("maze_env", "ends in '_env', which name lookups drop; call it 'maze'"),
     ],
@@ -229,7 +229,7 @@ def test_serve_reload_restarts_on_change(scaffolded):
     original = environment.read_text()
     log = (root / "reload.log").open("w")
     server = subprocess.Popen(
-        CLI + ["serve", "servers/grid_world", "--port", str(port), "--reload"],
+        CLI + ["serve", "gym_openenv/servers/grid_world", "--port", str(port), "--reload"],
         env=env,
         cwd=root,
         stdout=log,
@@ -290,7 +290,7 @@ def _broken_copy(root: Path, name: str, **changes) -> Path:
 @pytest.mark.parametrize(
     "name, changes, failing, message",
     [
-        ("no_action", {"models__action": "servers.echo.models:NoSuchAction"}, "models import", "has no attribute 'NoSuchAction'"),
+        ("no_action", {"models__action": "gym_openenv.servers.echo.models:NoSuchAction"}, "models import", "has no attribute 'NoSuchAction'"),
         (
             "needs_dep",
             {"dependencies": ["surely-not-installed-package>=1"]},
@@ -319,7 +319,7 @@ def test_validate_fails_check_env_for_a_broken_environment(repo):
     assert run(["init", "off_by_one"], env=env, cwd=root).returncode == 0
     environment = root / "servers" / "off_by_one" / "server" / "environment.py"
     environment.write_text(environment.read_text().replace("position=self._position,", "position=self.size,"))
-    result = run(["validate", "servers/off_by_one"], env=env, cwd=root)
+    result = run(["validate", "gym_openenv/servers/off_by_one"], env=env, cwd=root)
     assert result.returncode == 1
     rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") >= 4}
     assert "ok" in rows["server starts"] and "FAIL" in rows["gymnasium check_env"], result.stdout
@@ -371,14 +371,14 @@ def test_bench_bad_arguments(repo):
 def test_build_and_push_fail_clearly_without_a_daemon(repo):
     root, env = repo
     no_daemon = {**env, "DOCKER_HOST": f"unix://{root}/no-such-docker.sock"}
-    result = run(["build", "servers/echo"], env=no_daemon, cwd=root)
+    result = run(["build", "gym_openenv/servers/echo"], env=no_daemon, cwd=root)
     assert result.returncode == 1 and "the docker daemon is not reachable" in result.stderr
     assert "scripts/docker-setup.sh" in result.stderr
-    result = run(["build", "servers/echo", "--build-arg", "NOEQUALS"], env=no_daemon, cwd=root)
+    result = run(["build", "gym_openenv/servers/echo", "--build-arg", "NOEQUALS"], env=no_daemon, cwd=root)
     assert result.returncode == 1 and "--build-arg must be KEY=VALUE, got 'NOEQUALS'" in result.stderr
-    result = run(["push", "servers/echo"], env=no_daemon, cwd=root)
+    result = run(["push", "gym_openenv/servers/echo"], env=no_daemon, cwd=root)
     assert result.returncode == 2 and "Missing option '--registry'" in result.stderr
-    result = run(["push", "servers/echo", "--registry", "localhost:5000"], env=no_daemon, cwd=root)
+    result = run(["push", "gym_openenv/servers/echo", "--registry", "localhost:5000"], env=no_daemon, cwd=root)
     assert result.returncode == 1 and "--registry must be HOST[:PORT]/NAMESPACE" in result.stderr
 
 
@@ -429,7 +429,7 @@ def local_registry():
 def test_build_push_and_run_the_scaffold_image(scaffolded, docker_env, local_registry):
     root, _, _, _ = scaffolded
     env = docker_env
-    result = run(["build", "servers/grid_world"], env=env, cwd=root, timeout=900)
+    result = run(["build", "gym_openenv/servers/grid_world"], env=env, cwd=root, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "built gym-openenv/grid_world:0.1.0" in result.stdout
     assert "--build-arg BASE_IMAGE=" in " ".join(result.stderr.split())  # OPENENV_DOCKER_BASE_IMAGE passed through
@@ -465,13 +465,13 @@ def test_build_push_and_run_the_scaffold_image(scaffolded, docker_env, local_reg
     finally:
         subprocess.run(["docker", "rm", "-f", container], env=env, capture_output=True, check=False)
 
-    result = run(["push", "servers/grid_world", "--registry", f"{local_registry}/tests"], env=env, cwd=root, timeout=900)
+    result = run(["push", "gym_openenv/servers/grid_world", "--registry", f"{local_registry}/tests"], env=env, cwd=root, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"pushed {local_registry}/tests/grid_world:0.1.0" in result.stdout
     tags = httpx.get(f"http://{local_registry}/v2/tests/grid_world/tags/list", timeout=10).json()
     assert tags == {"name": "tests/grid_world", "tags": ["0.1.0"]}
 
     result = run(
-        ["push", "servers/grid_world", "--registry", f"{local_registry}/tests", "--tag", "gym-openenv/never-built:1"], env=env, cwd=root
+        ["push", "gym_openenv/servers/grid_world", "--registry", f"{local_registry}/tests", "--tag", "gym-openenv/never-built:1"], env=env, cwd=root
     )
     assert result.returncode == 1 and "no local image gym-openenv/never-built:1; run gym-openenv build first" in result.stderr

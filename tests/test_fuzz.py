@@ -21,7 +21,7 @@ from gym_openenv.providers import LocalProcessProvider
 from tests.conftest import ECHO
 from gym_openenv.server import create_app
 from gym_openenv.server.host import ServerSettings
-from servers.echo.server.environment import EchoEnvironment
+from gym_openenv.servers.echo.server.environment import EchoEnvironment
 
 pytestmark = pytest.mark.fuzz
 

@@ -1,4 +1,4 @@
-"""Every servers/*/openenv.yaml follows the manifest schema and agrees with its
+"""Every gym_openenv/servers/*/openenv.yaml follows the manifest schema and agrees with its
 folder, its models and the registry; the schema rejects what it should, naming the field."""
 
 from pathlib import Path
@@ -10,13 +10,13 @@ from gym_openenv.manifest import Manifest, ManifestError, import_object, load_ma
 from gym_openenv.registry import REGISTRY_PATH, load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_FOLDERS = sorted(p.parent for p in (ROOT / "servers").glob("*/openenv.yaml"))
-ECHO = ROOT / "servers" / "echo" / "openenv.yaml"
+SERVER_FOLDERS = sorted(p.parent for p in (ROOT / "gym_openenv" / "servers").glob("*/openenv.yaml"))
+ECHO = ROOT / "gym_openenv" / "servers" / "echo" / "openenv.yaml"
 
 
 def test_every_server_folder_has_a_manifest():
     folders = sorted(
-        p for p in (ROOT / "servers").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
+        p for p in (ROOT / "gym_openenv" / "servers").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
     )
     assert [f.name for f in folders] == [f.name for f in SERVER_FOLDERS]
 
@@ -26,7 +26,7 @@ def test_manifest_is_valid_and_agrees_with_its_folder(folder):
     manifest = load_manifest(folder)
     assert manifest.name == folder.name
     assert (folder / manifest.server.dockerfile).is_file()
-    package = f"servers.{folder.name}."
+    package = f"gym_openenv.servers.{folder.name}."
     for path in (manifest.app, manifest.client.module, manifest.models.action, manifest.models.observation, manifest.models.state):
         assert path.startswith(package), f"{path} is outside {package}"
     client = import_object(manifest.client.import_path)
@@ -71,11 +71,11 @@ def _write(tmp_path: Path, data) -> Path:
         (lambda d: d.update(name="Echo-Env"), "name", "pattern"),
         (lambda d: d.update(version="one"), "version", "must be a version"),
         (lambda d: d.update(runtime="flask"), "runtime", "fastapi"),
-        (lambda d: d.update(app="servers.echo.server.app"), "app", "'package.module:Name'"),
+        (lambda d: d.update(app="gym_openenv.servers.echo.server.app"), "app", "'package.module:Name'"),
         (lambda d: d["server"].update(port=70000), "server.port", "less than or equal to 65535"),
         (lambda d: d["server"].pop("dockerfile"), "server.dockerfile", "Field required"),
         (lambda d: d["client"].update({"class": "not a class"}), "client.class", "must be a class name"),
-        (lambda d: d["models"].update(state="servers.echo.models"), "models.state", "'package.module:Name'"),
+        (lambda d: d["models"].update(state="gym_openenv.servers.echo.models"), "models.state", "'package.module:Name'"),
         (lambda d: d.update(dependencies=["ale-py>=>0.10"]), "dependencies", "is not a pip requirement"),
         (lambda d: d.update(port=8000), "port", "Extra inputs are not permitted"),
     ],
@@ -100,5 +100,5 @@ def test_unreadable_manifests(tmp_path):
 
 def test_client_class_reads_from_the_class_key():
     manifest = Manifest.model_validate(_echo_data())
-    assert manifest.client.import_path == "servers.echo.client:EchoEnv"
+    assert manifest.client.import_path == "gym_openenv.servers.echo.client:EchoEnv"
     assert [str(r) for r in Manifest.model_validate({**_echo_data(), "dependencies": ["ale-py>=0.10"]}).requirements()] == ["ale-py>=0.10"]

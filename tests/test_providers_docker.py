@@ -1,5 +1,5 @@
 """The docker provider against a real Docker engine (started by scripts/docker-setup.sh):
-images built from servers/<name>/server/Dockerfile, containers on loopback ports,
+images built from gym_openenv/servers/<name>/server/Dockerfile, containers on loopback ports,
 none left behind."""
 
 import os
@@ -26,8 +26,8 @@ from gym_openenv.providers.docker import (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ECHO = "servers.echo.server.environment:EchoEnvironment"
-ATARI = "servers.atari.server.environment:AtariEnvironment"
+ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
+ATARI = "gym_openenv.servers.atari.server.environment:AtariEnvironment"
 
 
 @pytest.fixture(scope="module")
@@ -160,5 +160,5 @@ def test_unchanged_context_reuses_the_image(engine):
     assert time.monotonic() - started < 5
     with pytest.raises(ValueError, match="no Dockerfile"):
         dockerfile_for("gym_openenv.server.environment:Environment")
-    with pytest.raises(ValueError, match="servers/<name>/server"):
+    with pytest.raises(ValueError, match="gym_openenv/servers/<name>/server"):
         dockerfile_for("gym_openenv.inprocess:InProcessEnv")

@@ -13,7 +13,7 @@ import ray
 from gym_openenv.errors import ServerStartError
 from gym_openenv.providers.ray import RayProvider
 
-ECHO = "servers.echo.server.environment:EchoEnvironment"
+ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
 
 
 @pytest.fixture(scope="module", autouse=True)

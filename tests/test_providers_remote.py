@@ -15,8 +15,8 @@ from gym_openenv.errors import ServerStartError
 from gym_openenv.providers import LocalProcessProvider, make_provider
 from gym_openenv.providers.remote import RemoteProvider, hf_space_url
 
-ECHO = "servers.echo.server.environment:EchoEnvironment"
-ATARI = "servers.atari.server.environment:AtariEnvironment"
+ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
+ATARI = "gym_openenv.servers.atari.server.environment:AtariEnvironment"
 TOKEN = "remote-test-token"
 
 

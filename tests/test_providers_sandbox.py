@@ -14,7 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 from gym_openenv.providers.sandbox import SandboxProvider, bwrap_command
 
-ECHO = "servers.echo.server.environment:EchoEnvironment"
+ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
 
 
 def sandboxed_processes(provider: SandboxProvider) -> list[psutil.Process]:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from gym_openenv.protocol import decode_msgpack, encode_msgpack
 from gym_openenv.server import create_app
 from gym_openenv.server.host import ServerSettings
-from servers.echo.server.environment import EchoEnvironment
+from gym_openenv.servers.echo.server.environment import EchoEnvironment
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import pytest
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.integrations.trl import EnvRewardFunction, prompt_dataset
-from servers.chat.models import ChatAction
-from servers.chat.server.environment import ChatEnvironment
-from servers.chat.server.tokenizer import DEFAULT_TOKENIZER_PATH, ChatTokenizer
+from gym_openenv.servers.chat.models import ChatAction
+from gym_openenv.servers.chat.server.environment import ChatEnvironment
+from gym_openenv.servers.chat.server.tokenizer import DEFAULT_TOKENIZER_PATH, ChatTokenizer
 
 TOKENIZER = ChatTokenizer()
 

@@ -5,7 +5,7 @@ name       where the server runs                                       module
 =========  ==========================================================  =====================
 local      a child process on a loopback port                          :mod:`.local`
 sandbox    a child process in bubblewrap, no network, Unix socket      :mod:`.sandbox`
-docker     a container built from ``servers/<name>/server/Dockerfile``  :mod:`.docker`
+docker     a container built from ``gym_openenv/servers/<name>/server/Dockerfile``  :mod:`.docker`
 ray        a Ray actor anywhere in a Ray cluster                       :mod:`.ray`
 remote     nowhere we control: a running server at ``url=``            :mod:`.remote`
 =========  ==========================================================  =====================

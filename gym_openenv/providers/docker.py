@@ -1,4 +1,4 @@
-"""Run the server in a Docker container built from ``servers/<name>/server/Dockerfile``.
+"""Run the server in a Docker container built from ``gym_openenv/servers/<name>/server/Dockerfile``.
 
 Example:
     >>> env = gym.make("openenv/echo-v0", provider="docker")              # doctest: +SKIP
@@ -6,7 +6,7 @@ Example:
 
 The image is built from the repository root (only the files a server image
 needs: ``pyproject.toml``, ``gym_openenv/``, the server's folder and the shared
-``servers/_*`` helpers) and tagged with a hash of that context, so an
+``gym_openenv/servers/_*`` helpers) and tagged with a hash of that context, so an
 unchanged checkout reuses it and an edited one gets a fresh build. The
 container publishes its port on 127.0.0.1 only and is removed on
 :meth:`~DockerProvider.stop`, at interpreter exit, and, should this process be
@@ -72,10 +72,10 @@ def docker_client() -> docker.DockerClient:
 
 
 def dockerfile_for(environment: str) -> Path:
-    """``servers.echo.server.environment:EchoEnvironment`` -> ``servers/echo/server/Dockerfile``."""
+    """``gym_openenv.servers.echo.server.environment:EchoEnvironment`` -> ``gym_openenv/servers/echo/server/Dockerfile``."""
     parts = environment.partition(":")[0].split(".")
     if "server" not in parts:
-        raise ValueError(f"environment {environment!r} is not in a servers/<name>/server/ folder; pass image= instead")
+        raise ValueError(f"environment {environment!r} is not in a gym_openenv/servers/<name>/server/ folder; pass image= instead")
     path = REPO_ROOT.joinpath(*parts[: parts.index("server") + 1], "Dockerfile")
     if not path.is_file():
         raise ValueError(f"no Dockerfile for {environment!r} at {path}; pass image= instead")
@@ -87,8 +87,7 @@ def _context_files(dockerfile: Path) -> list[tuple[str, Path]]:
     if not (REPO_ROOT / "pyproject.toml").is_file():
         raise ServerStartError(f"building images needs a source checkout; {REPO_ROOT} has no pyproject.toml")
     server_dir = dockerfile.parent.parent
-    roots = [REPO_ROOT / "gym_openenv", server_dir, REPO_ROOT / "servers" / "__init__.py"]
-    roots += [p for p in (REPO_ROOT / "servers").glob("_*") if p.is_dir()]  # shared helpers (sandbox, ...)
+    roots = [REPO_ROOT / "gym_openenv", server_dir]
     roots += [REPO_ROOT / name for name in _CONTEXT_FILES]
     files: list[tuple[str, Path]] = []
     for root in roots:

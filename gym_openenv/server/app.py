@@ -7,7 +7,7 @@ As in OpenEnv, the HTTP ``/reset`` and ``/step`` routes are stateless (a fresh
 environment per request); sessions live on the WebSockets.
 
 Example:
-    >>> from servers.echo.server.environment import EchoEnvironment
+    >>> from gym_openenv.servers.echo.server.environment import EchoEnvironment
     >>> app = create_app(EchoEnvironment)
     >>> sorted(r.path for r in app.routes if not r.path.startswith(("/docs", "/redoc", "/openapi")))
     ['/health', '/metadata', '/reset', '/schema', '/state', '/step', '/ws', '/ws/batch']

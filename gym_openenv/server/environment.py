@@ -1,4 +1,4 @@
-"""The environment interface every server in ``servers/<name>/`` implements.
+"""The environment interface every server in ``gym_openenv/servers/<name>/`` implements.
 
 An environment is one session's worth of simulation: the server creates one
 instance per session from the class and the server's keyword arguments

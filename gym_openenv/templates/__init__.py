@@ -2,14 +2,14 @@
 
 ``server/`` holds the folder's files in OpenEnv's layout and ``tests/`` its
 test, as ``*.tmpl`` files with ``{{placeholders}}``. :func:`scaffold` renders
-them under a root (a repository: ``registry.yaml`` beside ``servers/``) and
+them under a root (a repository: ``registry.yaml`` beside ``gym_openenv/servers/``) and
 appends the environment to ``registry.yaml``, so ``gym.make("openenv/NAME-v0")``
 works at once.
 
 Example:
     >>> written = scaffold(Path("."), "maze")            # doctest: +SKIP
     >>> [str(p) for p in written][:2]                    # doctest: +SKIP
-    ['servers/maze/__init__.py', 'servers/maze/client.py']
+    ['gym_openenv/servers/maze/__init__.py', 'gym_openenv/servers/maze/client.py']
 """
 
 import json
@@ -59,7 +59,7 @@ def registry_entry_text(name: str, description: str) -> str:
     return (
         f"  - name: {name}\n"
         f"    description: {json.dumps(description)}\n"
-        f"    server: servers/{name}\n"
+        f"    server: gym_openenv/servers/{name}\n"
         f"    environment: servers.{name}.server.environment:{class_prefix(name)}Environment\n"
         f"    kwargs: {{}}\n"
         f"    max_episode_steps: null\n"
@@ -93,7 +93,7 @@ def _append_registry_entry(registry_path: Path, name: str, description: str) -> 
 
 
 def scaffold(root: Path, name: str, description: str | None = None) -> list[Path]:
-    """Write ``servers/<name>/`` and ``tests/servers/test_<name>.py`` under ``root``
+    """Write ``gym_openenv/servers/<name>/`` and ``tests/servers/test_<name>.py`` under ``root``
     and register the environment in ``root/registry.yaml``.
 
     Returns:
@@ -120,14 +120,14 @@ def scaffold(root: Path, name: str, description: str | None = None) -> list[Path
         targets[template] = Path("servers") / name / relative
     taken = [str(p) for p in targets.values() if (root / p).exists()]
     if (root / "servers" / name).exists():
-        taken.insert(0, f"servers/{name}/")
+        taken.insert(0, f"gym_openenv/servers/{name}/")
     if taken:
         raise ValueError(f"{root}: would overwrite {', '.join(taken)}; pick another name or remove them")
     # Check the registry before writing anything, so a taken name leaves no files behind.
     registry_path = root / "registry.yaml"
     if registry_path.exists() and name in {e.name for e in load_registry.__wrapped__(registry_path)}:
         raise ValueError(f"{registry_path} already has an environment named {name!r}")
-    RegistryEntry(name=name, environment=f"servers.{name}.server.environment:{values['Class']}Environment", server=f"servers/{name}")
+    RegistryEntry(name=name, environment=f"servers.{name}.server.environment:{values['Class']}Environment", server=f"gym_openenv/servers/{name}")
 
     for template, target in targets.items():
         path = root / target

@@ -22,9 +22,9 @@ import gym_openenv  # noqa: F401  (registers openenv/* from registry.yaml)
 from gym_openenv.providers import LocalProcessProvider
 from gym_openenv.server.app import create_app
 from gym_openenv.spaces import ModelSpec
-from servers.atari.client import AtariEnv
-from servers.atari.models import AtariAction, AtariObservation
-from servers.atari.server.environment import AtariEnvironment, rom_id
+from gym_openenv.servers.atari.client import AtariEnv
+from gym_openenv.servers.atari.models import AtariAction, AtariObservation
+from gym_openenv.servers.atari.server.environment import AtariEnvironment, rom_id
 
 gym.register_envs(ale_py)
 
@@ -251,7 +251,7 @@ def test_app_websocket_session_matches_v5() -> None:
 # --- end to end: gym.make("openenv/atari-v0") with a real server process ---------
 
 ATARI_ID = "openenv/atari-v0"
-ENVIRONMENT = "servers.atari.server.environment:AtariEnvironment"
+ENVIRONMENT = "gym_openenv.servers.atari.server.environment:AtariEnvironment"
 
 
 @pytest.fixture(scope="module")

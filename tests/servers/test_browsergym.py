@@ -25,12 +25,12 @@ from playwright.async_api import Error as PlaywrightError
 
 import gym_openenv  # noqa: F401 - registers openenv/* ids
 from gym_openenv.vector import OpenEnvVectorEnv
-from servers.browsergym.models import BrowserGymAction, BrowserGymObservation
-from servers.browsergym.server.actions import ActionError, parse_actions
-from servers.browsergym.server.browser import shared_browser
-from servers.browsergym.server.environment import BrowserGymEnvironment
+from gym_openenv.servers.browsergym.models import BrowserGymAction, BrowserGymObservation
+from gym_openenv.servers.browsergym.server.actions import ActionError, parse_actions
+from gym_openenv.servers.browsergym.server.browser import shared_browser
+from gym_openenv.servers.browsergym.server.environment import BrowserGymEnvironment
 
-ENVIRONMENT = "servers.browsergym.server.environment:BrowserGymEnvironment"
+ENVIRONMENT = "gym_openenv.servers.browsergym.server.environment:BrowserGymEnvironment"
 LINE = re.compile(r'^\s*\[(\d+)\] (\S+)(?: "((?:[^"\\]|\\.)*)")?(.*)$')
 
 

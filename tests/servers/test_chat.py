@@ -16,11 +16,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
 from gym_openenv.server import create_app
 from gym_openenv.spaces import ModelSpec
-from servers.chat.models import ChatAction
-from servers.chat.server import build_tokenizer
-from servers.chat.server.environment import ChatEnvironment
-from servers.chat.server.tasks import ArithmeticTask, ConstrainedReplyTask, load_task
-from servers.chat.server.tokenizer import DEFAULT_TOKENIZER_PATH, ChatTokenizer
+from gym_openenv.servers.chat.models import ChatAction
+from gym_openenv.servers.chat.server import build_tokenizer
+from gym_openenv.servers.chat.server.environment import ChatEnvironment
+from gym_openenv.servers.chat.server.tasks import ArithmeticTask, ConstrainedReplyTask, load_task
+from gym_openenv.servers.chat.server.tokenizer import DEFAULT_TOKENIZER_PATH, ChatTokenizer
 
 
 
@@ -129,7 +129,7 @@ def test_user_task_from_an_import_string(tmp_path, monkeypatch):
     (tmp_path / "my_tasks.py").write_text(
         textwrap.dedent(
             """
-            from servers.chat.server.tasks import ChatTask, TaskReply
+            from gym_openenv.servers.chat.server.tasks import ChatTask, TaskReply
 
             class Shout(ChatTask):
                 def __init__(self, bonus=0.0):

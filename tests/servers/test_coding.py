@@ -13,14 +13,14 @@ from gymnasium.utils.env_checker import check_env
 
 import gym_openenv.registry
 from gym_openenv.spaces import ModelSpec
-from servers._sandbox import SandboxUnavailable
-from servers.coding.client import CodingEnv
-from servers.coding.models import CodeAction, CodeObservation
-from servers.coding.server.environment import CodingEnvironment
-from servers.coding.server.tasks import load_tasks, outputs_match
+from gym_openenv.servers._sandbox import SandboxUnavailable
+from gym_openenv.servers.coding.client import CodingEnv
+from gym_openenv.servers.coding.models import CodeAction, CodeObservation
+from gym_openenv.servers.coding.server.environment import CodingEnvironment
+from gym_openenv.servers.coding.server.tasks import load_tasks, outputs_match
 
 CODING_ID = "openenv/coding-v0"
-ENVIRONMENT = "servers.coding.server.environment:CodingEnvironment"
+ENVIRONMENT = "gym_openenv.servers.coding.server.environment:CodingEnvironment"
 TASKS = load_tasks()
 
 

@@ -12,9 +12,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
-from servers.finrl.models import FinRLAction
-from servers.finrl.server.environment import FinRLEnvironment
-from servers.finrl.server.market_data import DEFAULT_DATA_PATH
+from gym_openenv.servers.finrl.models import FinRLAction
+from gym_openenv.servers.finrl.server.environment import FinRLEnvironment
+from gym_openenv.servers.finrl.server.market_data import DEFAULT_DATA_PATH
 
 TICKERS = ["AAPL", "JPM", "XOM"]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finrl_ppo.py"

@@ -1,4 +1,4 @@
-"""servers/gym: any Gymnasium environment through a real server process.
+"""gym_openenv/servers/gym: any Gymnasium environment through a real server process.
 
 The reference is always the same environment made natively with
 ``gymnasium.make``: for the same seed and actions every observation, reward,
@@ -18,12 +18,12 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics
 import gym_openenv  # noqa: F401  (registers openenv/gym-v0)
 from gym_openenv.errors import ServerStartError
 from gym_openenv.inprocess import InProcessEnv
-from servers.gym.client import GymEnv
-from servers.gym.models import GymAction
-from servers.gym.server.environment import GymEnvironment
+from gym_openenv.servers.gym.client import GymEnv
+from gym_openenv.servers.gym.models import GymAction
+from gym_openenv.servers.gym.server.environment import GymEnvironment
 
 GYM_ID = "openenv/gym-v0"
-ENVIRONMENT = "servers.gym.server.environment:GymEnvironment"
+ENVIRONMENT = "gym_openenv.servers.gym.server.environment:GymEnvironment"
 
 #: A module (written to a temporary directory, imported by the server through
 #: ``env_id="gym_space_zoo:SpaceZoo-v0"``) registering an environment whose

@@ -18,8 +18,8 @@ from open_spiel.python.algorithms import mcts
 
 from gym_openenv.server.app import create_app
 from gym_openenv.spaces import ModelSpec
-from servers.openspiel.models import OpenSpielAction, OpenSpielObservation
-from servers.openspiel.server.environment import OpenSpielEnvironment
+from gym_openenv.servers.openspiel.models import OpenSpielAction, OpenSpielObservation
+from gym_openenv.servers.openspiel.server.environment import OpenSpielEnvironment
 
 # --- the reference: pyspiel alone, same seeding scheme --------------------------
 
@@ -477,10 +477,10 @@ def test_openenv_client_and_typed_client_play_a_served_game():
     from openenv.core.generic_client import GenericEnvClient
 
     from gym_openenv.providers import LocalProcessProvider
-    from servers.openspiel.client import OpenSpielEnv
+    from gym_openenv.servers.openspiel.client import OpenSpielEnv
 
     kwargs = {"game": "tic_tac_toe", "opponent": "first_legal"}
-    with LocalProcessProvider("servers.openspiel.server.environment:OpenSpielEnvironment", kwargs) as provider:
+    with LocalProcessProvider("gym_openenv.servers.openspiel.server.environment:OpenSpielEnvironment", kwargs) as provider:
 
         async def with_openenv():
             async with GenericEnvClient(base_url=provider.base_url) as client:

@@ -12,13 +12,13 @@ from gymnasium.utils.env_checker import check_env
 
 import gym_openenv.registry
 from gym_openenv.spaces import ModelSpec
-from servers.repl.client import ReplEnv
-from servers.repl.models import ReplAction, ReplObservation
-from servers.repl.server.environment import ReplEnvironment
-from servers.repl.server.tasks import TASKS, answers_match
+from gym_openenv.servers.repl.client import ReplEnv
+from gym_openenv.servers.repl.models import ReplAction, ReplObservation
+from gym_openenv.servers.repl.server.environment import ReplEnvironment
+from gym_openenv.servers.repl.server.tasks import TASKS, answers_match
 
 REPL_ID = "openenv/repl-v0"
-ENVIRONMENT = "servers.repl.server.environment:ReplEnvironment"
+ENVIRONMENT = "gym_openenv.servers.repl.server.environment:ReplEnvironment"
 
 
 @pytest.fixture(scope="module")

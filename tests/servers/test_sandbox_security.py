@@ -16,10 +16,10 @@ import psutil
 import pytest
 
 import gym_openenv.registry
-from servers.coding.models import CodeAction
-from servers.coding.server.environment import CodingEnvironment
-from servers.repl.models import ReplAction
-from servers.repl.server.environment import ReplEnvironment
+from gym_openenv.servers.coding.models import CodeAction
+from gym_openenv.servers.coding.server.environment import CodingEnvironment
+from gym_openenv.servers.repl.models import ReplAction
+from gym_openenv.servers.repl.server.environment import ReplEnvironment
 
 SECRET_NAME, SECRET_VALUE = "GYM_OPENENV_TEST_SECRET", "hunter2-do-not-leak"
 
@@ -282,6 +282,6 @@ def _make_coding() -> gym.Env:
             "openenv/coding-v0",
             entry_point=gym_openenv.registry.ENTRY_POINT,
             vector_entry_point=gym_openenv.registry.VECTOR_ENTRY_POINT,
-            kwargs={"environment": "servers.coding.server.environment:CodingEnvironment"},
+            kwargs={"environment": "gym_openenv.servers.coding.server.environment:CodingEnvironment"},
         )
     return gym.make("openenv/coding-v0")

@@ -1,0 +1,22 @@
+"""A typed client for the FinRL server, in OpenEnv's style.
+
+Example:
+    >>> import numpy as np
+    >>> from gym_openenv.servers.finrl.client import FinRLEnv
+    >>> from gym_openenv.servers.finrl.models import FinRLAction
+    >>> with FinRLEnv.launch(tickers=["AAPL", "MSFT"]).sync() as env:   # doctest: +SKIP
+    ...     env.reset(seed=0)
+    ...     env.step(FinRLAction(trades=np.array([0.5, -0.5], np.float32))).observation.portfolio_value
+"""
+
+from gym_openenv.client import EnvClient
+from gym_openenv.servers.finrl.models import FinRLAction, FinRLObservation, FinRLState
+
+__all__ = ["FinRLEnv"]
+
+
+class FinRLEnv(EnvClient[FinRLAction, FinRLObservation, FinRLState]):
+    action_type = FinRLAction
+    observation_type = FinRLObservation
+    state_type = FinRLState
+    environment = "gym_openenv.servers.finrl.server.environment:FinRLEnvironment"

@@ -1,5 +1,0 @@
-"""Atari 2600 games through the Arcade Learning Environment (ale-py)."""
-
-from servers.atari.models import AtariAction, AtariObservation, AtariState
-
-__all__ = ["AtariAction", "AtariObservation", "AtariState"]

@@ -1,9 +1,0 @@
-"""BrowserGym environment server: MiniWoB++ tasks on headless Chromium."""
-
-from servers.browsergym.models import (
-    BrowserGymAction,
-    BrowserGymObservation,
-    BrowserGymState,
-)
-
-__all__ = ["BrowserGymAction", "BrowserGymObservation", "BrowserGymState"]
