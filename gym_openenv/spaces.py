@@ -8,9 +8,12 @@ A model field becomes part of the space when its type says how:
 * a nested dataclass whose fields all map: ``Dict``.
 
 Anything else (unbounded ints, ``Optional``, dicts, lists without a space)
-is not part of the space and travels in ``info``. An environment can refine a
-field's space per instance (Atari's action count depends on the game) through
-``Environment.field_spaces()``.
+is not part of the space and travels in ``info``; so does any field marked
+``Annotated[T, NOT_IN_SPACE]`` (e.g. a ``str`` or ``bool`` kept for an
+upstream client). ``Annotated[np.ndarray, Box(...), FLAT_IN_JSON]`` sends an
+array as one flat list over OpenEnv JSON (the binary protocol keeps its
+shape). An environment can refine a field's space per instance (Atari's
+action count depends on the game) through ``Environment.field_spaces()``.
 
 The declarations travel in the JSON schema under ``x-gym-space``, so a client
 that only sees ``/schema`` derives the same spaces; for a foreign OpenEnv
@@ -45,6 +48,8 @@ from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
 
 __all__ = [
     "DEFAULT_CHARSET",
+    "FLAT_IN_JSON",
+    "NOT_IN_SPACE",
     "FieldSpec",
     "ModelSpec",
     "describe",
@@ -61,6 +66,24 @@ __all__ = [
 DEFAULT_CHARSET = "".join(sorted(set(string.printable) | {chr(c) for c in range(0xA0, 0x2600)}))
 DEFAULT_TEXT_MAX_LENGTH = 65536
 _SPACE_KEY = "x-gym-space"
+
+
+class FieldMarker:
+    """A marker for ``Annotated`` model fields, beside or instead of a space."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: The field is never part of the space: observations carry it in ``info``,
+#: actions accept it as an optional extra (its ``/schema`` entry has ``x-gym-space: null``).
+NOT_IN_SPACE = FieldMarker("NOT_IN_SPACE")
+#: The array field travels as one flat list over OpenEnv JSON, as upstream
+#: clients expect (Atari's ``screen``); its space keeps the shape.
+FLAT_IN_JSON = FieldMarker("FLAT_IN_JSON")
 
 
 def text(max_length: int = DEFAULT_TEXT_MAX_LENGTH, min_length: int = 0) -> spaces.Text:
@@ -244,7 +267,11 @@ def to_plain(value: Any, *, keep_arrays: bool) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v, keep_arrays=keep_arrays) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: to_plain(getattr(value, name), keep_arrays=keep_arrays) for name in field_names(kind)}
+        flat = () if keep_arrays else _flat_json_fields(kind)
+        return {
+            name: _flat_list(getattr(value, name)) if name in flat else to_plain(getattr(value, name), keep_arrays=keep_arrays)
+            for name in field_names(kind)
+        }
     if isinstance(value, pydantic.BaseModel):
         return to_plain(value.model_dump(), keep_arrays=keep_arrays)
     return value
@@ -256,6 +283,19 @@ def field_names(cls: type) -> tuple[str, ...]:
     if dataclasses.is_dataclass(cls):
         return tuple(f.name for f in dataclasses.fields(cls))
     return tuple(cls.model_fields)
+
+
+@functools.lru_cache(maxsize=None)
+def _flat_json_fields(cls: type) -> frozenset[str]:
+    return frozenset(name for name, tp in _field_types(cls).items() if FLAT_IN_JSON in _markers(tp))
+
+
+def _flat_list(value: Any) -> Any:
+    return np.asarray(value).reshape(-1).tolist() if isinstance(value, np.ndarray) else to_plain(value, keep_arrays=False)
+
+
+def _markers(tp: Any) -> tuple[Any, ...]:
+    return tp.__metadata__ if typing.get_origin(tp) is typing.Annotated else ()
 
 
 @functools.singledispatch
@@ -317,6 +357,8 @@ class FieldSpec:
 
 def _space_for_type(tp: Any) -> spaces.Space | None:
     if typing.get_origin(tp) is typing.Annotated:
+        if NOT_IN_SPACE in tp.__metadata__:
+            return None
         declared = [m for m in tp.__metadata__ if isinstance(m, spaces.Space)]
         return declared[0] if declared else _space_for_type(typing.get_args(tp)[0])
     if tp is str:
@@ -425,10 +467,13 @@ class ModelSpec:
         types = _field_types(self.model) if self.model is not None else {}
         for f in self.fields:
             if f.space is not None and f.name not in _EXCLUDED_FROM_SPACE:
-                prop = dict(space_json_schema(f.space))
+                flat = FLAT_IN_JSON in _markers(types.get(f.name))
+                prop = dict(space_json_schema(_flattened(f.space) if flat else f.space))
                 prop[_SPACE_KEY] = space_to_json(f.space)
             else:
                 prop = _plain_json_schema(types.get(f.name, Any), defs)
+                if f.name not in _EXCLUDED_FROM_SPACE:
+                    prop[_SPACE_KEY] = None  # the client must not map it by its JSON type
             properties[f.name] = prop
         schema: dict[str, Any] = {
             "title": self.title,
@@ -588,9 +633,14 @@ def _resolve(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, A
     return prop
 
 
+def _flattened(space: spaces.Space) -> spaces.Space:
+    return spaces.Box(space.low.reshape(-1), space.high.reshape(-1), dtype=space.dtype) if isinstance(space, spaces.Box) else space
+
+
 def _space_from_schema(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> spaces.Space | None:
     if _SPACE_KEY in prop:
-        return space_from_json(prop[_SPACE_KEY])
+        desc = prop[_SPACE_KEY]
+        return None if desc is None else space_from_json(desc)
     kind = prop.get("type")
     if kind == "string":
         return text(prop.get("maxLength", DEFAULT_TEXT_MAX_LENGTH), prop.get("minLength", 0))
