@@ -15,6 +15,7 @@ import time
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
@@ -22,7 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 import gym_openenv  # noqa: F401  (registers openenv/gym-v0)
-from gym_openenv.integrations.sb3 import SB3VecEnv
+from gym_openenv.integrations.sb3 import SB3VecEnv, make_sb3_vec_env
 
 GYM_ID = "openenv/gym-v0"
 SEED = 0
@@ -66,8 +67,7 @@ def test_ppo_cartpole_through_servers_equals_native():
         native_returns, native_seconds, native_params = train(
             DummyVecEnv([lambda: gym.make("CartPole-v1") for _ in range(NUM_ENVS)])
         )
-        envs = gym.make_vec(GYM_ID, num_envs=NUM_ENVS, autoreset_mode=AutoresetMode.SAME_STEP)
-        remote_returns, remote_seconds, remote_params = train(SB3VecEnv(envs))
+        remote_returns, remote_seconds, remote_params = train(make_sb3_vec_env(GYM_ID, NUM_ENVS, monitor=False))
     finally:
         torch.set_num_threads(threads)
     print(
@@ -79,3 +79,14 @@ def test_ppo_cartpole_through_servers_equals_native():
     first, last = np.mean(native_returns[:20]), np.mean(native_returns[-10:])
     assert first < 2 * RANDOM_RETURN  # it starts out random...
     assert last > 5 * RANDOM_RETURN, f"PPO did not learn: the last 10 episodes average {last:.1f}"  # ...and learns
+
+
+def test_sb3_adapter_explains_the_autoreset_mode_it_needs():
+    envs = gym.make_vec(GYM_ID, num_envs=2, num_servers=1)  # NEXT_STEP, gymnasium's default
+    try:
+        with pytest.raises(ValueError, match="make_sb3_vec_env"):
+            SB3VecEnv(envs)
+    finally:
+        envs.close()
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        make_sb3_vec_env(GYM_ID, 2, autoreset_mode=AutoresetMode.NEXT_STEP)
