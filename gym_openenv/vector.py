@@ -31,7 +31,8 @@ from gym_openenv.env import resolve_server
 from gym_openenv.errors import RequestTimeout
 from gym_openenv.providers import Provider
 from gym_openenv.schema import EnvSchema
-from gym_openenv.session_pool import Chunk, ServerFailure, SessionPool
+from gym_openenv.recovery import Recovered, Recovery
+from gym_openenv.session_pool import Chunk, SessionPool
 from gym_openenv.spaces import FieldSpec, describe, from_wire, text_contains
 
 __all__ = ["OpenEnvVectorEnv"]
@@ -84,7 +85,6 @@ class OpenEnvVectorEnv(VectorEnv):
             raise ValueError(f"autoreset_mode {self.autoreset_mode} is not supported; use NEXT_STEP or SAME_STEP")
         if on_server_failure not in ("restart", "raise"):
             raise ValueError(f"on_server_failure must be 'restart' or 'raise', got {on_server_failure!r}")
-        self.on_server_failure = on_server_failure
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         self.timeout = timeout
@@ -109,6 +109,7 @@ class OpenEnvVectorEnv(VectorEnv):
             } if shared_memory else {}  # big arrays only: for small ones the frame is cheaper
             self._pool = SessionPool(server_urls, num_envs, protocol=protocol, timeout=timeout, token=token, array_fields=arrays)
             self._loop.run(self._pool.open(), timeout)
+            self._recovery = Recovery(self._pool, self._provider_of_url, on_server_failure)
         except BaseException:
             self.close()
             raise
@@ -173,15 +174,22 @@ class OpenEnvVectorEnv(VectorEnv):
                 raise ValueError(f"expected {self.num_envs} seeds, got {len(seed)}")
             seeds = list(seed)
         env_ids = np.arange(self.num_envs)
-        results = self._loop.run(self._pool.reset(env_ids, seeds, options), self.timeout)
-        chunks, restarted = self._recover(results)
+        outcome = self._loop.run(self._reset_and_recover(env_ids, seeds, options), self.timeout)
         self._needs_reset[:] = False
-        self._lost[:] = False
+        self._lost[:] = False  # every env was just reset
         self._episode_steps[:] = 0
-        obs, _, _, _, info = self._assemble(chunks, env_ids)
-        if restarted:
-            _flag_restarted(info, env_ids, restarted)
+        obs, _, _, _, info = self._assemble(outcome.chunks, env_ids)
+        if outcome.restarted:
+            _flag_restarted(info, env_ids, outcome.restarted)
         return obs, info
+
+    async def _reset_and_recover(self, env_ids: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> Recovered:
+        return await self._recovery.recover(await self._pool.reset(env_ids, seeds, options))
+
+    def _mark_replaced(self, outcome: Recovered) -> None:
+        # Envs on a replaced server that were not in this call: their next step resets them.
+        self._needs_reset[outcome.replaced] = True
+        self._lost[outcome.replaced] = True
 
     def step(self, actions: Any):
         self.step_async(actions)
@@ -219,10 +227,11 @@ class OpenEnvVectorEnv(VectorEnv):
         self._busy[env_ids] = True
         self._pending.append((env_ids, future, reset_ids))
 
-    async def _step_and_reset(self, step_ids: np.ndarray, columns: dict[str, Any], reset_ids: np.ndarray) -> tuple[list[Chunk], list[Chunk]]:
+    async def _step_and_reset(self, step_ids: np.ndarray, columns: dict[str, Any], reset_ids: np.ndarray) -> Recovered:
         stepping = self._pool.step(step_ids, columns) if len(step_ids) else _no_chunks()
         resetting = self._pool.reset(reset_ids, [None] * len(reset_ids)) if len(reset_ids) else _no_chunks()
-        return tuple(await asyncio.gather(stepping, resetting))
+        stepped, reset = await asyncio.gather(stepping, resetting)
+        return await self._recovery.recover(stepped + reset)
 
     def recv(self, timeout: float | None = None):
         """Results of the oldest :meth:`send`, with ``info["env_id"]``."""
@@ -230,15 +239,15 @@ class OpenEnvVectorEnv(VectorEnv):
             raise RuntimeError("recv() called with nothing sent")
         env_ids, future, reset_ids = self._pending.popleft()
         try:
-            step_chunks, reset_chunks = future.result(timeout or self.timeout)
+            outcome = future.result(timeout or self.timeout)
         except TimeoutError:
             raise RequestTimeout(f"no step result within {timeout or self.timeout}s") from None
         finally:
             self._busy[env_ids] = False
-        chunks, restarted = self._recover(step_chunks + reset_chunks)
-        restarted += [int(e) for e in reset_ids if self._lost[e]]
+        self._mark_replaced(outcome)
+        restarted = outcome.restarted + [int(e) for e in reset_ids if self._lost[e]]
         self._lost[reset_ids] = False
-        obs, rewards, terminated, truncated, info = self._assemble(chunks, env_ids)
+        obs, rewards, terminated, truncated, info = self._assemble(outcome.chunks, env_ids)
         was_reset = np.isin(env_ids, reset_ids) | np.isin(env_ids, restarted)
         self._episode_steps[env_ids] = np.where(was_reset, 0, self._episode_steps[env_ids] + 1)
         if self.max_episode_steps is not None:
@@ -256,47 +265,11 @@ class OpenEnvVectorEnv(VectorEnv):
         info["env_id"] = env_ids
         return obs, rewards, terminated, truncated, info
 
-    # crashed servers
-
-    def _recover(self, results: list) -> tuple[list[Chunk], list[int]]:
-        """Chunks as they are; for each failed server, restart it and reset its envs."""
-        chunks, restarted = [], []
-        for result in results:
-            if not isinstance(result, ServerFailure):
-                chunks.append(result)
-                continue
-            if self.on_server_failure == "raise":
-                raise result.error
-            self._restart(result)
-            again = self._loop.run(self._pool.reset(result.indices, [None] * len(result.indices)), self.timeout)
-            for chunk in again:
-                if isinstance(chunk, ServerFailure):
-                    raise chunk.error
-                chunks.append(chunk)
-            restarted += result.indices.tolist()
-        return chunks, restarted
-
-    def _restart(self, failure: ServerFailure) -> None:
-        if failure.server < 0:
-            return  # an earlier failure already replaced this server
-        provider = self._provider_of_url.pop(failure.url, None)
-        if provider is None:
-            url = failure.url  # not ours to restart: reconnect, in case it came back
-        else:
-            provider.stop()
-            url = provider.start()
-            self._provider_of_url[url] = provider
-        old = self._pool.servers[failure.server]
-        self._loop.run(self._pool.replace(failure.server, url), self.timeout)
-        # The server's other envs got fresh sessions too: their next step resets them.
-        others = np.setdiff1d(old.env_indices, failure.indices)
-        self._needs_reset[others] = True
-        self._lost[others] = True
-
     def _reset_done_now(self, env_ids, done, obs, info):
         done_ids = env_ids[done]
-        chunks, _ = self._recover(self._loop.run(self._pool.reset(done_ids, [None] * len(done_ids)), self.timeout))
-        new_obs, _, _, _, new_info = self._assemble(chunks, done_ids)
+        outcome = self._loop.run(self._reset_and_recover(done_ids, [None] * len(done_ids)), self.timeout)
+        self._mark_replaced(outcome)
+        new_obs, _, _, _, new_info = self._assemble(outcome.chunks, done_ids)
         final_obs = np.empty(len(env_ids), dtype=object)
         final_info = np.empty(len(env_ids), dtype=object)
         rows = np.flatnonzero(done)

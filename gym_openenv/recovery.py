@@ -1,0 +1,98 @@
+"""Crash recovery for the vector env: failed servers back to working sessions.
+
+A :class:`~gym_openenv.session_pool.SessionPool` call returns, per server, the
+rows it answered (:class:`~gym_openenv.session_pool.Chunk`) or a
+:class:`~gym_openenv.session_pool.ServerFailure` when the server's connection
+was lost. :class:`Recovery` turns the failures back into rows: it restarts
+the failed server through its provider (or reconnects to a server that is not
+ours to restart), opens fresh sessions on it and resets the envs whose call
+failed, so the vector env can hand out a complete batch in which those envs
+start new episodes (flagged in ``info["openenv_restarted"]``).
+
+Example:
+    >>> recovery = Recovery(pool, {url: provider})                 # doctest: +SKIP
+    >>> outcome = await recovery.recover(await pool.step(ids, columns))
+    >>> outcome.chunks, outcome.restarted, outcome.replaced         # rows, envs reset, envs to reset next
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gym_openenv.providers import Provider
+from gym_openenv.session_pool import Chunk, ServerFailure, SessionPool
+
+__all__ = ["Recovered", "Recovery"]
+
+
+@dataclass
+class Recovered:
+    """The rows of one pool call after recovery.
+
+    Attributes:
+        chunks: every requested env's row; the failed envs' rows are first
+            observations of new episodes.
+        restarted: env indices whose row is such a new episode.
+        replaced: env indices outside the call that were on a replaced server:
+            their sessions are new and need a reset before their next step.
+    """
+
+    chunks: list[Chunk]
+    restarted: list[int] = field(default_factory=list)
+    replaced: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+class Recovery:
+    """Restarts failed servers and replays resets for the envs they held.
+
+    Args:
+        pool: the sessions to repair.
+        provider_of_url: the provider that started each server URL; a URL
+            without one is a server we did not start, and is reconnected.
+        policy: ``"restart"``, or ``"raise"`` to raise the failure's
+            :class:`~gym_openenv.ConnectionLost` instead.
+    """
+
+    def __init__(self, pool: SessionPool, provider_of_url: dict[str, Provider], policy: str = "restart"):
+        if policy not in ("restart", "raise"):
+            raise ValueError(f"on_server_failure must be 'restart' or 'raise', got {policy!r}")
+        self.pool = pool
+        self.provider_of_url = provider_of_url
+        self.policy = policy
+
+    async def recover(self, results: list[Chunk | ServerFailure]) -> Recovered:
+        """Chunks as they are; for each failed server, a new server and reset rows."""
+        outcome = Recovered(chunks=[])
+        replaced: list[np.ndarray] = []
+        for result in results:
+            if not isinstance(result, ServerFailure):
+                outcome.chunks.append(result)
+                continue
+            if self.policy == "raise":
+                raise result.error
+            replaced.append(await self.restart(result))
+            again = await self.pool.reset(result.indices, [None] * len(result.indices))
+            for chunk in again:
+                if isinstance(chunk, ServerFailure):
+                    raise chunk.error  # the fresh server failed at once: nothing more to try
+                outcome.chunks.append(chunk)
+            outcome.restarted += result.indices.tolist()
+        if replaced:
+            outcome.replaced = np.setdiff1d(np.concatenate(replaced), outcome.restarted)
+        return outcome
+
+    async def restart(self, failure: ServerFailure) -> np.ndarray:
+        """Bring ``failure``'s server back with fresh sessions; returns the env indices it holds."""
+        if failure.server < 0 or self.pool.servers[failure.server] is not failure.connection:
+            return np.zeros(0, dtype=np.int64)  # an earlier failure in this call already replaced it
+        provider = self.provider_of_url.pop(failure.url, None)
+        if provider is None:
+            url = failure.url  # not ours to restart: reconnect, in case it came back
+        else:
+            await asyncio.to_thread(provider.stop)
+            url = await asyncio.to_thread(provider.start)
+            self.provider_of_url[url] = provider
+        held = self.pool.servers[failure.server].env_indices
+        await self.pool.replace(failure.server, url)
+        return held
