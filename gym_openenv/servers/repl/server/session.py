@@ -21,8 +21,11 @@ __all__ = ["ReplSession"]
 
 _DRIVER = Path(__file__).with_name("driver.py")
 #: Seconds the interpreter gets to start and to answer a SIGINT after a timeout.
+#: An interpreter that answers ends the wait at once, so a generous grace costs only
+#: cells that ignore SIGINT; a short one lost the session's variables whenever the
+#: machine was busy (the interpreter had not been scheduled yet when it was killed).
 STARTUP_TIMEOUT = 10.0
-INTERRUPT_GRACE = 1.0
+INTERRUPT_GRACE = 5.0
 
 
 class ReplSession:
