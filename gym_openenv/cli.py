@@ -215,6 +215,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for every interface.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8000,
     reload: Annotated[bool, typer.Option("--reload", help="Restart when the server folder's files change (uvicorn).")] = False,
+    web: Annotated[bool, typer.Option("--web", help="Serve the /web page to play and debug the environment in a browser.")] = False,
     env_kwargs: KwargsOption = None,
     root: RootOption = None,
 ) -> None:
@@ -232,7 +233,11 @@ def serve(
     else:
         command = [sys.executable, "-m", "gym_openenv.server", found.environment, "--host", host, "--port", str(port)]
         command += ["--env-kwargs", json.dumps(kwargs), "--log-level", "info"]
+    if web:
+        os.environ["OPENENV_WEB"] = "1"  # read by the server's settings, with or without --reload
     errors.print(f"serving {found.name} ({found.environment}) on {host}:{port}{' with reload' if reload else ''}")
+    if web:
+        errors.print(f"web page: http://{host}:{port}/web{'?token=$OPENENV_TOKEN' if os.environ.get('OPENENV_TOKEN') else ''}")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)

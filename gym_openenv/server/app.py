@@ -2,7 +2,8 @@
 
 Routes (OpenEnv's, unchanged): ``GET /health``, ``POST /reset``, ``POST /step``,
 ``GET /state``, ``GET /schema``, ``GET /metadata``, ``WS /ws``; plus
-``WS /ws/batch``, the batched binary extension advertised in ``/metadata``.
+``WS /ws/batch``, the batched binary extension advertised in ``/metadata``;
+with ``settings.web``, the ``/web`` page (:mod:`gym_openenv.server.web`).
 As in OpenEnv, the HTTP ``/reset`` and ``/step`` routes are stateless (a fresh
 environment per request); sessions live on the WebSockets.
 
@@ -28,6 +29,7 @@ from gym_openenv.server.batch_ws import serve_batch_connection
 from gym_openenv.server.environment import Environment
 from gym_openenv.server.host import EnvHost, ServerSettings, StepTimeout
 from gym_openenv.server.openenv_ws import serve_openenv_session
+from gym_openenv.server.web import add_web_routes, web_authorized
 
 __all__ = ["create_app", "env_kwargs_from_environ"]
 
@@ -74,6 +76,8 @@ def create_app(
     app.state.host = host
     _add_guards(app, host.settings)
     _add_http_routes(app, host)
+    if host.settings.web:
+        add_web_routes(app, host, bearer_authorized=lambda headers: _authorized(headers, host.settings.token))
 
     @app.websocket("/ws")
     async def openenv_session(ws: WebSocket) -> None:
@@ -102,7 +106,10 @@ def _authorized(headers: Any, token: str | None) -> bool:
 def _add_guards(app: FastAPI, settings: ServerSettings) -> None:
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
-        if not _authorized(request.headers, settings.token):
+        if not _authorized(request.headers, settings.token) and not (
+            settings.web
+            and web_authorized(request.url.path, request.cookies, request.query_params.get("token"), settings.token)
+        ):
             return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > settings.max_message_bytes):

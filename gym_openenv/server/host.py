@@ -35,6 +35,7 @@ class ServerSettings:
     workers: int = 4
     max_message_bytes: int = 64 * 1024 * 1024
     token: str | None = None
+    web: bool = False  # serve the /web page (gym_openenv.server.web)
 
     @classmethod
     def from_environ(cls, **overrides: Any) -> "ServerSettings":
@@ -49,6 +50,8 @@ class ServerSettings:
             values["step_timeout"] = float(env["OPENENV_STEP_TIMEOUT"])
         if env.get("OPENENV_TOKEN"):
             values["token"] = env["OPENENV_TOKEN"]
+        if "OPENENV_WEB" in env:
+            values["web"] = env["OPENENV_WEB"].strip().lower() in ("1", "true", "yes", "on")
         values.update({k: v for k, v in overrides.items() if v is not None})
         for limit in ("idle_timeout", "step_timeout"):  # 0 means no limit
             if values.get(limit) == 0:
