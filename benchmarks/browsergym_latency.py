@@ -46,7 +46,7 @@ from gym_openenv.servers.browsergym.server.environment import BrowserGymEnvironm
 
 RESULTS = Path(__file__).parent / "results"
 ENVIRONMENT = "gym_openenv.servers.browsergym.server.environment:BrowserGymEnvironment"
-NOOP = BrowserGymAction(action="noop(0)")
+NOOP = BrowserGymAction(action_str="noop(0)")
 
 
 @dataclass
@@ -115,7 +115,7 @@ def measure_latency(args: Args) -> dict[str, dict[str, float]]:
     clicks = []
     for i in range(args.repeats):
         obs = env.reset(seed=i)
-        action = BrowserGymAction(action=f'click("{button_bid(obs.dom_text)}")')
+        action = BrowserGymAction(action_str=f'click("{button_bid(obs.text)}")')
         clicks.append(timed(env.step, action))
     results["step_click_solves_task"] = summary(clicks)
     env.close()

@@ -36,13 +36,13 @@ def check_task(task: str) -> dict[str, object]:
         start = time.perf_counter()
         env.reset(seed=1)
         row["reset_ms"] = (time.perf_counter() - start) * 1000
-        step = env.step(BrowserGymAction(action="noop(0)"))
+        step = env.step(BrowserGymAction(action_str="noop(0)"))
         row["goal"] = first.goal
-        row["elements"] = len(first.dom_text.splitlines())
-        if not first.goal or not first.dom_text.strip():
+        row["elements"] = len(first.text.splitlines())
+        if not first.goal or not first.text.strip():
             row["error"] = "empty goal or page text"
-        elif step.last_action_error:
-            row["error"] = step.last_action_error
+        elif step.error:
+            row["error"] = step.error
     except (RuntimeError, ValueError) as err:  # BrowserFailure is a RuntimeError
         row["error"] = f"{type(err).__name__}: {err}"
     finally:

@@ -59,7 +59,9 @@ def test_spaces_pong_defaults_and_full_action_space() -> None:
 def test_observation_fields_outside_the_space_go_to_info() -> None:
     spec = ModelSpec.from_model(AtariObservation, AtariEnvironment().field_spaces()["observation"])
     assert spec.unwrapped
-    assert [f.name for f in spec.info_fields] == ["lives", "episode_frame_number", "frame_number"]
+    assert [f.name for f in spec.info_fields] == ["screen_shape", "legal_actions", "lives", "episode_frame_number", "frame_number"]
+    action = ModelSpec.from_model(AtariAction, AtariEnvironment().field_spaces()["action"])
+    assert action.unwrapped and action.space == Discrete(6)  # upstream's extra action fields stay out
 
 
 def _assert_same_step(ours: AtariObservation, theirs: tuple, where: str) -> None:
@@ -152,7 +154,7 @@ def test_state_tracks_episode() -> None:
     for _ in range(3):
         obs = env.step(AtariAction(action_id=0))
     state = env.state
-    assert (state.episode_id, state.step_count, state.game) == ("ep-1", 3, "breakout")
+    assert (state.episode_id, state.step_count, state.game_name) == ("ep-1", 3, "breakout")
     assert (state.lives, state.episode_frame_number) == (obs.lives, obs.episode_frame_number) == (5, 12)
 
 
@@ -220,6 +222,13 @@ def test_step_batch_equals_stepping_one_by_one() -> None:
 # --- the server app, in process (OpenEnv's JSON protocol) ------------------------
 
 
+def _json_screen(observation: dict) -> np.ndarray:
+    """Upstream's wire form: ``screen`` is one flat list, ``screen_shape`` its shape."""
+    screen = observation["screen"]
+    assert all(isinstance(x, int) for x in screen[:10]), "screen must be a flat list of ints over JSON"
+    return np.asarray(screen, np.uint8).reshape(observation["screen_shape"])
+
+
 def test_app_schema_and_metadata_describe_the_game() -> None:
     with TestClient(create_app(AtariEnvironment, {"game": "breakout", "obs_type": "grayscale"})) as client:
         schema = client.get("/schema").json()
@@ -235,12 +244,12 @@ def test_app_websocket_session_matches_v5() -> None:
             ws.send_json({"type": "reset", "data": {"seed": 5}})
             reply = ws.receive_json()["data"]
             screen, info = reference.reset(seed=5)
-            assert np.array_equal(np.asarray(reply["observation"]["screen"], np.uint8), screen)
+            assert np.array_equal(_json_screen(reply["observation"]), screen)
             for a in [1, 2, 3, 4, 5, 0] * 2:  # RGB over JSON is slow: a few steps suffice
                 ws.send_json({"type": "step", "data": {"action_id": a}})
                 reply = ws.receive_json()["data"]
                 screen, reward, terminated, truncated, info = reference.step(a)
-                assert np.array_equal(np.asarray(reply["observation"]["screen"], np.uint8), screen)
+                assert np.array_equal(_json_screen(reply["observation"]), screen)
                 assert (reply["reward"], reply["done"], reply["observation"]["lives"]) == (reward, terminated, info["lives"])
             ws.send_json({"type": "step", "data": {"action_id": 6}})
             error = ws.receive_json()
@@ -322,7 +331,7 @@ def test_typed_client_plays_a_session() -> None:
         result = client.step(AtariAction(action_id=1))
         assert result.reward == 0.0 and not result.done and len(result.observation.screen) == 128
         state = client.state()
-        assert (state.game, state.step_count, state.episode_frame_number) == ("breakout", 1, 4)
+        assert (state.game_name, state.step_count, state.episode_frame_number) == ("breakout", 1, 4)
 
 
 def test_make_vec_is_bit_identical_to_sync_vector_v5(atari_id: str) -> None:
@@ -371,10 +380,10 @@ def test_openenv_reference_client_plays_v5_exactly() -> None:
 
         results = asyncio.run(play())
     first, steps = results[0], results[1:]
-    assert np.array_equal(np.asarray(first.observation["screen"], np.uint8), reference.reset(seed=9)[0])
+    assert np.array_equal(_json_screen(first.observation), reference.reset(seed=9)[0])
     for result, a in zip(steps, [1, 2, 3, 0] * 10):
         obs, reward, terminated, _, info = reference.step(a)
-        assert np.array_equal(np.asarray(result.observation["screen"], np.uint8), obs)
+        assert np.array_equal(_json_screen(result.observation), obs)
         assert (result.reward, result.done, result.observation["lives"]) == (reward, terminated, info["lives"])
     reference.close()
 

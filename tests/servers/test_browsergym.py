@@ -1,6 +1,6 @@
 """BrowserGym server on real headless Chromium with MiniWoB++ task pages.
 
-Scripted solvers read each task's goal and ``dom_text`` (as an agent would)
+Scripted solvers read each task's goal and page ``text`` (as an agent would)
 and must earn the task's own positive reward; wrong answers must get the
 task's failure. Then: the action parser's safety, seeding, time limits,
 many sessions on one browser, recovery from a crashed page and a killed
@@ -37,30 +37,30 @@ LINE = re.compile(r'^\s*\[(\d+)\] (\S+)(?: "((?:[^"\\]|\\.)*)")?(.*)$')
 # --- reading the page as an agent does ------------------------------------------
 
 
-def elements_of_text(dom_text: str) -> list[tuple[str, str, str, str]]:
-    """(bid, role, name, properties) of every line of a dom_text."""
+def elements_of_text(page_text: str) -> list[tuple[str, str, str, str]]:
+    """(bid, role, name, properties) of every line of a page_text."""
     rows = []
-    for line in dom_text.splitlines():
+    for line in page_text.splitlines():
         match = LINE.match(line)
-        assert match, f"unparsable dom_text line {line!r}"
+        assert match, f"unparsable page_text line {line!r}"
         bid, role, name, props = match.groups()
         rows.append((bid, role, (name or "").replace('\\"', '"'), props))
     return rows
 
 
 def elements(obs: BrowserGymObservation) -> list[tuple[str, str, str, str]]:
-    return elements_of_text(obs.dom_text)
+    return elements_of_text(obs.text)
 
 
-def bid_of_text(dom_text: str, role: str, name: str | None = None) -> str:
-    for bid, r, n, _ in elements_of_text(dom_text):
+def bid_of_text(page_text: str, role: str, name: str | None = None) -> str:
+    for bid, r, n, _ in elements_of_text(page_text):
         if r == role and (name is None or n == name):
             return bid
-    raise AssertionError(f"no {role} named {name!r} in\n{dom_text}")
+    raise AssertionError(f"no {role} named {name!r} in\n{page_text}")
 
 
 def bid_of(obs: BrowserGymObservation, role: str, name: str | None = None) -> str:
-    return bid_of_text(obs.dom_text, role, name)
+    return bid_of_text(obs.text, role, name)
 
 
 def bids_of(obs: BrowserGymObservation, role: str) -> list[str]:
@@ -71,7 +71,7 @@ def quoted(goal: str) -> list[str]:
     return re.findall(r'"([^"]*)"', goal)
 
 
-# --- scripted solutions: goal + dom_text -> the actions that solve the task -------
+# --- scripted solutions: goal + page_text -> the actions that solve the task -------
 
 Solver = Callable[[BrowserGymObservation], list[str]]
 
@@ -125,8 +125,8 @@ def run_episode(env: BrowserGymEnvironment, solver: Solver, seed: int) -> tuple[
     first = env.reset(seed=seed)
     steps = []
     for action in solver(first):
-        steps.append(env.step(BrowserGymAction(action=action)))
-        assert steps[-1].last_action_error == "", steps[-1].last_action_error
+        steps.append(env.step(BrowserGymAction(action_str=action)))
+        assert steps[-1].error == "" and not steps[-1].last_action_error, steps[-1].error
     return first, steps
 
 
@@ -166,15 +166,15 @@ def test_wrong_button_gets_the_tasks_failure(make_env):
     obs = env.reset(seed=3)
     target = quoted(obs.goal)[0]
     wrong = next(bid for bid, role, name, _ in elements(obs) if role == "button" and name != target)
-    obs = env.step(BrowserGymAction(action=f'click("{wrong}")'))
-    assert obs.done and obs.reward == -1.0 and obs.last_action_error == ""
+    obs = env.step(BrowserGymAction(action_str=f'click("{wrong}")'))
+    assert obs.done and obs.reward == -1.0 and obs.error == ""
 
 
 def test_wrong_text_gets_the_tasks_failure(make_env):
     env = make_env(task="miniwob.enter-text")
     obs = env.reset(seed=0)
-    env.step(BrowserGymAction(action=f'fill("{bid_of(obs, "textbox")}", "not the name")'))
-    obs = env.step(BrowserGymAction(action=f'click("{bid_of(obs, "button", "Submit")}")'))
+    env.step(BrowserGymAction(action_str=f'fill("{bid_of(obs, "textbox")}", "not the name")'))
+    obs = env.step(BrowserGymAction(action_str=f'click("{bid_of(obs, "button", "Submit")}")'))
     assert obs.done and obs.reward == -1.0
 
 
@@ -182,12 +182,12 @@ def test_wrong_text_gets_the_tasks_failure(make_env):
 def test_reward_modes(make_env, mode, expected):
     env = make_env(task="miniwob.click-button", reward_mode=mode)
     obs = env.reset(seed=3)
-    obs = env.step(BrowserGymAction(action=f'click("{bid_of(obs, "button", quoted(obs.goal)[0])}")'))
+    obs = env.step(BrowserGymAction(action_str=f'click("{bid_of(obs, "button", quoted(obs.goal)[0])}")'))
     if mode == "success":
         assert obs.reward == 1.0
         obs = env.reset(seed=3)
         wrong = next(b for b, r, n, _ in elements(obs) if r == "button" and n != quoted(obs.goal)[0])
-        assert env.step(BrowserGymAction(action=f'click("{wrong}")')).reward == 0.0
+        assert env.step(BrowserGymAction(action_str=f'click("{wrong}")')).reward == 0.0
     else:
         # MiniWoB's official reward shrinks with the time taken.
         assert 0.5 < obs.reward < 1.0
@@ -196,16 +196,16 @@ def test_reward_modes(make_env, mode, expected):
 def test_step_after_done_does_nothing(make_env):
     env = make_env(task="miniwob.click-test")
     obs = env.reset(seed=0)
-    action = BrowserGymAction(action=f'click("{bid_of(obs, "button")}")')
+    action = BrowserGymAction(action_str=f'click("{bid_of(obs, "button")}")')
     assert env.step(action).reward == 1.0
     again = env.step(action)
-    assert again.done and again.reward == 0.0 and "call reset()" in again.last_action_error
+    assert again.done and again.reward == 0.0 and "call reset()" in again.error and again.last_action_error
 
 
 def test_task_time_limit_ends_the_episode_with_failure(make_env):
     env = make_env(task="miniwob.click-test", episode_max_time_ms=200)
     env.reset(seed=0)
-    obs = env.step(BrowserGymAction(action="noop(400)"))
+    obs = env.step(BrowserGymAction(action_str="noop(400)"))
     assert obs.done and obs.reward == -1.0 and obs.metadata["reward_reason"] == "timed out"
 
 
@@ -215,10 +215,10 @@ def test_task_time_limit_ends_the_episode_with_failure(make_env):
 def test_same_seed_same_task_across_episodes_and_sessions(make_env):
     env, other = make_env(task="miniwob.click-checkboxes"), make_env(task="miniwob.click-checkboxes")
     first = env.reset(seed=11)
-    env.step(BrowserGymAction(action=solve_checkboxes(first)[-1]))  # end the episode, then repeat it
+    env.step(BrowserGymAction(action_str=solve_checkboxes(first)[-1]))  # end the episode, then repeat it
     again, elsewhere = env.reset(seed=11), other.reset(seed=11)
     for obs in (again, elsewhere):
-        assert (obs.goal, obs.dom_text) == (first.goal, first.dom_text)
+        assert (obs.goal, obs.text) == (first.goal, first.text)
         assert np.array_equal(obs.screenshot, first.screenshot)
         assert obs.metadata["task_seed"] == first.metadata["task_seed"]
     goals = {env.reset(seed=s).goal for s in range(6)}
@@ -274,27 +274,27 @@ def test_bad_actions_are_reported_and_the_episode_goes_on(make_env):
         ('click("2", button="side")', "button must be one of"),
         ("noop(1e9)", "wait_ms must be in"),
     ]:
-        obs = env.step(BrowserGymAction(action=text))
-        assert error in obs.last_action_error and not obs.done and obs.reward == 0.0
-    obs = env.step(BrowserGymAction(action=f'click("{bid_of(obs, "button")}")'))
-    assert obs.last_action_error == "" and obs.reward == 1.0
+        obs = env.step(BrowserGymAction(action_str=text))
+        assert error in obs.error and obs.last_action_error and not obs.done and obs.reward == 0.0
+    obs = env.step(BrowserGymAction(action_str=f'click("{bid_of(obs, "button")}")'))
+    assert obs.error == "" and obs.reward == 1.0
 
 
 def test_coordinate_and_keyboard_actions(make_env):
     env = make_env(task="miniwob.enter-text")
     obs = env.reset(seed=2)
     name = quoted(obs.goal)[0]
-    env.step(BrowserGymAction(action=f'click("{bid_of(obs, "textbox")}")\nkeyboard_type("{name}")'))
-    obs = env.step(BrowserGymAction(action="noop(0)"))
-    assert f'value="{name}"' in obs.dom_text and "focused" in obs.dom_text
+    env.step(BrowserGymAction(action_str=f'click("{bid_of(obs, "textbox")}")\nkeyboard_type("{name}")'))
+    obs = env.step(BrowserGymAction(action_str="noop(0)"))
+    assert f'value="{name}"' in obs.text and "focused" in obs.text
     env2 = make_env(task="miniwob.click-test")
     env2.reset(seed=0)
-    blank = env2.step(BrowserGymAction(action="mouse_click(5, 200)"))
+    blank = env2.step(BrowserGymAction(action_str="mouse_click(5, 200)"))
     assert not blank.done
     # Find the button's pixels (light grey on white) and click their centre.
     grey = np.all(np.abs(blank.screenshot.astype(int) - 239) < 4, axis=-1)
     ys, xs = np.nonzero(grey[50:])
-    obs = env2.step(BrowserGymAction(action=f"mouse_click({xs.mean():.0f}, {ys.mean() + 50:.0f})"))
+    obs = env2.step(BrowserGymAction(action_str=f"mouse_click({xs.mean():.0f}, {ys.mean() + 50:.0f})"))
     assert obs.done and obs.reward == 1.0
 
 
@@ -357,11 +357,11 @@ def test_crashed_page_truncates_the_episode_and_reset_recovers(make_env):
             await page.goto("chrome://crash", timeout=5000)
 
     shared_browser().run(crash(), timeout=10)
-    obs = env.step(BrowserGymAction(action="noop(0)"))
-    assert obs.done and obs.truncated and "browser failure" in obs.last_action_error
+    obs = env.step(BrowserGymAction(action_str="noop(0)"))
+    assert obs.done and obs.truncated and "browser failure" in obs.error
     obs = env.reset(seed=0)
     assert obs.metadata["browser_restarted"] == "the page crashed"
-    obs = env.step(BrowserGymAction(action=f'click("{bid_of(obs, "button")}")'))
+    obs = env.step(BrowserGymAction(action_str=f'click("{bid_of(obs, "button")}")'))
     assert obs.reward == 1.0
 
 
@@ -386,12 +386,12 @@ def test_killed_browser_is_relaunched_for_every_session(make_env):
         env.reset(seed=0)
     launches = browser.launches
     os.kill(browser_pid(), signal.SIGKILL)
-    obs = envs[0].step(BrowserGymAction(action="noop(0)"))
+    obs = envs[0].step(BrowserGymAction(action_str="noop(0)"))
     assert obs.done and obs.truncated and obs.metadata["browser_failure"]
     for env in envs:
         obs = env.reset(seed=0)
         assert "browser_restarted" in obs.metadata
-        assert env.step(BrowserGymAction(action=f'click("{bid_of(obs, "button")}")')).reward == 1.0
+        assert env.step(BrowserGymAction(action_str=f'click("{bid_of(obs, "button")}")')).reward == 1.0
     assert browser.launches == launches + 1
 
 
@@ -403,11 +403,11 @@ def test_killed_playwright_driver_is_restarted(make_env):
     ]
     assert len(drivers) == 1, drivers
     os.kill(drivers[0].pid, signal.SIGKILL)  # takes its Chromium down with it
-    obs = env.step(BrowserGymAction(action="noop(0)"))
+    obs = env.step(BrowserGymAction(action_str="noop(0)"))
     assert obs.done and obs.truncated and obs.metadata["browser_failure"]
     obs = env.reset(seed=0)
     assert "browser_restarted" in obs.metadata
-    assert env.step(BrowserGymAction(action=f'click("{bid_of(obs, "button")}")')).reward == 1.0
+    assert env.step(BrowserGymAction(action_str=f'click("{bid_of(obs, "button")}")')).reward == 1.0
 
 
 # --- through a real server process ---------------------------------------------------------
@@ -418,9 +418,9 @@ def test_check_env_through_gym_make():
     try:
         check_env(env.unwrapped, skip_render_check=True)
         obs, info = env.reset(seed=4)
-        assert set(obs) == {"goal", "dom_text", "screenshot", "last_action_error"}
+        assert set(obs) == {"goal", "text", "screenshot", "error"}
         assert obs["screenshot"].shape == (210, 160, 3) and info["url"].endswith("click-button.html")
-        button = bid_of_text(obs["dom_text"], "button", quoted(obs["goal"])[0])
+        button = bid_of_text(obs["text"], "button", quoted(obs["goal"])[0])
         obs, reward, terminated, truncated, info = env.step(f'click("{button}")')
         assert (reward, terminated, truncated) == (1.0, True, False)
     finally:
@@ -432,7 +432,7 @@ def test_vector_env_solves_tasks_in_batched_sessions():
     try:
         obs, _ = envs.reset(seed=0)
         assert obs["screenshot"].shape == (3, 210, 160, 3)
-        actions = tuple(f'click("{bid_of_text(text, "button")}")' for text in obs["dom_text"])
+        actions = tuple(f'click("{bid_of_text(text, "button")}")' for text in obs["text"])
         _, reward, terminated, truncated, _ = envs.step(actions)
         assert reward.tolist() == [1.0, 1.0, 1.0] and terminated.all() and not truncated.any()
     finally:

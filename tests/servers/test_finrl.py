@@ -26,7 +26,7 @@ def prices_from_csv(tickers):
 
 
 def act(*fractions):
-    return FinRLAction(trades=np.array(fractions, dtype=np.float32))
+    return FinRLAction(actions=np.array(fractions, dtype=np.float32))
 
 
 @pytest.mark.parametrize("cost", [0.0, 0.001])
@@ -93,10 +93,10 @@ def test_observation_layout_is_cash_prices_holdings_indicators():
     expected = np.concatenate(
         [[obs.cash], env.data.close[day], obs.holdings, env.data.indicators[0, day], env.data.indicators[1, day]]
     ).astype(np.float32)
-    np.testing.assert_array_equal(obs.features, expected)
+    np.testing.assert_array_equal(obs.state, expected)
     spaces = env.field_spaces()
-    assert spaces["observation"]["features"].shape == (1 + 3 + 3 + 2 * 3,)
-    assert spaces["action"]["trades"].shape == (3,)
+    assert spaces["observation"]["state"].shape == (1 + 3 + 3 + 2 * 3,)
+    assert spaces["action"]["actions"].shape == (3,)
     assert env.metadata().extra["features"][:2] == ["cash", "price:AAPL"]
 
 
@@ -188,9 +188,9 @@ def test_bad_configuration_names_the_field(kwargs, field):
 def test_bad_action_names_the_field():
     env = FinRLEnvironment(tickers=TICKERS)
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="trades"):
+    with pytest.raises(ValueError, match="actions"):
         env.step(act(0.5, 0.5))
-    with pytest.raises(ValueError, match="trades"):
+    with pytest.raises(ValueError, match="actions"):
         env.step(act(2.0, 0.0, 0.0))
 
 
@@ -203,14 +203,14 @@ def test_gym_make_through_a_server_process_matches_in_process():
         obs, info = env.reset(seed=11)
         expected = local.reset(seed=11)
         assert env.observation_space.shape == (1 + 2 * 3 + 8 * 3,) and env.action_space.shape == (3,)
-        np.testing.assert_array_equal(obs, expected.features)
+        np.testing.assert_array_equal(obs, expected.state)
         rng = np.random.default_rng(0)
         terminated = truncated = False
         while not (terminated or truncated):
             action = rng.uniform(-1, 1, 3).astype(np.float32)
             obs, reward, terminated, truncated, info = env.step(action)
-            expected = local.step(FinRLAction(trades=action))
-            np.testing.assert_array_equal(obs, expected.features)
+            expected = local.step(FinRLAction(actions=action))
+            np.testing.assert_array_equal(obs, expected.state)
             assert (reward, info["portfolio_value"], info["holdings"]) == (
                 expected.reward, expected.portfolio_value, expected.holdings
             )

@@ -95,9 +95,9 @@ def play_single_agent(game_name: str, seed: int, agent: int = 0, params=None, ma
 
 def assert_matches(obs: OpenSpielObservation, ref: Reference, seat: int) -> None:
     state = ref.state
-    np.testing.assert_array_equal(obs.observation.reshape(-1), ref.tensor(seat))
+    np.testing.assert_array_equal(obs.info_state.reshape(-1), ref.tensor(seat))
     assert obs.done == state.is_terminal()
-    assert obs.current_player == seat
+    assert obs.current_player_id == seat
     legal = [] if state.is_terminal() else state.legal_actions(seat)
     assert obs.legal_actions == legal
     assert np.flatnonzero(obs.action_mask).tolist() == legal
@@ -133,7 +133,7 @@ def test_game_params_reach_pyspiel():
     env = OpenSpielEnvironment(game="go", params={"board_size": 9})
     spaces = env.field_spaces()
     assert spaces["action"]["action_id"].n == 9 * 9 + 1
-    assert spaces["observation"]["observation"].shape == (4, 9, 9)
+    assert spaces["observation"]["info_state"].shape == (4, 9, 9)
     assert play_single_agent("go", seed=3, params={"board_size": 5}) > 0
 
 
@@ -176,7 +176,7 @@ def test_multi_agent_matches_pyspiel(game_name):
         assert obs.rewards == pytest.approx(rewards.tolist())
         assert obs.reward == pytest.approx(rewards[mover])
     assert obs.done
-    assert obs.current_player == mover  # the terminal observation is for the seat that just moved
+    assert obs.current_player_id == mover  # the terminal observation is for the seat that just moved
     assert env.state.history == ref.state.history()
     assert obs.returns == pytest.approx(ref.state.returns())
 
@@ -186,11 +186,11 @@ def test_multi_agent_reward_vector_reaches_every_seat():
     # seat's share is in `rewards` of the same step.
     env = OpenSpielEnvironment(game="kuhn_poker", multi_agent=True)
     obs = env.reset(seed=2)
-    assert obs.current_player == 0
+    assert obs.current_player_id == 0
     obs = env.step(OpenSpielAction(action_id=1))  # bet
-    assert obs.current_player == 1 and obs.reward == 0.0
+    assert obs.current_player_id == 1 and obs.reward == 0.0
     obs = env.step(OpenSpielAction(action_id=0))  # fold
-    assert obs.done and obs.current_player == 1
+    assert obs.done and obs.current_player_id == 1
     assert obs.rewards == [1.0, -1.0] and obs.reward == -1.0 and obs.returns == [1.0, -1.0]
 
 
@@ -286,7 +286,7 @@ def test_illegal_action_reports_an_error_and_changes_nothing():
     obs = env.step(OpenSpielAction(action_id=4))
     assert "illegal action 4" in obs.error and "legal actions: [1, 2" in obs.error
     assert obs.reward == 0.0 and not obs.done
-    np.testing.assert_array_equal(obs.observation, played.observation)
+    np.testing.assert_array_equal(obs.info_state, played.info_state)
     assert obs.legal_actions == played.legal_actions and env.state.history == [4, 0]
     obs = env.step(OpenSpielAction(action_id=8))  # the session goes on
     assert obs.error is None and env.state.history == [4, 0, 8, 1]
@@ -319,8 +319,10 @@ def test_observations_lie_in_the_declared_spaces(game_name, multi_agent):
     action_space = ModelSpec.from_model(OpenSpielAction, overrides["action"]).space
     game = pyspiel.load_game(game_name)
     assert action_space.n == game.num_distinct_actions()
-    assert set(obs_spec.space.spaces) == {"observation", "action_mask", "current_player"}
-    assert [f.name for f in obs_spec.info_fields] == ["text", "legal_actions", "rewards", "returns", "error"]
+    assert set(obs_spec.space.spaces) == {"info_state", "action_mask", "current_player_id"}
+    assert [f.name for f in obs_spec.info_fields] == [
+        "legal_actions", "game_phase", "opponent_last_action", "text", "rewards", "returns", "error"
+    ]
     obs = env.reset(seed=0)
     for _ in range(40):
         value = {name: getattr(obs, name) for name in obs_spec.space.spaces}
@@ -347,7 +349,7 @@ def test_information_state_tensor_when_there_is_no_observation_tensor():
     env = OpenSpielEnvironment(game="battleship")
     obs = env.reset(seed=0)
     assert env.metadata().extra["tensor"] == "information_state"
-    assert obs.observation.shape == tuple(pyspiel.load_game("battleship").information_state_tensor_shape())
+    assert obs.info_state.shape == tuple(pyspiel.load_game("battleship").information_state_tensor_shape())
 
 
 @pytest.mark.parametrize(
@@ -380,9 +382,9 @@ def test_app_schema_describes_the_game():
         schema = client.get("/schema").json()
         metadata = client.get("/metadata").json()
     spec = ModelSpec.from_json_schema(schema["observation"])
-    assert spec.space["observation"].shape == (4, 9, 9)
+    assert spec.space["info_state"].shape == (4, 9, 9)
     assert spec.space["action_mask"].shape == (82,)
-    assert spec.space["current_player"].n == 2
+    assert spec.space["current_player_id"].n == 2
     assert ModelSpec.from_json_schema(schema["action"]).space.n == 82
     assert metadata["game"] == "go(board_size=9)" and metadata["num_players"] == 2
 
@@ -403,7 +405,7 @@ def test_app_websocket_session_replays_the_in_process_game():
         remote = send("reset", {"seed": 9})["data"]
         local = env.reset(seed=9)
         while True:
-            assert remote["observation"]["observation"] == local.observation.tolist()
+            assert remote["observation"]["info_state"] == local.info_state.reshape(-1).tolist()  # flat, as upstream sends it
             assert remote["observation"]["legal_actions"] == local.legal_actions
             assert remote["reward"] == local.reward and remote["done"] == local.done
             if local.done:
@@ -454,7 +456,7 @@ def test_gym_make_replays_the_in_process_game_and_survives_illegal_actions():
         obs, info = env.reset(seed=21)
         assert env.action_space.n == pyspiel.load_game("backgammon").num_distinct_actions()
         for _ in range(30):
-            np.testing.assert_array_equal(obs["observation"], expected.observation)
+            np.testing.assert_array_equal(obs["info_state"], expected.info_state)
             np.testing.assert_array_equal(obs["action_mask"], expected.action_mask)
             assert info["legal_actions"] == expected.legal_actions and info["text"] == expected.text
             if expected.done:
@@ -517,7 +519,7 @@ def test_make_vec_batches_masks_and_replays_each_seeded_game():
         rng = np.random.default_rng(0)
         for _ in range(60):  # long enough for autoresets (NEXT_STEP)
             np.testing.assert_array_equal(obs["action_mask"], np.stack([e.action_mask for e in expected]))
-            np.testing.assert_array_equal(obs["observation"], np.stack([e.observation for e in expected]))
+            np.testing.assert_array_equal(obs["info_state"], np.stack([e.info_state for e in expected]))
             actions = (rng.random((num_envs, 7)) * obs["action_mask"]).argmax(axis=1)
             after = []
             for env, previous, action in zip(locals_, expected, actions):

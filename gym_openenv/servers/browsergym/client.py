@@ -5,10 +5,10 @@ Example:
     >>> from gym_openenv.servers.browsergym.models import BrowserGymAction
     >>> with BrowserGymEnv.launch(task="miniwob.click-test").sync() as env:   # doctest: +SKIP
     ...     first = env.reset(seed=0).observation
-    ...     print(first.dom_text)
+    ...     print(first.text)
     [1] div "Click the button."
     [2] button "Click Me!" clickable
-    >>> env.step(BrowserGymAction(action='click("2")')).reward                # doctest: +SKIP
+    >>> env.step(BrowserGymAction(action_str='click("2")')).reward                # doctest: +SKIP
     1.0
 """
 

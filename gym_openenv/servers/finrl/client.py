@@ -6,7 +6,7 @@ Example:
     >>> from gym_openenv.servers.finrl.models import FinRLAction
     >>> with FinRLEnv.launch(tickers=["AAPL", "MSFT"]).sync() as env:   # doctest: +SKIP
     ...     env.reset(seed=0)
-    ...     env.step(FinRLAction(trades=np.array([0.5, -0.5], np.float32))).observation.portfolio_value
+    ...     env.step(FinRLAction(actions=np.array([0.5, -0.5], np.float32))).observation.portfolio_value
 """
 
 from gym_openenv.client import EnvClient

@@ -1,5 +1,9 @@
 """Typed models of the FinRL stock-trading environment.
 
+Field names are upstream OpenEnv's ``finrl_env`` names (``actions`` in,
+``state``, ``portfolio_value`` and ``date`` out), so a client written for
+upstream's FinRL environment trades on this server over OpenEnv's JSON protocol.
+
 The spaces declared here are placeholders for one ticker; the environment
 sizes them for its tickers and indicators through ``field_spaces()``.
 """
@@ -22,7 +26,7 @@ class FinRLAction(Action):
     """One number per ticker in [-1, 1]: the fraction of ``hmax`` shares to
     sell (negative) or buy (positive), truncated to whole shares as in FinRL."""
 
-    trades: Annotated[np.ndarray, Box(-1.0, 1.0, (1,), np.float32)]
+    actions: Annotated[np.ndarray, Box(-1.0, 1.0, (1,), np.float32)]
 
 
 @dataclass
@@ -30,7 +34,7 @@ class FinRLObservation(Observation):
     """FinRL's state vector ``[cash, prices, holdings, indicator_1 (per ticker), ...]``
     plus exact bookkeeping (in ``info``)."""
 
-    features: Annotated[np.ndarray, Box(-np.inf, np.inf, (1,), np.float32)]
+    state: Annotated[np.ndarray, Box(-np.inf, np.inf, (1,), np.float32)]
     date: str | None = None
     portfolio_value: float | None = None
     cash: float | None = None

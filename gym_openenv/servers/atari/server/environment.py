@@ -115,7 +115,16 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
         except RuntimeError as e:  # how ALE rejects a mode or difficulty the ROM lacks
             raise ValueError(_mode_error(game, mode, difficulty, e)) from None
         self._num_actions = int(self._env.action_space.n)
-        self._state = AtariState(game=game)
+        self._settings = dict(
+            game_name=game,
+            obs_type=obs_type,
+            full_action_space=full_action_space,
+            mode=mode,
+            difficulty=difficulty,
+            repeat_action_probability=repeat_action_probability,
+            frameskip=list(frameskip) if isinstance(frameskip, tuple) else frameskip,
+        )
+        self._state = AtariState(**self._settings)
 
     # --- Environment API -------------------------------------------------------
 
@@ -130,14 +139,14 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
         ROM reloaded, as ``AtariEnv.reset(seed=...)`` does. ``options`` is
         passed on to ``AtariEnv.reset``, which has none."""
         screen, info = self._env.reset(seed=seed, options=options)
-        self._state = AtariState(game=self._state.game, episode_id=episode_id or uuid.uuid4().hex)
+        self._state = AtariState(**self._settings, episode_id=episode_id or uuid.uuid4().hex)
         return self._observation(screen, info, reward=None, terminated=False, truncated=False)
 
     def step(self, action: AtariAction) -> AtariObservation:
         action_id = action.action_id
         # AtariEnv indexes a Python list: a negative id would silently pick another action.
         if not (isinstance(action_id, (int, np.integer)) and 0 <= action_id < self._num_actions):
-            raise ValueError(f"action_id: {action_id!r} is not in Discrete({self._num_actions}) for {self._state.game}")
+            raise ValueError(f"action_id: {action_id!r} is not in Discrete({self._num_actions}) for {self._state.game_name}")
         screen, reward, terminated, truncated, info = self._env.step(int(action_id))
         self._state.step_count += 1
         return self._observation(screen, info, reward, terminated, truncated)
@@ -158,11 +167,11 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
     def metadata(self) -> EnvironmentMetadata:
         return EnvironmentMetadata(
             name="atari",
-            description=f"Atari 2600 {self._state.game} via the Arcade Learning Environment, as ALE/<Game>-v5",
+            description=f"Atari 2600 {self._state.game_name} via the Arcade Learning Environment, as ALE/<Game>-v5",
             version=ale_py.__version__,
             documentation_url="https://ale.farama.org/environments/",
             extra={
-                "game": self._state.game,
+                "game": self._state.game_name,
                 "action_meanings": self._env.get_action_meanings(),
                 "render_fps": self._env.metadata["render_fps"],
             },
@@ -192,6 +201,8 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
         state.frame_number = int(info["frame_number"])
         return AtariObservation(
             screen=screen,
+            screen_shape=list(screen.shape),
+            legal_actions=list(range(self._num_actions)),
             lives=state.lives,
             episode_frame_number=state.episode_frame_number,
             frame_number=state.frame_number,

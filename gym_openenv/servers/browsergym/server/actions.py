@@ -4,7 +4,7 @@ An action is text holding one or more function calls, one per line, in
 BrowserGym's syntax: ``click("12")``, ``fill("5", "Alice")``,
 ``press("5", "Enter")``, ``select_option("7", "Peru")``, ``scroll(0, 200)``,
 ``noop()``. Elements are named by the ``bid`` shown in brackets in the
-observation's ``dom_text``.
+observation's ``text``.
 
 The text is never evaluated: :func:`parse_actions` reads it with :mod:`ast`,
 accepts only calls of the functions in :data:`ACTIONS` with literal
@@ -34,7 +34,7 @@ from playwright.async_api import Locator, Page
 
 __all__ = ["ACTIONS", "ActionCall", "ActionContext", "ActionError", "execute", "parse_actions"]
 
-#: An element id from ``dom_text`` (ints are accepted and converted).
+#: An element id from the observation's ``text`` (ints are accepted and converted).
 Bid = NewType("Bid", str)
 
 MAX_CALLS_PER_ACTION = 10
@@ -135,7 +135,7 @@ def _coerce(name: str, param: str, value: Any, expected: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not value.isdigit():
-            raise fail("an element id from dom_text, e.g. \"12\"")
+            raise fail("an element id from the observation's text, e.g. \"12\"")
         return value
     if expected is str:
         if not isinstance(value, str):

@@ -10,10 +10,10 @@ Example:
     >>> obs = env.reset(seed=0)
     >>> obs.goal, obs.screenshot.shape
     ('Click the button.', (210, 160, 3))
-    >>> print(obs.dom_text)
+    >>> print(obs.text)
     [1] div "Click the button."
     [2] button "Click Me!" clickable
-    >>> obs = env.step(BrowserGymAction(action='click("2")'))
+    >>> obs = env.step(BrowserGymAction(action_str='click("2")'))
     >>> obs.done, obs.reward
     (True, 1.0)
     >>> env.close()
@@ -175,7 +175,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
             task's own (10 s for most). Timing out ends the episode with the
             task's failure reward.
         action_timeout_ms: how long an element action waits for its element
-            to become actionable before it fails with ``last_action_error``.
+            to become actionable before it fails with ``error``.
     """
 
     action_type = BrowserGymAction
@@ -206,7 +206,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         # Why the page must be reopened at the next reset (a failure seen by a call), or None.
         self._page_failure: str | None = None
         self._rng = np.random.default_rng()
-        self._state = BrowserGymState(task=task)
+        self._state = BrowserGymState(task_name=task)
         self._goal = ""
         self._last: BrowserGymObservation | None = None
 
@@ -219,7 +219,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
             self._rng = np.random.default_rng(seed)
         task_seed = int(self._rng.integers(2**31 - 1))
         self._state = BrowserGymState(
-            episode_id=episode_id or str(uuid.uuid4()), step_count=0, task=self._task.id, task_seed=task_seed
+            episode_id=episode_id or str(uuid.uuid4()), step_count=0, task_name=self._task.id, task_seed=task_seed
         )
         metadata: dict[str, Any] = {"task_seed": task_seed}
         try:
@@ -242,7 +242,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         if self._last.done:
             return self._repeat_last("the episode is over; call reset()")
         try:
-            calls = parse_actions(action.action)
+            calls = parse_actions(action.action_str)
         except ActionError as err:
             calls, parse_error = [], str(err)
         else:
@@ -257,7 +257,7 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
             self._last = BrowserGymObservation(
                 goal=self._goal,
                 screenshot=np.zeros(screenshot_space(self._viewport).shape, np.uint8),
-                last_action_error=_fit(f"browser failure: {err}; call reset() to continue", ERROR_MAX_LENGTH),
+                error=_fit(f"browser failure: {err}; call reset() to continue", ERROR_MAX_LENGTH),
                 done=True,
                 truncated=True,
                 reward=0.0,
@@ -367,9 +367,9 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         screenshot = np.asarray(Image.open(io.BytesIO(snapshot.screenshot_png)).convert("RGB"))
         return BrowserGymObservation(
             goal=self._goal,
-            dom_text=_fit(snapshot.dom_text, DOM_TEXT_MAX_LENGTH),
+            text=_fit(snapshot.dom_text, DOM_TEXT_MAX_LENGTH),
             screenshot=screenshot,
-            last_action_error=_fit(error, ERROR_MAX_LENGTH),
+            error=_fit(error, ERROR_MAX_LENGTH),
             url=snapshot.url,
             done=snapshot.score.done,
             reward=snapshot.score.reward(self._reward_mode),
@@ -381,9 +381,9 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         last = self._last
         return BrowserGymObservation(
             goal=last.goal,
-            dom_text=last.dom_text,
+            text=last.text,
             screenshot=last.screenshot,
-            last_action_error=error,
+            error=error,
             url=last.url,
             done=True,
             truncated=last.truncated,

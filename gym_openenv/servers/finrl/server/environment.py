@@ -108,8 +108,8 @@ class FinRLEnvironment(Environment[FinRLAction, FinRLObservation, FinRLState]):
 
     def field_spaces(self) -> FieldSpaces:
         return {
-            "action": {"trades": Box(-1.0, 1.0, (self.n_tickers,), np.float32)},
-            "observation": {"features": Box(-np.inf, np.inf, (self.n_features,), np.float32)},
+            "action": {"actions": Box(-1.0, 1.0, (self.n_tickers,), np.float32)},
+            "observation": {"state": Box(-np.inf, np.inf, (self.n_features,), np.float32)},
         }
 
     def metadata(self) -> EnvironmentMetadata:
@@ -159,7 +159,7 @@ class FinRLEnvironment(Environment[FinRLAction, FinRLObservation, FinRLState]):
     def step(self, action: FinRLAction) -> FinRLObservation:
         if self.day >= self.end_day:
             raise ValueError("step: the episode is over; call reset() first")
-        shares = self._shares(action.trades)
+        shares = self._shares(action.actions)
         value_before = self.portfolio_value
         prices = self.data.close[self.day]
         if self.turbulence_threshold is not None and self.data.turbulence[self.day] >= self.turbulence_threshold:
@@ -177,12 +177,12 @@ class FinRLEnvironment(Environment[FinRLAction, FinRLObservation, FinRLState]):
         reward = (self.portfolio_value - value_before) * self.reward_scaling
         return self._observation(reward=reward, done=self.day >= self.end_day)
 
-    def _shares(self, trades: Any) -> np.ndarray:
-        a = np.asarray(trades, dtype=np.float64)
+    def _shares(self, actions: Any) -> np.ndarray:
+        a = np.asarray(actions, dtype=np.float64)
         if a.shape != (self.n_tickers,):
-            raise ValueError(f"trades: expected shape ({self.n_tickers},), got {a.shape}")
+            raise ValueError(f"actions: expected shape ({self.n_tickers},), got {a.shape}")
         if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1.0):
-            raise ValueError(f"trades: values must be finite and in [-1, 1], got {a.tolist()}")
+            raise ValueError(f"actions: values must be finite and in [-1, 1], got {a.tolist()}")
         # Rounding to 6 decimals first keeps float32 actions such as 0.29
         # (stored as 0.2899999...) from truncating to one share less.
         return np.fix(np.round(a * self.hmax, 6)).astype(np.int64)
@@ -211,11 +211,11 @@ class FinRLEnvironment(Environment[FinRLAction, FinRLObservation, FinRLState]):
         return float(self.cash + self.holdings @ self.data.close[self.day])
 
     def _observation(self, reward: float | None, done: bool) -> FinRLObservation:
-        features = np.concatenate(
+        vector = np.concatenate(
             [[self.cash], self.data.close[self.day], self.holdings, self.data.indicators[:, self.day, :].reshape(-1)]
         ).astype(np.float32)
         return FinRLObservation(
-            features=features,
+            state=vector,
             date=str(self.data.dates[self.day]),
             portfolio_value=self.portfolio_value,
             cash=float(self.cash),

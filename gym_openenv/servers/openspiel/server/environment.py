@@ -8,7 +8,7 @@ Two ways to play:
   end), with the client's reward summed over everything that happened since.
 * **multi-agent** (``multi_agent=True``, self-play): the client plays every
   seat. Each step moves the seat named by the last observation's
-  ``current_player``; ``reward`` is that seat's reward for the transition and
+  ``current_player_id``; ``reward`` is that seat's reward for the transition and
   ``rewards`` (in ``info``) has every seat's. Simultaneous moves are collected
   one seat at a time, in seat order, and applied together once all are in.
 
@@ -153,7 +153,8 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         self._seed(None)  # also validates the opponent spec against the game
 
         self._state: pyspiel.State | None = None
-        self._session = OpenSpielState(game=str(self._game))
+        self._session = self._new_session(None)
+        self._opponent_last_action: int | None = None
         self._pending: dict[int, int] = {}  # simultaneous moves collected so far (multi-agent)
         self._penalties = [0.0] * self._num_players  # illegal-action penalties this episode
         self._forfeited = False
@@ -165,9 +166,9 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         return {
             "action": {"action_id": spaces.Discrete(self._num_actions)},
             "observation": {
-                "observation": spaces.Box(-np.inf, np.inf, self._tensor_shape, np.float32),
+                "info_state": spaces.Box(-np.inf, np.inf, self._tensor_shape, np.float32),
                 "action_mask": spaces.Box(0, 1, (self._num_actions,), np.int8),
-                "current_player": spaces.Discrete(self._num_players),
+                "current_player_id": spaces.Discrete(self._num_players),
             },
         }
 
@@ -177,7 +178,8 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         if self._opponent is not None:
             self._opponent.start_episode()
         self._state = self._game.new_initial_state()
-        self._session = OpenSpielState(episode_id=episode_id, game=str(self._game))
+        self._session = self._new_session(episode_id)
+        self._opponent_last_action = None
         self._pending.clear()
         self._penalties = [0.0] * self._num_players
         self._forfeited = False
@@ -214,7 +216,7 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
     @property
     def state(self) -> OpenSpielState:
         if self._state is not None:
-            self._session.current_player = int(self._state.current_player())
+            self._session.current_player_id = int(self._state.current_player())
             self._session.history = list(self._state.history())
             self._session.returns = self._returns()
             self._session.is_terminal = self._is_over()
@@ -240,6 +242,16 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
 
     # --- game flow -------------------------------------------------------------
 
+    def _new_session(self, episode_id: str | None) -> OpenSpielState:
+        return OpenSpielState(
+            episode_id=episode_id,
+            game_name=self._game.get_type().short_name,
+            game_params=dict(self._game.get_parameters()),
+            num_players=self._num_players,
+            agent_player=None if self._multi_agent else self._agent,
+            opponent_policy=None if self._multi_agent else self._opponent_spec,
+        )
+
     def _seed(self, seed: int | None) -> None:
         chance_seq, opponent_seq = np.random.SeedSequence(seed).spawn(2)
         self._chance_rng = np.random.default_rng(chance_seq)
@@ -264,7 +276,8 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
                 return
             else:
                 player = state.current_player()
-                state.apply_action(self._opponent.choose(state, player))
+                self._opponent_last_action = self._opponent.choose(state, player)
+                state.apply_action(self._opponent_last_action)
 
     def _play(self, seat: int, action_id: int) -> None:
         state = self._state
@@ -276,9 +289,9 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
                 state.apply_actions([self._pending[p] for p in range(self._num_players)])
                 self._pending.clear()
         else:
-            state.apply_actions(
-                [action_id if p == seat else self._opponent.choose(state, p) for p in range(self._num_players)]
-            )
+            joint = [action_id if p == seat else self._opponent.choose(state, p) for p in range(self._num_players)]
+            self._opponent_last_action = next(a for p, a in reversed(list(enumerate(joint))) if p != seat)
+            state.apply_actions(joint)
 
     def _to_move(self) -> int | None:
         """The seat the client plays next; None once the game is over (or, for
@@ -331,11 +344,13 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
         mask = np.zeros(self._num_actions, dtype=np.int8)
         mask[legal] = 1
         return OpenSpielObservation(
-            observation=np.asarray(tensor, dtype=np.float32).reshape(self._tensor_shape),
+            info_state=np.asarray(tensor, dtype=np.float32).reshape(self._tensor_shape),
             action_mask=mask,
-            current_player=seat,
-            text=self._text(seat),
+            current_player_id=seat,
             legal_actions=list(legal),
+            game_phase="terminal" if done else "playing" if self._session.step_count else "initial",
+            opponent_last_action=self._opponent_last_action,
+            text=self._text(seat),
             rewards=rewards,
             returns=self._returns() if returns is None else returns,
             error=error,
