@@ -178,10 +178,12 @@ def add_web_routes(app: FastAPI, host: EnvHost, bearer_authorized: Callable[[Any
 
 def _describe_model(spec: ModelSpec) -> dict[str, Any]:
     """The space and each field's, as a person reads them."""
-    try:
-        space = describe(spec.space)
-    except ValueError:  # no field with a space: the model travels as JSON only
+    if not spec.space_fields:  # the model travels as JSON only
         space = None
+    elif spec.unwrapped:
+        space = describe(spec.space)
+    else:  # a Dict's repr would spell out every Text charset: list the fields instead
+        space = f"Dict({', '.join(f.name for f in spec.space_fields)})"
     return {
         "space": space,
         "fields": {f.name: describe(f.space) for f in spec.space_fields},

@@ -152,7 +152,10 @@ function buildActionForm(info) {
   const properties = Object.entries(schema.properties || {}).filter(([name]) => name !== "metadata");
   const container = $("#action-fields");
   const toolEnvironment = "tool_name" in (schema.properties || {}) && "arguments" in (schema.properties || {});
-  if (toolEnvironment) page.tools = toolList(info.metadata.tools);
+  if (toolEnvironment) {
+    page.toolEnvironment = true;
+    page.tools = toolList(info.metadata.tools);
+  }
   const spaceFields = properties.filter(([, prop]) => prop["x-gym-space"]);
   for (const [name, rawProp] of properties) {
     const prop = resolve(rawProp, schema.$defs || {});
@@ -204,6 +207,7 @@ function controlFor(name, prop, { meanings }) {
       options.push(el("option", { value: String(value) }, label));
     }
     const input = el("select", {}, ...options);
+    submitOnEnter(input);
     return { input, read: () => Number(input.value) };
   }
   const literals = prop.enum ?? (prop.const !== undefined ? [prop.const] : null);
@@ -271,6 +275,15 @@ function template(space, prop) {
   return prop.type === "array" ? "[]" : "{}";
 }
 
+function submitOnEnter(select) {
+  select.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      select.form.requestSubmit();
+    }
+  });
+}
+
 function submitOnCtrlEnter(textarea) {
   textarea.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -292,22 +305,35 @@ function toolList(tools) {
 function toolPicker(name) {
   const input = el("input", { type: "text", list: "tool-names", spellcheck: "false", placeholder: "tool name" });
   const names = el("datalist", { id: "tool-names" });
+  const chips = el("div", { class: "tools" });
   const description = el("div", { class: "muted" });
-  const node = el("div", {}, input, names, description);
-  const refresh = () => names.replaceChildren(...page.tools.map((tool) => el("option", { value: tool.name }, tool.description)));
-  input.addEventListener("change", () => {
+  const choose = () => {
     const tool = page.tools.find((t) => t.name === input.value);
     description.textContent = tool ? tool.description : "";
+    for (const chip of chips.children) chip.classList.toggle("chosen", chip.textContent === input.value);
     const args = document.querySelector('[data-field="arguments"]');
     if (tool && args) {
       const skeleton = {};
       for (const [key, prop] of Object.entries(tool.input_schema.properties || {})) skeleton[key] = prop.default ?? null;
       args.value = JSON.stringify(skeleton, null, 2);
     }
-  });
-  page.refreshTools = refresh;
-  refresh();
-  return { input, node, read: () => input.value };
+  };
+  page.refreshTools = () => {
+    names.replaceChildren(...page.tools.map((tool) => el("option", { value: tool.name }, tool.description)));
+    chips.replaceChildren(
+      ...page.tools.map((tool) => {
+        const chip = el("button", { type: "button", class: "chip", title: tool.description }, tool.name);
+        chip.addEventListener("click", () => {
+          input.value = tool.name;
+          choose();
+        });
+        return chip;
+      }),
+    );
+  };
+  input.addEventListener("change", choose);
+  page.refreshTools();
+  return { input, node: el("div", {}, input, names, chips, description), read: () => input.value };
 }
 
 function readAction() {
@@ -331,6 +357,7 @@ async function act(operation) {
   } finally {
     page.busy = false;
     document.body.classList.remove("busy");
+    document.body.dataset.operations = String(Number(document.body.dataset.operations || 0) + 1); // for tests and scripts
     for (const button of document.querySelectorAll("button")) button.disabled = false;
     if (page.session.open) setStatus("connected", "good");
   }
@@ -356,6 +383,19 @@ async function reset() {
   $("#steps").replaceChildren();
   showResult(reply.data, episode);
   await refreshState();
+  if (page.toolEnvironment && !page.tools.length) await loadTools();
+}
+
+// MCP's tools/list on the session's own socket: it is not a step, so the
+// episode is untouched. A server without MCP answers with an error, and the
+// tool name stays free text.
+async function loadTools() {
+  const reply = await page.session.request({ type: "mcp", data: { jsonrpc: "2.0", id: 1, method: "tools/list" } });
+  const tools = reply.type === "mcp" && reply.data && reply.data.result ? reply.data.result.tools : null;
+  if (Array.isArray(tools)) {
+    page.tools = toolList(tools);
+    page.refreshTools();
+  }
 }
 
 async function step() {
@@ -440,7 +480,8 @@ function renderObservation(data) {
     rows.push(el("div", { class: "field", dataset: { field: name } }, el("div", { class: "name" }, name), renderValue(value)));
     // Environments that refuse an action in the observation (OpenSpiel's illegal
     // moves, BrowserGym's last_action_error) get the same banner as server errors.
-    if (/error/i.test(name) && typeof value === "string" && value) showError({ code: `observation.${name}`, message: value });
+    const problem = typeof value === "string" ? value : value && typeof value === "object" ? value.message : null;
+    if (/error/i.test(name) && problem) showError({ code: `observation.${name}`, message: problem, ...(typeof value === "object" ? value : {}) });
   }
   list.replaceChildren(...rows);
   if (Array.isArray(fields.tools) && page.refreshTools) {

@@ -1,0 +1,275 @@
+"""The /web page: Playwright drives Debian's Chromium against real server processes.
+
+Field names come from each server's ``/schema`` (the image field is the uint8
+box the page shows as ``<img>``), so the tests hold while models are renamed.
+Screenshots go to ``$OPENENV_TEST_ARTIFACTS/web`` (default: pytest's temporary
+folder).
+"""
+
+import base64
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import ale_py
+import gymnasium as gym
+import httpx
+import numpy as np
+import pytest
+import websockets.sync.client
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from gym_openenv.providers import LocalProcessProvider
+from gym_openenv.registry import find
+from gym_openenv.server.web import png_bytes
+
+gym.register_envs(ale_py)
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+WAIT_MS = 180_000  # generous: the machine is shared, and Chromium, ALE and bwrap start slowly
+TOKEN = "web-page-test-token"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = os.environ.get("OPENENV_TEST_ARTIFACTS")
+    folder = Path(root) / "web" if root else tmp_path_factory.mktemp("web")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextmanager
+def web_server(name: str, kwargs: dict | None = None, env: dict[str, str] | None = None, flag: bool = True) -> Iterator[str]:
+    entry = find(name)
+    args = ["--web"] if flag else []
+    provider = LocalProcessProvider(entry.environment, kwargs if kwargs is not None else dict(entry.kwargs), server_args=args, env=env, startup_timeout=300)
+    with provider:
+        yield provider.base_url
+
+
+@contextmanager
+def web_page(browser: Browser, url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(url)
+        expect(page.locator("#status")).to_have_text(re.compile("ready"))
+        yield page
+        assert not problems, f"JavaScript errors on the page: {problems}"
+    finally:
+        context.close()
+
+
+def operations(page: Page) -> int:
+    return int(page.evaluate("Number(document.body.dataset.operations || 0)"))
+
+
+def press(page: Page, button: str) -> None:
+    """Click Reset or Step and wait until the page has the server's answer."""
+    before = operations(page)
+    page.get_by_role("button", name=button, exact=True).click()
+    page.wait_for_function(f"Number(document.body.dataset.operations || 0) > {before}", timeout=WAIT_MS)
+
+
+def schema_of(url: str, headers: dict[str, str] | None = None) -> dict:
+    return httpx.get(f"{url}/schema", headers=headers, timeout=60).json()
+
+
+def space_fields(model: dict, kind: str) -> list[str]:
+    return [name for name, prop in model["properties"].items() if (prop.get("x-gym-space") or {}).get("type") == kind]
+
+
+def image_field(schema: dict) -> str:
+    (name,) = [
+        name
+        for name, prop in schema["observation"]["properties"].items()
+        if (prop.get("x-gym-space") or {}).get("dtype") == "|u1" and len(prop["x-gym-space"]["shape"]) in (2, 3)
+    ]
+    return name
+
+
+def frame(page: Page, field: str) -> np.ndarray:
+    """The <img> the page shows for ``field``, decoded."""
+    src = page.locator(f'#images img[data-field="{field}"]').get_attribute("src")
+    assert src.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
+
+
+# --- the PNG encoder ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(210, 160, 3), (84, 84), (7, 5, 4), (3, 9, 1)])
+def test_png_bytes_decode_to_the_same_pixels(shape):
+    image = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(image))))
+    assert np.array_equal(decoded, image.reshape(shape[:2]) if shape[-1:] == (1,) else image)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.float32), np.zeros((4, 4, 2), np.uint8), np.zeros(4, np.uint8)])
+def test_png_bytes_refuse_what_is_not_an_image(bad):
+    with pytest.raises(ValueError, match="uint8"):
+        png_bytes(bad)
+
+
+# --- switch and auth -------------------------------------------------------------
+
+
+def test_the_page_is_off_unless_asked_for(echo_server):
+    assert httpx.get(f"{echo_server}/web", timeout=30).status_code == 404
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        websockets.sync.client.connect(echo_server.replace("http", "ws") + "/web/ws", open_timeout=30)
+
+
+def test_token_is_traded_for_a_cookie_scoped_to_the_page(browser):
+    # OPENENV_WEB=1 switches the page on as --web does.
+    with web_server("echo", env={"OPENENV_TOKEN": TOKEN, "OPENENV_WEB": "1"}, flag=False) as url:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            assert http.get("/web").status_code == 401
+            assert http.get("/web", params={"token": "wrong"}).status_code == 401
+            login = http.get("/web", params={"token": TOKEN})
+            assert login.status_code == 303 and login.headers["location"] == "/web"
+            cookie = login.headers["set-cookie"]
+            assert TOKEN not in cookie and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+            assert http.get("/web").status_code == 200  # the client keeps the cookie
+            assert http.get("/web/info").json()["metadata"]["name"]
+            assert http.get("/schema").status_code == 401  # the cookie opens the page, nothing else
+            cookie_header = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+        ws_url = url.replace("http", "ws") + "/web/ws"
+        for headers in ({}, {"Cookie": cookie_header, "Origin": "http://evil.example"}):
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:  # closed before the handshake ends
+                websockets.sync.client.connect(ws_url, additional_headers=headers, open_timeout=30)
+            assert refused.value.response.status_code == 403
+        with websockets.sync.client.connect(ws_url, additional_headers={"Cookie": cookie_header}, open_timeout=30) as ws:
+            ws.send(json.dumps({"type": "reset", "data": {}}))
+            assert json.loads(ws.recv(timeout=60))["type"] == "observation"
+
+        with web_page(browser, f"{url}/web?token={TOKEN}") as page:
+            assert page.url == f"{url}/web"  # the token left the address bar
+            press(page, "Reset")
+            expect(page.locator("#status")).to_have_text("connected")
+            expect(page.locator("#error")).to_be_hidden()
+
+
+# --- each environment in the browser ---------------------------------------------------
+
+
+def test_atari_pong_is_played_frame_by_frame(browser, artifacts):
+    with web_server("atari", {"game": "pong"}) as url:
+        schema = schema_of(url)
+        screen = image_field(schema)
+        (action_field,) = space_fields(schema["action"], "Discrete")
+        with web_page(browser, f"{url}/web") as page:
+            expect(page.locator("#env-name")).to_have_text("atari")
+            expect(page.locator("#spaces")).to_contain_text("Discrete(6)")
+            expect(page.locator("#spaces")).to_contain_text("Box(0, 255, (210, 160, 3), uint8)")
+            page.fill("#seed", "0")
+            press(page, "Reset")
+            reset_frame = frame(page, screen)
+
+            reference = gym.make("ALE/Pong-v5")
+            expected, _ = reference.reset(seed=0)
+            assert np.array_equal(reset_frame, expected)  # the <img> holds the exact frame
+
+            page.select_option(f'select[name="{action_field}"]', label="2: RIGHT")
+            page.fill("#repeat", "30")
+            press(page, "Step")
+            for _ in range(30):
+                expected, *_ = reference.step(2)
+            reference.close()
+            stepped = frame(page, screen)
+            assert not np.array_equal(stepped, reset_frame)
+            assert np.array_equal(stepped, expected)
+            expect(page.locator("#step-count")).to_have_text("30")
+            expect(page.locator("#steps li")).to_have_count(30)
+            assert page.locator(f'#images img[data-field="{screen}"]').evaluate("img => img.naturalWidth") == 160
+
+            page.fill("#repeat", "1")
+            press(page, "Step")
+            press(page, "Reset")
+            rows = page.locator("#episodes tbody tr")
+            expect(rows).to_have_count(2)
+            expect(rows.nth(1).locator("td").nth(1)).to_have_text("31")  # the first episode's steps
+            press(page, "Step")
+            page.screenshot(path=artifacts / "atari.png", full_page=True)
+
+
+def test_openspiel_illegal_action_shows_the_servers_error(browser, artifacts):
+    with web_server("openspiel", {"game": "tic_tac_toe", "opponent": "first_legal"}) as url:
+        (action_field,) = space_fields(schema_of(url)["action"], "Discrete")
+        with web_page(browser, f"{url}/web") as page:
+            press(page, "Reset")
+            page.select_option(f'select[name="{action_field}"]', "4")
+            press(page, "Step")
+            expect(page.locator("#error")).to_be_hidden()
+            press(page, "Step")  # the centre is taken now
+            error = page.locator("#error")
+            expect(error).to_be_visible()
+            expect(error).to_contain_text("illegal action 4")
+            expect(error).to_contain_text("legal actions")
+            page.screenshot(path=artifacts / "openspiel.png", full_page=True)
+
+
+def test_coding_output_appears_and_validation_errors_are_shown(browser, artifacts):
+    with web_server("coding") as url:
+        action = schema_of(url)["action"]
+        (code_field,) = space_fields(action, "Text")
+        (number_field,) = space_fields(action, "Box")  # the optional time limit
+        with web_page(browser, f"{url}/web") as page:
+            press(page, "Reset")
+            page.fill(f'[name="{code_field}"]', "for i in range(3):\n    print('hello from the page', i * 7)")
+            press(page, "Step")
+            expect(page.locator("#observation")).to_contain_text("hello from the page 14")
+            expect(page.locator("#error")).to_be_hidden()
+            page.screenshot(path=artifacts / "coding.png", full_page=True)
+
+            # Out of the field's space: the server refuses it, the page shows its words.
+            page.fill(f'[name="{number_field}"]', "0.001")
+            press(page, "Step")
+            expect(page.locator("#error")).to_contain_text("VALIDATION_ERROR")
+            expect(page.locator("#error")).to_contain_text(number_field)
+
+
+@pytest.mark.timeout(900)
+def test_browsergym_click_changes_the_screenshot(browser, artifacts):
+    with web_server("browsergym", {"task": "miniwob.click-test"}) as url:
+        schema = schema_of(url)
+        screenshot = image_field(schema)
+        (action_field,) = space_fields(schema["action"], "Text")
+        with web_page(browser, f"{url}/web") as page:
+            page.fill("#seed", "1")
+            press(page, "Reset")
+            before = frame(page, screenshot)
+            text = page.locator("#observation").inner_text()
+            bid = re.search(r"\[(\w+)\] button", text).group(1)
+            page.fill(f'[name="{action_field}"]', f'click("{bid}")')
+            press(page, "Step")
+            expect(page.locator("#reward")).to_have_text("1")
+            expect(page.locator("#terminated")).to_have_text("true")
+            assert not np.array_equal(frame(page, screenshot), before)
+            page.screenshot(path=artifacts / "browsergym.png", full_page=True)
