@@ -1,37 +1,141 @@
 """A server's action and observation models as the client sees them (from ``/schema``),
-and OpenEnv payloads turned into gymnasium's step tuple."""
+and OpenEnv payloads turned into gymnasium's step tuple.
 
+Spaces come, in order of precedence, from the ``action_space=`` /
+``observation_space=`` the user passes, a :mod:`~gym_openenv.hints` entry for
+a well-known upstream environment, and the schema itself
+(:mod:`gym_openenv.spaces`).
+
+Sparse observations: a field that a reset or step observation leaves out (or
+sends as null) takes its default (the schema's ``default``, else the
+space's, see :func:`~gym_openenv.spaces.default_value`) and is named in
+``info["missing_fields"]``. A server may offer a ``reset_observation`` schema
+beside ``observation`` in ``/schema``; its defaults then fill the fields a
+reset leaves out.
+
+Where the observation lists the legal actions (``legal_actions``) and the
+action space is ``Discrete``, ``info["action_mask"]`` is an ``int8`` mask over it.
+"""
+
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gym_openenv.client import fetch_json
+import numpy as np
+from gymnasium import spaces
+
+from gym_openenv.client import AsyncSession, fetch_json
+from gym_openenv.errors import OpenEnvError
+from gym_openenv.hints import find_hint
 from gym_openenv.spaces import ModelSpec
 
-__all__ = ["EnvSchema", "StepTuple"]
+__all__ = ["EnvSchema", "StepTuple", "action_mask"]
 
 StepTuple = tuple[Any, float, bool, bool, dict[str, Any]]
+
+#: Observation field names that list the legal action ids, if the schema names none.
+LEGAL_ACTION_FIELDS = ("legal_actions", "legal_action_ids", "valid_actions")
 
 
 @dataclass(frozen=True)
 class EnvSchema:
+    """Action and observation specs of one server, with what the client derived around them.
+
+    Attributes:
+        reset_observation: the server's ``reset_observation`` schema, where it offers one.
+        deterministic: the server's ``/metadata`` ``deterministic`` flag (``None``: it says nothing).
+        legal_actions: the observation field listing legal action ids (for ``info["action_mask"]``).
+    """
+
     action: ModelSpec
     observation: ModelSpec
+    reset_observation: ModelSpec | None = None
+    deterministic: bool | None = None
+    legal_actions: str | None = None
 
     @classmethod
-    async def fetch(cls, base_url: str, token: str | None = None) -> "EnvSchema":
-        schema = await fetch_json(base_url, "/schema", token)
-        return cls(ModelSpec.from_json_schema(schema["action"]), ModelSpec.from_json_schema(schema["observation"]))
+    async def fetch(
+        cls,
+        base_url: str,
+        token: str | None = None,
+        *,
+        action_space: Any = None,
+        observation_space: Any = None,
+        hints: bool = True,
+    ) -> "EnvSchema":
+        """Read ``/schema`` (and ``/metadata``) and derive the spaces.
 
-    def step_tuple(self, payload: dict[str, Any]) -> StepTuple:
+        Raises:
+            ValueError: ``action_space`` / ``observation_space`` does not fit the schema.
+        """
+        schema = await fetch_json(base_url, "/schema", token)
+        action = ModelSpec.from_json_schema(schema["action"], role="action")
+        observation = ModelSpec.from_json_schema(schema["observation"], role="observation")
+        reset = ModelSpec.from_json_schema(schema["reset_observation"]) if "reset_observation" in schema else None
+        hint = find_hint(action.title, observation.title) if hints else None
+        mask_field = None
+        if hint is not None:
+            probe = await _probe(base_url, token) if hint.needs_probe else None
+            action_hint, observation_hint = hint.resolve(probe)
+            if action_space is None and action_hint:
+                action_space = action_hint
+            if observation_space is None and observation_hint:
+                observation_space = observation_hint
+            mask_field = hint.action_mask
+        if action_space is not None:
+            action = action.with_space(action_space)
+        if observation_space is not None:
+            observation = observation.with_space(observation_space)
+        try:
+            deterministic = (await fetch_json(base_url, "/metadata", token)).get("deterministic")
+        except OpenEnvError:
+            deterministic = None  # /metadata is optional in OpenEnv
+        mask_field = mask_field or next((f.name for f in observation.fields if f.name in LEGAL_ACTION_FIELDS), None)
+        if not isinstance(action.space, spaces.Discrete):
+            mask_field = None
+        return cls(action, observation, reset, deterministic if isinstance(deterministic, bool) else None, mask_field)
+
+    def step_tuple(self, payload: dict[str, Any], *, reset: bool = False) -> StepTuple:
         """OpenEnv payload -> ``(obs, reward, terminated, truncated, info)``.
 
-        ``info`` holds the observation fields outside the space and the
-        server's ``metadata``. ``done`` with ``truncated`` is a truncation.
+        ``info`` holds the observation fields outside the space, the server's
+        ``metadata``, ``missing_fields`` (fields the observation left out, given
+        their default) and ``action_mask`` where the server lists legal actions.
+        ``done`` with ``truncated`` is a truncation.
         """
-        fields = payload.get("observation", {})
+        fields = payload.get("observation") or {}
+        if reset and self.reset_observation is not None:
+            fields = {**self._reset_defaults, **fields}
+        obs, missing = self.observation.decode(fields)
         info = self.observation.info_values(fields)
         info.update(payload.get("metadata") or {})
+        if missing:
+            info["missing_fields"] = missing
+        if self.legal_actions is not None and fields.get(self.legal_actions) is not None:
+            info["action_mask"] = action_mask(self.action.space, fields[self.legal_actions])
         truncated = bool(payload.get("truncated", False))
         terminated = bool(payload.get("done", False)) and not truncated
         reward = payload.get("reward")
-        return self.observation.space_value(fields), 0.0 if reward is None else float(reward), terminated, truncated, info
+        return obs, 0.0 if reward is None else float(reward), terminated, truncated, info
+
+    @property
+    def _reset_defaults(self) -> dict[str, Any]:
+        return {f.name: f.schema["default"] for f in self.reset_observation.fields if f.schema and f.schema.get("default") is not None}
+
+
+def action_mask(space: spaces.Discrete, legal: Any) -> np.ndarray:
+    """An ``int8`` mask over a ``Discrete`` space: 1 where the action id is legal."""
+    mask = np.zeros(space.n, dtype=np.int8)
+    ids = np.asarray(legal, dtype=np.int64).reshape(-1) - int(space.start)
+    mask[ids[(ids >= 0) & (ids < space.n)]] = 1
+    return mask
+
+
+async def _probe(base_url: str, token: str | None) -> Mapping[str, Any]:
+    """One reset observation, on a session of its own (closed before the environment's opens)."""
+    session = AsyncSession(base_url, token=token)
+    try:
+        await session.connect()
+        return (await session.reset()).get("observation") or {}
+    finally:
+        await session.close()

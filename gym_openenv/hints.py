@@ -1,0 +1,108 @@
+"""Spaces for well-known upstream OpenEnv environments, where their schemas say too little.
+
+Upstream Atari's ``action_id`` is a plain ``int`` and its ``screen`` a flat
+``List[int]``; an RL user expects ``Discrete(n)`` of the game and a
+``Box(0, 255, screen_shape, uint8)``, as ``ALE/<Game>-v5`` has. A
+:class:`Hint` names the fields of one upstream environment (recognised by the
+titles of its action and observation schemas) and the spaces they take;
+where the space depends on the server's configuration (the game, the board
+size), it is read from one reset observation (a probe session, opened and
+closed before the environment's own).
+
+A hint is a default: ``gym.make(..., action_space=..., observation_space=...)``
+overrides it, and ``hints=False`` turns hints off.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["HINTS", "Hint", "find_hint"]
+
+#: A space, or a function of the probe's reset observation fields that returns one.
+SpaceRule = spaces.Space | Callable[[Mapping[str, Any]], spaces.Space]
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Spaces for the fields of one upstream environment.
+
+    Attributes:
+        action: field -> space of the action (the action space keeps these fields).
+        observation: field -> space; the observation space is exactly these
+            fields (the others arrive in ``info``). Empty: the derived space.
+        action_mask: the observation field that lists the legal action ids.
+    """
+
+    action: Mapping[str, SpaceRule] = field(default_factory=dict)
+    observation: Mapping[str, SpaceRule] = field(default_factory=dict)
+    action_mask: str | None = None
+
+    @property
+    def needs_probe(self) -> bool:
+        return any(callable(r) and not isinstance(r, spaces.Space) for r in (*self.action.values(), *self.observation.values()))
+
+    def resolve(self, probe: Mapping[str, Any] | None) -> tuple[dict[str, spaces.Space], dict[str, spaces.Space]]:
+        """(action spaces, observation spaces) by field, with probe-dependent spaces computed."""
+
+        def space(rule: SpaceRule) -> spaces.Space:
+            return rule if isinstance(rule, spaces.Space) else rule(probe or {})
+
+        return {k: space(r) for k, r in self.action.items()}, {k: space(r) for k, r in self.observation.items()}
+
+
+def _discrete_over(list_field: str) -> Callable[[Mapping[str, Any]], spaces.Space]:
+    """``Discrete(max + 1)`` of the ids listed at reset (every action is legal then)."""
+
+    def rule(probe: Mapping[str, Any]) -> spaces.Space:
+        ids = probe.get(list_field) or [0]
+        return spaces.Discrete(int(max(ids)) + 1)
+
+    return rule
+
+
+def _screen(probe: Mapping[str, Any]) -> spaces.Space:
+    return spaces.Box(0, 255, tuple(int(d) for d in probe.get("screen_shape") or (210, 160, 3)), np.uint8)
+
+
+def _vector_of(list_field: str, dtype: type = np.float32) -> Callable[[Mapping[str, Any]], spaces.Space]:
+    def rule(probe: Mapping[str, Any]) -> spaces.Space:
+        return spaces.Box(-np.inf, np.inf, (len(probe.get(list_field) or ()),), dtype)
+
+    return rule
+
+
+#: (action schema title, observation schema title) -> hint.
+HINTS: dict[tuple[str, str], Hint] = {
+    # Atari (ALE): the minimal action set of the game; the screen in its shape.
+    ("AtariAction", "AtariObservation"): Hint(
+        action={"action_id": _discrete_over("legal_actions")},
+        observation={"screen": _screen},
+        action_mask="legal_actions",
+    ),
+    # OpenSpiel: the actions legal at the first state (all of them, for the
+    # games upstream ships: catch, tic_tac_toe, kuhn_poker, cliff_walking, 2048, blackjack).
+    ("OpenSpielAction", "OpenSpielObservation"): Hint(
+        action={"action_id": _discrete_over("legal_actions")},
+        observation={"info_state": _vector_of("info_state")},
+        action_mask="legal_actions",
+    ),
+    # Connect Four: 7 columns, a 6 x 7 board of -1 / 0 / 1.
+    ("Connect4Action", "Connect4Observation"): Hint(
+        action={"column": spaces.Discrete(7)},
+        observation={"board": spaces.Box(-1, 1, (6, 7), np.int64)},
+        action_mask="legal_actions",
+    ),
+    # Maze: left, up, right, down.
+    ("MazeAction", "MazeObservation"): Hint(action={"action": spaces.Discrete(4)}, action_mask="legal_actions"),
+    # Snake: the relative turns of the default (3-action) game.
+    ("SnakeAction", "SnakeObservation"): Hint(action={"action": spaces.Discrete(3)}),
+}
+
+
+def find_hint(action_title: str, observation_title: str) -> Hint | None:
+    """The hint for an environment whose schemas have these titles, if any."""
+    return HINTS.get((action_title, observation_title))

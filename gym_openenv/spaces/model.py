@@ -1,0 +1,432 @@
+"""Model fields as gymnasium spaces: :class:`ModelSpec` and :class:`FieldSpec`.
+
+A model field becomes part of the space when its type says how:
+
+* ``Annotated[T, <gymnasium space>]``: that space (``Box``, ``Discrete``, ...);
+* ``str``: :func:`text` with the default length and character set;
+* ``bool``: ``Discrete(2)``; ``float``: ``Box(-inf, inf, (), float64)``;
+* a nested dataclass whose fields all map: ``Dict``.
+
+Anything else (unbounded ints, ``Optional``, dicts, lists without a space)
+is not part of the space and travels in ``info``; so does any field marked
+``Annotated[T, NOT_IN_SPACE]`` (e.g. a ``str`` or ``bool`` kept for an
+upstream client). ``Annotated[np.ndarray, Box(...), FLAT_IN_JSON]`` sends an
+array as one flat list over OpenEnv JSON (the binary protocol keeps its
+shape). An environment can refine a field's space per instance (Atari's
+action count depends on the game) through ``Environment.field_spaces()``.
+
+The declarations travel in the JSON schema under ``x-gym-space``, so a client
+that only sees ``/schema`` derives the same spaces. A foreign OpenEnv schema
+(no ``x-gym-space``) maps every field by its JSON shape
+(:mod:`gym_openenv.spaces.json_schema`): an observation space holds every
+field, an action space the required fields (the server fills in the
+defaults of the others; a model with no required field offers all of them).
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> from typing import Annotated
+    >>> from gymnasium.spaces import Discrete
+    >>> from gym_openenv.models import Action
+    >>> @dataclass
+    ... class Move(Action):
+    ...     direction: Annotated[int, Discrete(4)]
+    >>> ModelSpec.from_model(Move).space
+    Discrete(4)
+"""
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydantic
+from gymnasium import spaces
+
+from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
+from gym_openenv.spaces.base import (
+    FLAT_IN_JSON,
+    NOT_IN_SPACE,
+    SPACE_KEY,
+    contains,
+    describe,
+    field_types,
+    from_wire,
+    markers,
+    short,
+    space_from_json,
+    space_json_schema,
+    space_to_json,
+    text,
+    to_plain,
+)
+from gym_openenv.spaces.json_schema import SchemaSpace, default_value, schema_space
+from gym_openenv.spaces.overrides import override_codec
+
+__all__ = ["FieldSpec", "ModelSpec"]
+
+
+# --- models -> field specs ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One model field: its name, its space (None: it travels in ``info``),
+    the JSON type it has on the wire, and whether the model requires it.
+
+    ``codec`` converts values of a field mapped from a foreign JSON schema
+    (``None``: the space's own conversion, :func:`from_wire`); ``schema`` is
+    the field's JSON schema; ``in_space`` is false for a field with a space
+    that the model's space leaves out (an optional action field).
+    """
+
+    name: str
+    space: spaces.Space | None
+    json_type: str | None = None
+    required: bool = True
+    codec: SchemaSpace | None = None
+    schema: Mapping[str, Any] | None = None
+    in_space: bool = True
+
+    def decode(self, wire: Any) -> Any:
+        """A wire value -> a value of :attr:`space`; null takes the default."""
+        if self.codec is not None:
+            return self.codec.value(wire)
+        return self.default if wire is None else from_wire(self.space, wire)
+
+    def encode(self, value: Any, keep_arrays: bool = False) -> Any:
+        """A value of :attr:`space` -> its wire value."""
+        if self.codec is not None:
+            return self.codec.encode(value)
+        return to_plain(value, keep_arrays=keep_arrays)
+
+    @functools.cached_property
+    def default(self) -> Any:
+        """The value a missing or null wire value takes (:func:`default_value`)."""
+        return self.codec.default if self.codec is not None else default_value(self.space)
+
+    @property
+    def const(self) -> Any:
+        """The value of a constant field (``Literal["x"]``), else ``None``."""
+        return self.codec.const if self.codec is not None and self.codec.fixed else None
+
+
+def _space_for_type(tp: Any) -> spaces.Space | None:
+    if typing.get_origin(tp) is typing.Annotated:
+        if NOT_IN_SPACE in tp.__metadata__:
+            return None
+        declared = [m for m in tp.__metadata__ if isinstance(m, spaces.Space)]
+        return declared[0] if declared else _space_for_type(typing.get_args(tp)[0])
+    if tp is str:
+        return text()
+    if tp is bool:
+        return spaces.Discrete(2)
+    if tp is float:
+        return spaces.Box(-np.inf, np.inf, shape=(), dtype=np.float64)
+    if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or issubclass(tp, pydantic.BaseModel)):
+        inner = {name: _space_for_type(sub) for name, sub in field_types(tp).items()}
+        if inner and all(s is not None for s in inner.values()):
+            return spaces.Dict(inner)
+    return None
+
+
+def _json_type_for(tp: Any) -> str | None:
+    base = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
+    return {str: "string", bool: "boolean", int: "integer", float: "number"}.get(base)
+
+
+def _field_required(cls: type, name: str) -> bool:
+    if dataclasses.is_dataclass(cls):
+        f = next(f for f in dataclasses.fields(cls) if f.name == name)
+        return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    return cls.model_fields[name].is_required()
+
+
+_EXCLUDED_FROM_SPACE = RESERVED_OBSERVATION_FIELDS  # includes "metadata"
+
+
+def _required_in_space(fields: list[FieldSpec]) -> list[FieldSpec]:
+    """An action's space: its required fields mapped from a foreign schema (if
+    it has none, every field); the other fields keep their server defaults."""
+    mapped = [f for f in fields if f.codec is not None and f.space is not None and f.name not in _EXCLUDED_FROM_SPACE]
+    if not any(f.required for f in mapped):
+        return fields
+    return [dataclasses.replace(f, in_space=False) if f in mapped and not f.required else f for f in fields]
+
+
+def _by_field(spec: "ModelSpec", space: Any) -> dict[str, spaces.Space]:
+    """An override space as {field name: space}."""
+    names = [f.name for f in spec.fields if f.name not in _EXCLUDED_FROM_SPACE and f.const is None]
+    items = dict(space.spaces) if isinstance(space, spaces.Dict) else dict(space) if isinstance(space, Mapping) else None
+    if items and set(items) <= set(names):
+        by_field = items
+    elif spec.unwrapped and isinstance(space, spaces.Space):
+        by_field = {spec.space_fields[0].name: space}
+    elif isinstance(space, spaces.Space):
+        raise ValueError(
+            f"{spec.title} has several fields {[f.name for f in spec.space_fields]}; "
+            f"pass a dict {{field name: space}} to say which field {describe(space)} is for"
+        )
+    else:
+        unknown = sorted(set(items or ()) - set(names))
+        raise ValueError(f"{spec.title} has no field(s) {unknown}; its fields are {names}")
+    for name, sub in by_field.items():
+        if not isinstance(sub, spaces.Space):
+            raise ValueError(f"{spec.title}.{name}: {sub!r} is not a gymnasium space")
+    return by_field
+
+
+class ModelSpec:
+    """The fields of an action, observation or state model and how they map to
+    a gymnasium space. Built from a model class (server side) or from a JSON
+    schema (client side); both give the same space for the same model."""
+
+    def __init__(self, title: str, fields: list[FieldSpec], model: type | None = None, role: str | None = None):
+        self.title = title
+        self.role = role
+        self.fields = fields
+        self.model = model
+        self.space_fields = [f for f in fields if f.space is not None and f.in_space and f.name not in _EXCLUDED_FROM_SPACE]
+        self.info_fields = [f for f in fields if f not in self.space_fields and f.name not in _EXCLUDED_FROM_SPACE and f.in_space]
+        #: Constant fields (``Literal["x"]``): an action always sends them.
+        self.constants = {f.name: f.const for f in fields if f.const is not None}
+        self._by_name = {f.name: f for f in fields}
+        self._space_names = frozenset(f.name for f in self.space_fields)
+        self._required = [f.name for f in fields if f.required]
+        self._adapters: dict[str, pydantic.TypeAdapter] = {}
+
+    # construction
+
+    @classmethod
+    def from_model(cls, model: type, overrides: Mapping[str, spaces.Space] | None = None) -> "ModelSpec":
+        """Fields of a dataclass or pydantic model; ``overrides`` replace spaces per field."""
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - set(field_types(model))
+        if unknown:
+            raise ValueError(f"{model.__name__} has no field(s) {sorted(unknown)} to override")
+        fields = [
+            FieldSpec(
+                name=name,
+                space=overrides.get(name, _space_for_type(tp)),
+                json_type=_json_type_for(tp),
+                required=_field_required(model, name),
+            )
+            for name, tp in field_types(model).items()
+        ]
+        return cls(model.__name__, fields, model)
+
+    @classmethod
+    def from_json_schema(cls, schema: Mapping[str, Any], role: str = "observation") -> "ModelSpec":
+        """Fields of a model described only by its JSON schema (e.g. from ``/schema``).
+
+        ``role`` is ``"action"`` or ``"observation"`` (see :func:`schema_space`).
+        Fields with ``x-gym-space`` take that space (``null``: none); the others
+        map by their JSON shape.
+        """
+        defs = schema.get("$defs", {})
+        required = set(schema.get("required", []))
+        fields = []
+        for name, prop in schema.get("properties", {}).items():
+            if SPACE_KEY in prop:
+                desc = prop[SPACE_KEY]
+                space = None if desc is None else space_from_json(desc)
+                fields.append(FieldSpec(name, space, prop.get("type"), name in required, schema=prop))
+            elif name in _EXCLUDED_FROM_SPACE:
+                fields.append(FieldSpec(name, None, prop.get("type"), name in required, schema=prop))
+            else:
+                codec = schema_space(prop, defs=defs, role=role)
+                fields.append(FieldSpec(name, codec.space, prop.get("type"), name in required, codec, {**prop, "$defs": defs}))
+        if role == "action":
+            fields = _required_in_space(fields)
+        return cls(schema.get("title", "Model"), fields, role=role)
+
+    def with_space(self, space: "spaces.Space | Mapping[str, spaces.Space]") -> "ModelSpec":
+        """This model with ``space`` in place of the derived one (``gym.make(..., action_space=...)``).
+
+        A ``Dict`` (or a dict) keyed by field names sets those fields' spaces,
+        and only they form the space (the rest of an observation goes to
+        ``info``); any other space replaces the only field of an unwrapped model.
+
+        Raises:
+            ValueError: the space does not fit the field's schema, names an
+                unknown field, or leaves out a required action field.
+        """
+        by_field = _by_field(self, space)
+        left_out = [f.name for f in self.space_fields if f.required and f.name not in by_field]
+        if self.role == "action" and left_out:
+            raise ValueError(f"{self.title}: the action space must keep the required field(s) {left_out}")
+        fields = []
+        for f in self.fields:
+            if f.name not in by_field:
+                fields.append(dataclasses.replace(f, in_space=False) if f in self.space_fields else f)
+                continue
+            new = by_field[f.name]
+            codec = override_codec(new, f.schema or {}, f"{self.title}.{f.name}")
+            fields.append(dataclasses.replace(f, space=new, codec=codec, in_space=True))
+        return ModelSpec(self.title, fields, self.model, self.role)
+
+    # the space
+
+    @functools.cached_property
+    def space(self) -> spaces.Space:
+        """The gymnasium space; a model with one space field unwraps to that field's space."""
+        if not self.space_fields:
+            raise ValueError(f"{self.title} has no field with a space; annotate one (see gym_openenv.spaces)")
+        if self.unwrapped:
+            return self.space_fields[0].space
+        return spaces.Dict({f.name: f.space for f in self.space_fields})
+
+    @property
+    def unwrapped(self) -> bool:
+        return len(self.space_fields) == 1
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON schema of the model with ``x-gym-space`` beside every space field."""
+        properties: dict[str, Any] = {}
+        defs: dict[str, Any] = {}
+        types = field_types(self.model) if self.model is not None else {}
+        for f in self.fields:
+            if f.space is not None and f.name not in _EXCLUDED_FROM_SPACE:
+                flat = FLAT_IN_JSON in markers(types.get(f.name))
+                prop = dict(space_json_schema(_flattened(f.space) if flat else f.space))
+                prop[SPACE_KEY] = space_to_json(f.space)
+            else:
+                prop = _plain_json_schema(types.get(f.name, Any), defs)
+                if f.name not in _EXCLUDED_FROM_SPACE:
+                    prop[SPACE_KEY] = None  # the client must not map it by its JSON type
+            properties[f.name] = prop
+        schema: dict[str, Any] = {
+            "title": self.title,
+            "type": "object",
+            "properties": properties,
+            "required": [f.name for f in self.fields if f.required],
+        }
+        if defs:
+            schema["$defs"] = defs
+        return schema
+
+    # values
+
+    def space_value(self, fields: Mapping[str, Any]) -> Any:
+        """Wire field values -> a value of :attr:`space` (missing fields take their default)."""
+        return self.decode(fields)[0]
+
+    def decode(self, fields: Mapping[str, Any]) -> tuple[Any, list[str]]:
+        """Wire field values -> (a value of :attr:`space`, the space fields that were
+        missing or null and took their default)."""
+        missing = []
+        values = {}
+        for f in self.space_fields:
+            wire = fields.get(f.name)
+            if wire is None:
+                missing.append(f.name)
+            values[f.name] = f.decode(wire)
+        return (values[self.space_fields[0].name] if self.unwrapped else values), missing
+
+    def info_values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields that are not part of the space, as decoded."""
+        return {f.name: fields[f.name] for f in self.info_fields if f.name in fields}
+
+    def wire_fields(self, value: Any, *, keep_arrays: bool = False) -> dict[str, Any]:
+        """A value of :attr:`space` -> wire field values, checked against the space.
+
+        Constant fields are added; an action leaves the other fields out of the
+        message and the server applies their defaults.
+
+        Raises:
+            ValueError: naming the field whose value is outside its space.
+        """
+        if self.unwrapped:
+            values = {self.space_fields[0].name: value}
+        elif isinstance(value, Mapping):
+            values = dict(value)
+        else:
+            raise ValueError(f"{self.title} expects a dict with keys {[f.name for f in self.space_fields]}, got {value!r}")
+        missing = [f.name for f in self.space_fields if f.name not in values]
+        if missing:
+            raise ValueError(f"{self.title}: missing field(s) {missing}")
+        wire = dict(self.constants)
+        for f in self.space_fields:
+            v = values[f.name]
+            if f.codec is None and f.json_type == "boolean" and isinstance(f.space, spaces.Discrete):
+                v = bool(int(v)) if contains(f.space, v) else v
+                if isinstance(v, bool):
+                    wire[f.name] = v
+                    continue
+            if not contains(f.space, v):
+                raise ValueError(f"{self.title}.{f.name}: {short(v)} is not in {describe(f.space)}")
+            wire[f.name] = f.encode(v, keep_arrays)
+        return wire
+
+    def build(self, data: Mapping[str, Any]) -> Any:
+        """Wire dict -> model instance (server side), validating every field.
+
+        Raises:
+            ValueError: naming the offending field (unknown, missing, outside its space, wrong type).
+        """
+        assert self.model is not None, "build() needs the model class"
+        known = self._by_name
+        kwargs = {}
+        for name, value in data.items():
+            f = known.get(name)
+            if f is None:
+                unknown = sorted(set(data) - set(known))
+                raise ValueError(f"{self.title}: unknown field(s) {unknown}; expected {sorted(known)}")
+            if name in self._space_names:
+                kwargs[name] = self._checked_field(f, value)
+            else:
+                kwargs[name] = self._adapter(name).validate_python(value)
+        if len(kwargs) < len(self._required):
+            missing = [name for name in self._required if name not in kwargs]
+            if missing:
+                raise ValueError(f"{self.title}: missing field(s) {missing}")
+        return self.model(**kwargs)
+
+    def _checked_field(self, f: FieldSpec, value: Any) -> Any:
+        bad_type = (
+            (isinstance(f.space, spaces.Text) and not isinstance(value, str))
+            or (isinstance(f.space, spaces.Discrete) and not isinstance(value, (int, np.integer)))
+            or (f.json_type == "boolean" and not isinstance(value, (bool, np.bool_)))
+        )
+        if bad_type:
+            raise ValueError(f"{self.title}.{f.name}: {short(value)} has the wrong type for {describe(f.space)}")
+        try:
+            v = from_wire(f.space, value)
+        except (TypeError, ValueError, KeyError, IndexError) as e:
+            raise ValueError(f"{self.title}.{f.name}: {short(value)} does not fit {describe(f.space)}: {e}") from None
+        if not contains(f.space, v):
+            raise ValueError(f"{self.title}.{f.name}: {short(value)} is not in {describe(f.space)}")
+        if f.json_type == "boolean":
+            return bool(v)
+        if f.json_type == "number":  # a plain `float` field gets a float, not a 0-d array
+            return float(v)
+        return int(v) if isinstance(f.space, spaces.Discrete) else v
+
+    def _adapter(self, name: str) -> pydantic.TypeAdapter:
+        if name not in self._adapters:
+            tp = field_types(self.model)[name]
+            self._adapters[name] = pydantic.TypeAdapter(tp, config=_ARBITRARY) if _is_plain(tp) else pydantic.TypeAdapter(tp)
+        return self._adapters[name]
+
+
+_ARBITRARY = pydantic.ConfigDict(arbitrary_types_allowed=True)
+
+
+def _is_plain(tp: Any) -> bool:
+    # TypeAdapter rejects a config for dataclasses/models, which carry their own.
+    return not (isinstance(tp, type) and (dataclasses.is_dataclass(tp) or issubclass(tp, pydantic.BaseModel)))
+
+
+def _plain_json_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        schema = (pydantic.TypeAdapter(tp, config=_ARBITRARY) if _is_plain(tp) else pydantic.TypeAdapter(tp)).json_schema()
+    except pydantic.PydanticSchemaGenerationError:
+        return {}  # e.g. a raw ndarray without a declared space: no schema to give
+    defs.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _flattened(space: spaces.Space) -> spaces.Space:
+    return spaces.Box(space.low.reshape(-1), space.high.reshape(-1), dtype=space.dtype) if isinstance(space, spaces.Box) else space
