@@ -102,4 +102,5 @@ def register_all() -> None:
                 kwargs={"environment": entry.environment, **entry.kwargs},
             )
     if gym_id("remote") not in gymnasium.registry:
-        gymnasium.register(id=gym_id("remote"), entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT)
+        # Any server: nondeterministic unless it says otherwise (/metadata "deterministic", see OpenEnvEnv.spec).
+        gymnasium.register(id=gym_id("remote"), entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, nondeterministic=True)
