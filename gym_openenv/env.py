@@ -9,6 +9,7 @@ Example:
     ('hi', 0.2)
 """
 
+import dataclasses
 import os
 from typing import Any
 
@@ -90,10 +91,14 @@ class OpenEnvEnv(gym.Env):
         reconnect: if the server crashed, ``reset()`` restarts it (or reconnects to
             ``url``) instead of raising. A dropped connection to a live server is
             always re-established at ``reset()``; mid-episode it is reported as a lost episode.
+        action_space, observation_space: replace the spaces derived from the server's schema
+            (a space, or ``{field: space}``); checked against the schema (see :mod:`gym_openenv.schema`).
+        hints: use the built-in spaces of well-known upstream environments (:mod:`gym_openenv.hints`).
         **env_kwargs: arguments for the environment (``game="breakout"``).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+    _spec = None
 
     def __init__(
         self,
@@ -106,6 +111,9 @@ class OpenEnvEnv(gym.Env):
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         reconnect: bool = False,
+        action_space: Any = None,
+        observation_space: Any = None,
+        hints: bool = True,
         **env_kwargs: Any,
     ):
         self.render_mode = render_mode
@@ -118,7 +126,9 @@ class OpenEnvEnv(gym.Env):
         self.base_url, self._provider = resolve_server(environment, env_kwargs, url, provider, provider_options, token)
         try:
             token = token or getattr(self._provider, "token", None) or os.environ.get("OPENENV_TOKEN")
-            self.schema = self._loop.run(EnvSchema.fetch(self.base_url, token), timeout)
+            self.schema = self._loop.run(
+                EnvSchema.fetch(self.base_url, token, action_space=action_space, observation_space=observation_space, hints=hints), timeout
+            )
             self.action_space = self.schema.action.space
             self.observation_space = self.schema.observation.space
             # Only image observations can be rendered; advertise what this instance can do.
@@ -145,7 +155,7 @@ class OpenEnvEnv(gym.Env):
             self._restart_server()
             payload = self._loop.run(self._session.reset(**kwargs))
         self._episode_lost = None
-        obs, _, _, _, info = self.schema.step_tuple(payload)
+        obs, _, _, _, info = self.schema.step_tuple(payload, reset=True)
         self._last_obs = obs
         return obs, info
 
@@ -168,6 +178,18 @@ class OpenEnvEnv(gym.Env):
             self._provider.stop()
             self.base_url = self._provider.start()
         self._session = AsyncSession(self.base_url, timeout=self.timeout, token=self._session.token)
+
+    @property
+    def spec(self) -> "gym.envs.registration.EnvSpec | None":
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: "gym.envs.registration.EnvSpec | None") -> None:
+        # A server that declares itself deterministic (/metadata) overrides remote-v0's default.
+        deterministic = getattr(getattr(self, "schema", None), "deterministic", None)
+        if spec is not None and deterministic is not None and spec.nondeterministic == deterministic:
+            spec = dataclasses.replace(spec, nondeterministic=not deterministic)
+        self._spec = spec
 
     def state(self) -> dict[str, Any]:
         """The session's state (``episode_id``, ``step_count``, ...), as the server reports it."""
