@@ -36,7 +36,9 @@ def test_spaces_hold_the_text_fields():
     assert set(ModelSpec.from_model(ReplAction).space.spaces) == {"code", "timeout"}
     spec = ModelSpec.from_model(ReplObservation)
     assert set(spec.space.spaces) == {"stdout", "stderr", "message"}
-    assert [f.name for f in spec.info_fields] == ["status", "final_answer", "task_id"]
+    assert [f.name for f in spec.info_fields] == [
+        "status", "final_answer", "task_id", "result", "iteration", "max_iterations", "context_length"
+    ]
 
 
 def test_variables_survive_steps_and_reset_starts_fresh(repl):
@@ -157,6 +159,27 @@ def test_wrong_answer_ends_the_episode_without_reward():
         observation = cell(env, "FINAL('000000')")
         assert (observation.reward, observation.done, observation.final_answer) == (0.0, True, "000000")
         assert observation.message == "answer '000000' is wrong"
+    finally:
+        env.close()
+
+
+def test_upstream_explicit_final_answer_and_result_fields():
+    # Upstream repl_env's action fields: is_final with final_answer submits the answer.
+    env = ReplEnvironment(task="needle", max_steps=5)
+    try:
+        first = env.reset(seed=3)
+        assert (first.iteration, first.max_iterations) == (0, 5)
+        assert first.context_length == len(TASKS["needle"](random.Random(3)).context) > 0
+        answer = TASKS["needle"](random.Random(3)).answer
+        observation = env.step(ReplAction(code="1 / 0", is_final=True, final_answer=answer))
+        assert (observation.reward, observation.done, observation.final_answer) == (1.0, True, answer)
+        assert observation.result["success"] is False and "ZeroDivisionError" in observation.result["stderr"]
+        assert observation.result["exception"] == "error" and observation.iteration == 1
+        env.reset(seed=3)
+        observation = env.step(ReplAction(code="print('hi')", final_answer=answer))  # is_final not set: no answer
+        assert (observation.reward, observation.done, observation.final_answer) == (0.0, False, None)
+        assert observation.result["stdout"] == "hi\n" and observation.result["success"] is True
+        assert observation.result["exception"] is None
     finally:
         env.close()
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from gym_openenv.server import Environment, EnvironmentMetadata
-from gym_openenv.servers._sandbox import Execution, Sandbox, SandboxLimits
+from gym_openenv.servers._sandbox import ExecStatus, Execution, Sandbox, SandboxLimits
 from gym_openenv.servers.repl.models import ReplAction, ReplObservation, ReplState
 from gym_openenv.servers.repl.server.session import ReplSession
 from gym_openenv.servers.repl.server.tasks import TASKS, ReplTask, answers_match
@@ -74,6 +74,7 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
         self._rng = random.Random()
         self._current: ReplTask | None = None
         self._state = ReplState()
+        self._explicit_answer: str | None = None  # ReplAction.final_answer with is_final
 
     def reset(self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any) -> ReplObservation:
         if seed is not None:
@@ -86,7 +87,14 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
         self._state = ReplState(episode_id=episode_id or uuid.uuid4().hex, task_id=self.task_id)
         self._start_interpreter()
         message = self._current.statement() if self._current else _FREE_FORM
-        return ReplObservation(message=message, reward=0.0, task_id=self.task_id)
+        return ReplObservation(message=message, reward=0.0, task_id=self.task_id, **self._progress())
+
+    def _progress(self) -> dict[str, int]:
+        return {
+            "iteration": self._state.step_count,
+            "max_iterations": self.max_steps,
+            "context_length": len(self._current.context) if self._current else 0,
+        }
 
     @property
     def task_id(self) -> str | None:
@@ -137,13 +145,15 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
 
     def _submit(self, action: ReplAction, timeout: float) -> float | None:
         self._state.step_count += 1
+        self._explicit_answer = action.final_answer if action.is_final else None
         if not self._session.alive:  # a previous stream was abandoned mid-cell, which stops the cell
             self._state.restarts += 1
             self._start_interpreter()
         return self._session.submit(action.code, timeout)
 
     def _result(self, execution: Execution) -> ReplObservation:
-        message = execution.note or execution.status.value
+        outcome = execution.note or execution.status.value
+        message = outcome
         if not self._session.alive:
             self._state.restarts += 1
             self._start_interpreter()
@@ -166,10 +176,18 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
             status=execution.status.value,
             final_answer=answer,
             task_id=self.task_id,
+            result={
+                "stdout": execution.stdout,
+                "stderr": execution.stderr,
+                "success": execution.status is ExecStatus.OK,
+                "exception": None if execution.status is ExecStatus.OK else outcome,
+            },  # no execution_time: info must be the same for the same seed and actions
+            **self._progress(),
         )
 
-    @staticmethod
-    def _submitted_answer(execution: Execution) -> str | None:
+    def _submitted_answer(self, execution: Execution) -> str | None:
+        if self._explicit_answer is not None:
+            return self._explicit_answer
         if execution.reply is not None and execution.reply.get("final") is not None:
             return str(execution.reply["final"])
         printed = _FINAL_LINE.findall(execution.stdout)
