@@ -6,8 +6,12 @@ Example:
     >>> env = gym.make("openenv/echo-v0")                            # doctest: +SKIP
     >>> obs, info = env.reset(seed=0)                                # doctest: +SKIP
     >>> obs, reward, terminated, truncated, info = env.step("hello")  # doctest: +SKIP
+    >>> env_id = gym_openenv.register_folder("path/to/maze_env")      # doctest: +SKIP
+    >>> gym_openenv.AutoAction.from_env("echo")
+    <class 'gym_openenv.servers.echo.models.EchoAction'>
 """
 
+from gym_openenv.auto import AutoAction, AutoEnv
 from gym_openenv.errors import (
     CapacityReached,
     ConnectionLost,
@@ -20,10 +24,12 @@ from gym_openenv.errors import (
     Unauthorized,
 )
 from gym_openenv.models import Action, Observation, State
-from gym_openenv.registry import register_all
+from gym_openenv.registry import register_all, register_folder
 
 __all__ = [
     "Action",
+    "AutoAction",
+    "AutoEnv",
     "CapacityReached",
     "ConnectionLost",
     "Observation",
@@ -36,6 +42,7 @@ __all__ = [
     "UnknownEnvironment",
     "Unauthorized",
     "__version__",
+    "register_folder",
 ]
 __version__ = "0.1.0"
 

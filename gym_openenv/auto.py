@@ -1,32 +1,23 @@
-"""``AutoEnv`` / ``AutoAction``: find an environment by name, OpenEnv style.
+"""``AutoEnv`` / ``AutoAction``: any environment from its name or its folder, OpenEnv style.
 
-Environments come from two places:
-
-* ``registry.yaml`` (every ``gym_openenv/servers/<name>/`` of this repository);
-* installed packages that declare an entry point in the group
-  ``gym_openenv.environments``, named after the environment and pointing at
-  its Environment class::
-
-      [project.entry-points."gym_openenv.environments"]
-      maze = "maze_env.server:MazeEnvironment"
-
-Names are forgiving: ``coding``, ``coding-env``, ``coding_env`` and
-``openenv/coding-v0`` are the same environment. A registry entry wins over an
-entry point of the same name.
+Names are looked up in gym_openenv's one table (:func:`gym_openenv.registry.find`:
+registry.yaml, folders registered with :func:`gym_openenv.register_folder`, installed
+packages' entry points) and are forgiving: ``coding``, ``coding-env``, ``coding_env`` and
+``openenv/coding-v0`` are the same environment. A path to an OpenEnv environment folder
+is registered on the way (``AutoEnv.from_env("./maze_env")``).
 
 Example:
-    >>> from gym_openenv.auto import AutoAction, AutoEnv
+    >>> from gym_openenv import AutoAction, AutoEnv
     >>> env = AutoEnv.from_env("echo-env")                  # doctest: +SKIP
     >>> env.reset(seed=0)                                   # doctest: +SKIP
     ('', {'message_length': 0})
-    >>> AutoAction.from_env("echo")                         # doctest: +SKIP
+    >>> AutoAction.from_env("echo")
     <class 'gym_openenv.servers.echo.models.EchoAction'>
 """
 
-import difflib
-import warnings
-from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+import importlib
+import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,186 +25,106 @@ import gymnasium
 
 from gym_openenv import registry
 from gym_openenv.client import EnvClient
-from gym_openenv.errors import UnknownEnvironment
-from gym_openenv.manifest import Manifest, import_object, load_manifest
+from gym_openenv.manifest import import_object
+from gym_openenv.registry import RegistryEntry
 
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "AutoAction",
-    "AutoEnv",
-    "EnvironmentInfo",
-    "discover",
-    "find_environment",
-    "normalize_name",
-    "register_plugins",
-]
-
-#: The entry-point group installed packages declare their environments in.
-ENTRY_POINT_GROUP = "gym_openenv.environments"
+__all__ = ["AutoAction", "AutoEnv", "action_class", "client_class", "resolve"]
 
 
-@dataclass(frozen=True)
-class EnvironmentInfo:
-    """One environment gym_openenv can make, and where it was declared."""
-
-    name: str
-    environment: str
-    description: str
-    source: str
-    server: Path | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def id(self) -> str:
-        return registry.gym_id(self.name)
-
-    def manifest(self) -> Manifest | None:
-        """The server folder's ``openenv.yaml`` (None for entry-point environments)."""
-        return None if self.server is None else load_manifest(self.server)
-
-    def environment_class(self) -> type:
-        return import_object(self.environment)
-
-    def action_class(self) -> type:
-        manifest = self.manifest()
-        if manifest is not None:
-            return import_object(manifest.models.action)
-        return self.environment_class().action_type
-
-    def client_class(self) -> type[EnvClient]:
-        """The typed client: the manifest's ``client``, else one built from the models."""
-        manifest = self.manifest()
-        if manifest is not None:
-            return import_object(manifest.client.import_path)
-        env_cls = self.environment_class()
-        return type(
-            f"{env_cls.__name__}Client",
-            (EnvClient,),
-            {
-                "action_type": env_cls.action_type,
-                "observation_type": env_cls.observation_type,
-                "state_type": env_cls.state_type,
-                "environment": self.environment,
-            },
-        )
-
-    def register(self) -> None:
-        """Make ``gym.make(self.id)`` work (registry entries are registered on import)."""
-        if self.id not in gymnasium.registry:
-            gymnasium.register(
-                id=self.id,
-                entry_point=registry.ENTRY_POINT,
-                vector_entry_point=registry.VECTOR_ENTRY_POINT,
-                kwargs={"environment": self.environment, **self.kwargs},
-            )
-
-
-def normalize_name(name: str) -> str:
-    """``"openenv/coding-v0"``, ``"coding-env"``, ``"coding_env"`` -> ``"coding"``."""
-    return name.strip().removeprefix("openenv/").removesuffix("-v0").replace("-", "_").removesuffix("_env")
-
-
-def _from_registry(entry: registry.RegistryEntry, registry_path: Path) -> EnvironmentInfo:
-    return EnvironmentInfo(
-        name=entry.name,
-        environment=entry.environment,
-        description=entry.description,
-        source="registry",
-        server=registry_path.parent / entry.server,
-        kwargs=dict(entry.kwargs),
-    )
-
-
-def _from_entry_point(ep: EntryPoint) -> EnvironmentInfo:
-    dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-    return EnvironmentInfo(
-        name=normalize_name(ep.name),
-        environment=ep.value,
-        description=f"declared by the installed package {dist}",
-        source=f"entry point ({dist})",
-    )
-
-
-def discover(registry_path: Path | None = None) -> dict[str, EnvironmentInfo]:
-    """Every known environment by name: registry.yaml first, then entry points.
-
-    Args:
-        registry_path: another registry.yaml to read (default: the one ``import gym_openenv`` registers).
-    """
-    registry_path = Path(registry_path or registry.REGISTRY_PATH)
-    found = {entry.name: _from_registry(entry, registry_path) for entry in registry.load_registry(registry_path)}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        info = _from_entry_point(ep)
-        if ":" not in info.environment:
-            warnings.warn(f"{info.source}: entry point {ep.name!r} must name 'module:Class', got {ep.value!r}; ignored", stacklevel=2)
-        elif info.name in found:
-            warnings.warn(f"{info.source}: {info.name!r} is already {found[info.name].source}'s; ignored", stacklevel=2)
-        else:
-            found[info.name] = info
-    return found
-
-
-def find_environment(name: str, registry_path: Path | None = None) -> EnvironmentInfo:
-    """The environment called ``name`` (any spelling :func:`normalize_name` accepts).
+def resolve(name_or_path: str | Path) -> RegistryEntry:
+    """The entry for a name, or for an environment folder (registered on the way).
 
     Raises:
-        UnknownEnvironment: naming the closest known environments.
+        UnknownEnvironment: no such name (with the closest ones).
     """
-    known = discover(registry_path)
-    key = normalize_name(name)
-    if key in known:
-        return known[key]
-    close = difflib.get_close_matches(key, known, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownEnvironment(f"no environment named {name!r}.{hint} Known: {', '.join(sorted(known))}")
+    if isinstance(name_or_path, Path) or Path(name_or_path).is_dir():
+        return registry.find(registry.register_folder(name_or_path))
+    return registry.find(str(name_or_path))
 
 
-def register_plugins() -> None:
-    """Register every entry-point environment with gymnasium (``import gym_openenv``
-    registers registry.yaml's), so ``gym.make("openenv/<plugin>-v0")`` works too."""
-    for info in discover().values():
-        if info.source != "registry":
-            info.register()
+def action_class(entry: RegistryEntry) -> type:
+    """The action model: the manifest's ``models.action``, the Environment's ``action_type``,
+    or, for an OpenEnv folder's own app, the one ``Action`` subclass its ``models.py`` defines."""
+    manifest = entry.manifest()
+    if manifest is not None and manifest.models is not None:
+        return import_object(manifest.models.action)
+    if not entry.serves_folder_app:
+        return import_object(entry.environment).action_type
+    # Imported as the package the folder is (its parent importable), as OpenEnv's clients import it.
+    if str(entry.server.parent) not in sys.path:
+        sys.path.append(str(entry.server.parent))
+    module = importlib.import_module(f"{entry.server.name}.models")
+    found = [
+        cls
+        for cls in vars(module).values()
+        if inspect.isclass(cls) and cls.__module__ == module.__name__ and any(base.__name__ == "Action" for base in cls.__mro__[1:])
+    ]
+    if len(found) != 1:
+        raise LookupError(f"{entry.server}/models.py defines {len(found)} Action subclasses; expected one: {[c.__name__ for c in found]}")
+    return found[0]
+
+
+def client_class(entry: RegistryEntry) -> type[EnvClient]:
+    """The typed client: the manifest's ``client``, else one built from the Environment's models."""
+    manifest = entry.manifest()
+    if manifest is not None and manifest.client is not None:
+        return import_object(manifest.client.import_path)
+    if entry.serves_folder_app:
+        raise LookupError(
+            f"{entry.server} names no gym_openenv client; use gym.make({entry.id!r}) or the folder's own client.py"
+        )
+    env_cls = import_object(entry.environment)
+    return type(
+        f"{env_cls.__name__}Client",
+        (EnvClient,),
+        {
+            "action_type": env_cls.action_type,
+            "observation_type": env_cls.observation_type,
+            "state_type": env_cls.state_type,
+            "environment": entry.environment,
+        },
+    )
 
 
 class AutoEnv:
-    """Make any known environment from its name."""
+    """Make any known environment from its name or folder."""
 
     @staticmethod
-    def list_environments() -> list[EnvironmentInfo]:
-        """Every environment from registry.yaml and installed entry points, by name."""
-        return sorted(discover().values(), key=lambda info: info.name)
+    def list_environments() -> list[RegistryEntry]:
+        """Every environment gym_openenv knows, by name."""
+        return sorted(registry.environments().values(), key=lambda entry: entry.name)
 
     @staticmethod
-    def from_env(name: str, *, client: bool = False, base_url: str | None = None, **kwargs: Any) -> Any:
+    def from_env(name: str | Path, *, client: bool = False, base_url: str | None = None, **kwargs: Any) -> Any:
         """A gymnasium environment (default) or a typed client for ``name``.
 
         Args:
-            name: ``"coding"``, ``"coding-env"``, ``"coding_env"`` or ``"openenv/coding-v0"``.
+            name: ``"coding"``, ``"coding-env"``, ``"openenv/coding-v0"``, or the path of an
+                OpenEnv environment folder.
             client: return the typed :class:`~gym_openenv.client.EnvClient` (async;
                 ``.sync()`` blocks) instead of a ``gymnasium.Env``.
             base_url: connect to this running server instead of starting one.
             **kwargs: environment arguments (``game="pong"``); for the gymnasium
                 environment also ``gym.make``'s (``max_episode_steps``, ``provider``).
         """
-        info = find_environment(name)
-        info.register()
+        entry = resolve(name)
+        entry.register()
         if client:
-            client_cls = info.client_class()
+            client_cls = client_class(entry)
             if base_url is not None:
                 if kwargs:
                     raise ValueError("environment arguments go to the server that is started; with base_url= there is none")
                 return client_cls(base_url)
-            return client_cls.launch(**{**info.kwargs, **kwargs})
+            return client_cls.launch(**{**entry.kwargs, **kwargs})
         if base_url is not None:
             kwargs["url"] = base_url
-        return gymnasium.make(info.id, **kwargs)
+        return gymnasium.make(entry.id, **kwargs)
 
 
 class AutoAction:
     """The action class of any known environment."""
 
     @staticmethod
-    def from_env(name: str) -> type:
-        """The manifest's ``models.action`` class (an entry point's ``Environment.action_type``)."""
-        return find_environment(name).action_class()
+    def from_env(name: str | Path) -> type:
+        """The action model of ``name`` (a name or an environment folder), see :func:`action_class`."""
+        return action_class(resolve(name))

@@ -14,9 +14,9 @@ from typing import Any
 
 import gymnasium as gym
 
+from gym_openenv.manifest import import_object
 from gym_openenv.protocol import observation_payload
 from gym_openenv.schema import EnvSchema
-from gym_openenv.server.__main__ import load_class
 from gym_openenv.server.host import ModelSpecs
 
 __all__ = ["InProcessEnv"]
@@ -28,7 +28,7 @@ class InProcessEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, environment: str, **env_kwargs: Any):
-        self.env = load_class(environment)(**env_kwargs)
+        self.env = import_object(environment)(**env_kwargs)
         specs = ModelSpecs.of(self.env)
         self._action = specs.action
         # Decoding goes through the same schema a remote client would see.

@@ -4,10 +4,12 @@ Example:
     >>> env = gym.make("openenv/echo-v0", provider="docker")              # doctest: +SKIP
     >>> url, provider = from_docker_image("gym-openenv/echo:latest")      # doctest: +SKIP
 
-The image is built from the repository root (only the files a server image
-needs: ``pyproject.toml``, ``gym_openenv/``, the server's folder and the shared
-``gym_openenv/servers/_*`` helpers) and tagged with a hash of that context, so an
-unchanged checkout reuses it and an edited one gets a fresh build. The
+A gym_openenv server's image is built from the repository root (only the files a
+server image needs: ``pyproject.toml``, ``gym_openenv/`` and the server's folder); an
+OpenEnv environment folder's (``register_folder``) from the folder itself, with its own
+Dockerfile, and runs the image's own ``CMD``. Either is tagged with a hash of its
+context, so unchanged inputs reuse the image and edited ones get a fresh build.
+:func:`build_image` is the one image builder (``gym-openenv build`` uses it too). The
 container publishes its port on 127.0.0.1 only and is removed on
 :meth:`~DockerProvider.stop`, at interpreter exit, and, should this process be
 killed, by the next provider that starts (containers carry their owner's pid).
@@ -36,9 +38,11 @@ import docker
 import httpx
 
 from gym_openenv.errors import ServerStartError
+from gym_openenv.manifest import split_target
 from gym_openenv.providers.base import Provider
+from gym_openenv.registry import manifest_of
 
-__all__ = ["DockerProvider", "build_image", "dockerfile_for", "from_docker_image"]
+__all__ = ["DockerProvider", "build_image", "dockerfile_for", "from_docker_image", "image_source"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTAINER_PORT = 8000
@@ -82,24 +86,47 @@ def dockerfile_for(environment: str) -> Path:
     return path
 
 
-def _context_files(dockerfile: Path) -> list[tuple[str, Path]]:
-    """(name in the context, file) for everything the server image needs, sorted."""
+def image_source(environment: str) -> tuple[Path, Path | None]:
+    """(Dockerfile, build context) of the server ``environment`` names.
+
+    An environment folder's own app (``"server.app:app@/path/to/folder"``): its Dockerfile
+    (``openenv.yaml``'s ``dockerfile``, else ``server/Dockerfile`` or ``Dockerfile``), the
+    folder as context. A gym_openenv Environment class: its server folder's Dockerfile,
+    the repository as context (None).
+    """
+    folder = split_target(environment)[1]
+    if folder is None:
+        return dockerfile_for(environment), None
+    dockerfile = manifest_of(folder).dockerfile_in(folder)
+    if not dockerfile.is_file():
+        raise ValueError(f"{folder} has no Dockerfile ({dockerfile.relative_to(folder)}); pass image= instead")
+    return dockerfile, folder
+
+
+def _walk(root: Path, base: Path) -> list[tuple[str, Path]]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not d.endswith(".egg-info")]
+        for name in filenames:
+            if not name.endswith((".pyc", ".pyo")):
+                path = Path(dirpath) / name
+                files.append((path.relative_to(base).as_posix(), path))
+    return files
+
+
+def _context_files(dockerfile: Path, context: Path | None = None) -> list[tuple[str, Path]]:
+    """(name in the context, file) for everything the image needs, sorted: all of ``context``,
+    or of the repository what a gym_openenv server image needs."""
+    if context is not None:
+        return sorted(_walk(context, context))
     if not (REPO_ROOT / "pyproject.toml").is_file():
         raise ServerStartError(f"building images needs a source checkout; {REPO_ROOT} has no pyproject.toml")
-    server_dir = dockerfile.parent.parent
-    roots = [REPO_ROOT / "gym_openenv", server_dir]
-    roots += [REPO_ROOT / name for name in _CONTEXT_FILES]
     files: list[tuple[str, Path]] = []
-    for root in roots:
+    for root in [REPO_ROOT / "gym_openenv", dockerfile.parent.parent, *(REPO_ROOT / name for name in _CONTEXT_FILES)]:
         if root.is_file():
             files.append((root.relative_to(REPO_ROOT).as_posix(), root))
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not d.endswith(".egg-info")]
-            for name in filenames:
-                if not name.endswith((".pyc", ".pyo")):
-                    path = Path(dirpath) / name
-                    files.append((path.relative_to(REPO_ROOT).as_posix(), path))
-    return sorted(files)
+        files += _walk(root, REPO_ROOT)
+    return sorted(set(files))
 
 
 def _wheels(wheel_dir: str | None) -> list[Path]:
@@ -124,42 +151,53 @@ def _default_build_args(wheels: list[Path]) -> dict[str, str]:
 def build_image(
     dockerfile: str | Path,
     *,
+    context: str | Path | None = None,
     tag: str | None = None,
     build_args: dict[str, str] | None = None,
     wheel_dir: str | None = None,
     rebuild: bool = False,
     client: Any = None,
 ) -> str:
-    """Build (or reuse) the image of a server Dockerfile; return its tag.
+    """Build (or reuse) the image of a Dockerfile; return its tag.
 
-    The tag defaults to ``gym-openenv/<server>:<hash of context and build args>``,
-    so an image whose inputs have not changed is reused without building.
+    Args:
+        dockerfile: the Dockerfile.
+        context: the build context (an environment folder); None: the repository,
+            for a gym_openenv server's Dockerfile (see :func:`image_source`).
+        tag: default ``gym-openenv/<folder>:<hash of context and build args>``, so an
+            image whose inputs have not changed is reused without building.
+        build_args: on top of the offline defaults (``$OPENENV_DOCKER_BASE_IMAGE``...).
+        wheel_dir: a wheel directory placed in the context as ``.docker-wheels/``
+            (default ``$OPENENV_DOCKER_WHEELS``).
+        rebuild: build even when an image with the tag exists.
     """
     client = client or docker_client()
     dockerfile = Path(dockerfile).resolve()
+    context = Path(context).resolve() if context is not None else None
     wheel_dir = wheel_dir if wheel_dir is not None else os.environ.get("OPENENV_DOCKER_WHEELS")
     wheels = _wheels(wheel_dir)
     build_args = {**_default_build_args(wheels), **(build_args or {})}
-    files = _context_files(dockerfile)
+    files = _context_files(dockerfile, context)
     digest = hashlib.sha256(json.dumps(build_args, sort_keys=True).encode())
     for name, path in files:
         digest.update(name.encode() + b"\0" + path.read_bytes())
     for wheel in wheels:  # wheel file names carry their versions
         digest.update(wheel.name.encode())
-    tag = tag or f"gym-openenv/{dockerfile.parent.parent.name}:{digest.hexdigest()[:12]}"
+    name = (context or dockerfile.parent.parent).name.lower()
+    tag = tag or f"gym-openenv/{name}:{digest.hexdigest()[:12]}"
     if not rebuild and _image_exists(client, tag):
         return tag
-    context = _context_tar(files, wheels)
+    in_context = dockerfile.relative_to(context or REPO_ROOT).as_posix()
     try:
         client.images.build(
-            fileobj=context,
+            fileobj=_context_tar(files, wheels),
             custom_context=True,
-            dockerfile=dockerfile.relative_to(REPO_ROOT).as_posix(),
+            dockerfile=in_context,
             tag=tag,
             buildargs=build_args,
             rm=True,
             forcerm=True,
-            labels={"org.gym-openenv.dockerfile": dockerfile.relative_to(REPO_ROOT).as_posix()},
+            labels={"org.gym-openenv.dockerfile": in_context},
         )
     except docker.errors.BuildError as e:
         log = "".join(str(chunk.get("stream") or chunk.get("error") or "") for chunk in e.build_log)
@@ -260,8 +298,8 @@ class DockerProvider(Provider):
         self._lock = threading.Lock()
 
     def command(self) -> list[str] | None:
-        """The launcher command, or None to run the image's own CMD."""
-        if self.environment is None:
+        """The launcher command, or None to run the image's own CMD (an environment folder's image)."""
+        if self.environment is None or split_target(self.environment)[1] is not None:
             return None
         flags = ["--host", "0.0.0.0", "--port", str(self.container_port)]
         return ["python3", "-m", "gym_openenv.server", self.environment, *flags, *self.server_args]
@@ -273,7 +311,8 @@ class DockerProvider(Provider):
             self._client = self._client or docker_client()
             remove_orphans(self._client)
             if self.image is None:
-                self.image = build_image(dockerfile_for(self.environment), build_args=self.build_args, rebuild=self.rebuild, client=self._client)
+                dockerfile, context = image_source(self.environment)
+                self.image = build_image(dockerfile, context=context, build_args=self.build_args, rebuild=self.rebuild, client=self._client)
             environment = dict(self.extra_env)
             if self.env_kwargs or self.environment is not None:
                 environment["OPENENV_ENV_KWARGS"] = json.dumps(self.env_kwargs)

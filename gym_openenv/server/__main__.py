@@ -1,5 +1,8 @@
 """Run an environment server: ``python -m gym_openenv.server MODULE:CLASS``.
 
+``MODULE:APP@FOLDER`` serves an OpenEnv environment folder's own app as it was
+built (``server.app:app@/tmp/maze_env``), from the folder, as ``uvicorn`` would.
+
 Binds before it starts serving and prints one line, ``OPENENV_LISTENING
 <url>``, so a parent that asked for port 0 learns the port without racing.
 With ``--parent-pid`` it exits when that process dies (no orphans, even
@@ -8,7 +11,6 @@ after ``kill -9`` of the parent).
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import signal
@@ -19,22 +21,11 @@ import time
 
 import uvicorn
 
+from gym_openenv.manifest import import_object, split_target
 from gym_openenv.server.app import create_app, env_kwargs_from_environ
 from gym_openenv.server.host import ServerSettings
 
 LISTENING = "OPENENV_LISTENING"
-
-
-def load_class(path: str) -> type:
-    """``"package.module:Class"`` -> the class, with an error that says what is wrong."""
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected 'module:Class', got {path!r}")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -98,10 +89,22 @@ def main(argv: list[str] | None = None) -> None:
         max_message_bytes=args.max_message_bytes,
         web=args.web,
     )
-    app = create_app(load_class(args.environment), env_kwargs, settings)
-    # Build one instance before listening: bad arguments fail here, with a
-    # traceback the parent shows, instead of on the first client's request.
-    asyncio.run(app.state.host.specs())
+    folder = split_target(args.environment)[1]
+    if folder is not None:
+        os.chdir(folder)  # an OpenEnv folder's app runs from the folder (it may read files beside it)
+    target = import_object(args.environment)
+    # An app gym_openenv's create_app built is rebuilt, so arguments and settings apply to it too.
+    host = getattr(getattr(target, "state", None), "host", None)
+    env_cls = target if isinstance(target, type) else getattr(host, "env_cls", None)
+    if env_cls is not None:
+        app = create_app(env_cls, env_kwargs, settings)
+        # Build one instance before listening: bad arguments fail here, with a
+        # traceback the parent shows, instead of on the first client's request.
+        asyncio.run(app.state.host.specs())
+    elif env_kwargs:
+        raise SystemExit(f"{args.environment} is a ready app; it takes no environment arguments (got {sorted(env_kwargs)})")
+    else:
+        app = target
     sock, url = _bind(args)
     config = uvicorn.Config(
         app,
