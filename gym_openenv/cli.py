@@ -181,6 +181,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for every interface.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one (printed as OPENENV_LISTENING <url>).")] = 8000,
     reload: Annotated[bool, typer.Option("--reload", help="Restart when the folder's files change (uvicorn).")] = False,
+    web: Annotated[bool, typer.Option("--web", help="Serve the /web page to play and debug the environment in a browser.")] = False,
     env_kwargs: KwargsOption = None,
 ) -> None:
     """Run an environment's server in the foreground: a folder's own app, or a known environment."""
@@ -201,6 +202,10 @@ def serve(
         command = [sys.executable, "-m", "gym_openenv.server", entry.environment, "--host", host, "--port", str(port)]
         command += ["--env-kwargs", json.dumps(kwargs), "--log-level", "info"]
     errors.print(f"serving {entry.id} ({entry.environment}) on {host}:{port}{' with reload' if reload else ''}")
+    if web:
+        os.environ["OPENENV_WEB"] = "1"  # our servers' settings read it, with or without --reload
+        login = "?token=$OPENENV_TOKEN" if os.environ.get("OPENENV_TOKEN") else ""
+        errors.print(f"web page: http://{host}:{port}/web{login}" if port else f"web page: /web{login} at the URL printed below")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)
