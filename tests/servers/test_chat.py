@@ -79,6 +79,7 @@ def test_arithmetic_scores_exact_answers_and_ends_after_its_rounds():
     obs = env.step(say(env, obs.task_info["question"]["answer"]))
     assert (obs.reward, obs.done, obs.truncated, obs.message) == (1.0, True, False, None)
     assert [m["role"] for m in env.state.messages] == ["user", "assistant"] * 3
+    assert obs.messages == env.state.messages  # upstream chat_env's observation field
     with pytest.raises(ValueError, match="reset"):
         env.step(say(env, "1"))
 

@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium.spaces import Box, Discrete
 
 from gym_openenv.models import Action, Observation, State
+from gym_openenv.spaces import NOT_IN_SPACE
 
 __all__ = ["ChatAction", "ChatObservation", "ChatState"]
 
@@ -36,7 +37,11 @@ class ChatAction(Action):
 @dataclass
 class ChatObservation(Observation):
     """The conversation so far as tokens (the last ``max_context_tokens`` of
-    it, ending where the assistant replies next), with its text in ``info``."""
+    it, ending where the assistant replies next), with its text in ``info``.
+
+    ``messages`` is the whole conversation as ``[{"role", "content"}]``, as
+    upstream OpenEnv's ``chat_env`` observation carries it.
+    """
 
     tokens: Annotated[np.ndarray, Box(0, 1, (1,), np.int64)]
     length: Annotated[int, Discrete(2)]
@@ -45,6 +50,7 @@ class ChatObservation(Observation):
     reply: str | None = None
     turn: int = 0
     task_info: dict[str, Any] = field(default_factory=dict)
+    messages: Annotated[list[dict[str, str]], NOT_IN_SPACE] = field(default_factory=list)
 
 
 @dataclass

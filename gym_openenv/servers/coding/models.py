@@ -1,4 +1,5 @@
-"""Coding's action, observation and state.
+"""Coding's action, observation and state, with upstream OpenEnv's ``coding_env``
+field names (``code`` in; ``stdout``, ``stderr``, ``exit_code`` out) plus our own.
 
 The action space is ``Dict(code: Text, timeout: Box(0.1, 600))``; the observation
 space is ``Dict(stdout, stderr, message)``, all ``Text``. Exit code, status and
@@ -53,7 +54,10 @@ class CodeObservation(Observation):
 
 @dataclass
 class CodeState(State):
-    """Which task the episode is on (None: free-form) and how many attempts it made."""
+    """Which task the episode is on (None: free-form), how many attempts it made,
+    and the exit code of its last run (upstream coding_env's ``last_exit_code``;
+    None before the first run or when the sandbox killed it)."""
 
     task_id: str | None = None
     attempts: int = 0
+    last_exit_code: int | None = None

@@ -168,6 +168,7 @@ class ChatEnvironment(Environment[ChatAction, ChatObservation, ChatState]):
             reply=reply,
             turn=self._turn,
             task_info=dict(task_info),
+            messages=[dict(m) for m in self._state.messages],
             reward=reward,
             done=done,
             truncated=truncated,

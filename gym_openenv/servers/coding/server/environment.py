@@ -153,6 +153,7 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
         return min(timeout, self.max_timeout)
 
     def _result(self, execution: Execution) -> CodeObservation:
+        self._state.last_exit_code = execution.exit_code
         common = dict(
             stderr=execution.stderr,
             exit_code=execution.exit_code,
