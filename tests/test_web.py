@@ -11,6 +11,10 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +72,38 @@ def web_server(name: str, kwargs: dict | None = None, env: dict[str, str] | None
     provider = LocalProcessProvider(entry.environment, kwargs if kwargs is not None else dict(entry.kwargs), server_args=args, env=env, startup_timeout=300)
     with provider:
         yield provider.base_url
+
+
+@contextmanager
+def served_by_the_cli(*args: str) -> Iterator[str]:
+    """``gym-openenv serve ARGS --port 0``; yields the URL the server reports."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gym_openenv.cli", "serve", *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so stopping it takes its children too
+    )
+    try:
+        line = process.stdout.readline()  # the launcher's first line: OPENENV_LISTENING <url>
+        assert line.startswith("OPENENV_LISTENING "), line + process.stderr.read()
+        url = line.split()[1]
+        for _ in range(600):
+            assert process.poll() is None, process.stderr.read()
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @contextmanager
@@ -180,7 +216,7 @@ def test_token_is_traded_for_a_cookie_scoped_to_the_page(browser):
 
 
 def test_atari_pong_is_played_frame_by_frame(browser, artifacts):
-    with web_server("atari", {"game": "pong"}) as url:
+    with served_by_the_cli("atari", "--web") as url:
         schema = schema_of(url)
         screen = image_field(schema)
         (action_field,) = space_fields(schema["action"], "Discrete")
@@ -273,3 +309,40 @@ def test_browsergym_click_changes_the_screenshot(browser, artifacts):
             expect(page.locator("#terminated")).to_have_text("true")
             assert not np.array_equal(frame(page, screenshot), before)
             page.screenshot(path=artifacts / "browsergym.png", full_page=True)
+
+
+# --- a session like any other: the cap and the idle reaper apply ---------------------
+
+
+def echo_server_with(*flags: str) -> LocalProcessProvider:
+    return LocalProcessProvider(find("echo").environment, server_args=["--web", *flags])
+
+
+def test_the_page_waits_its_turn_under_the_session_cap(browser):
+    with echo_server_with("--max-sessions", "1") as provider, web_page(browser, f"{provider.base_url}/web") as page:
+        with websockets.sync.client.connect(provider.base_url.replace("http", "ws") + "/ws", open_timeout=30) as other:
+            other.send(json.dumps({"type": "reset", "data": {}}))
+            assert json.loads(other.recv(timeout=60))["type"] == "observation"
+            press(page, "Reset")  # the other client holds the only slot
+            expect(page.locator("#error")).to_contain_text("CAPACITY_REACHED")
+        # The slot is free once the server has seen the other client go.
+        for _ in range(60):
+            press(page, "Reset")
+            if page.locator("#error").is_hidden():
+                break
+            page.wait_for_timeout(500)
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#status")).to_have_text("connected")
+
+
+def test_the_idle_reaper_ends_the_pages_session_and_reset_opens_a_new_one(browser):
+    with echo_server_with("--idle-timeout", "2") as provider, web_page(browser, f"{provider.base_url}/web") as page:
+        press(page, "Reset")
+        expect(page.locator("#error")).to_be_hidden()
+        page.wait_for_timeout(5000)  # idle past the timeout; the reaper looks every 0.5 s
+        press(page, "Step")
+        expect(page.locator("#error")).to_contain_text("SESSION_ERROR")
+        press(page, "Reset")
+        expect(page.locator("#error")).to_be_hidden()
+        press(page, "Step")
+        expect(page.locator("#error")).to_be_hidden()

@@ -33,8 +33,8 @@ class _SessionBroken(RuntimeError):
 async def serve_openenv_session(ws: WebSocket, host: EnvHost, encode: Callable[[dict[str, Any]], str] = encode_json) -> None:
     """Serve one OpenEnv session for the lifetime of the connection.
 
-    ``encode`` turns each reply into its text frame; observations reach it with
-    their arrays still arrays (the web page sends images as PNG this way).
+    ``encode`` turns each reply into its text frame (the web page sends image
+    fields as PNG this way).
     """
     await ws.accept()
 
@@ -120,7 +120,7 @@ async def _on_reset(message: ResetMessage, session: Session, host: EnvHost, send
     _check_usable(session)
     kwargs = host.reset_kwargs(message.data)
     observation = await host.run(session.env.reset, timeout=host.settings.step_timeout, **kwargs)
-    await send({"type": "observation", "data": observation_payload(observation, keep_arrays=True)})
+    await send({"type": "observation", "data": observation_payload(observation, keep_arrays=False)})
 
 
 async def _on_step(message: StepMessage, session: Session, host: EnvHost, send: Send) -> None:
@@ -128,7 +128,7 @@ async def _on_step(message: StepMessage, session: Session, host: EnvHost, send: 
     action = (await host.specs()).action.build(message.data)
     if not message.stream:
         observation = await host.run(session.env.step, action, timeout=host.settings.step_timeout)
-        await send({"type": "observation", "data": observation_payload(observation, keep_arrays=True)})
+        await send({"type": "observation", "data": observation_payload(observation, keep_arrays=False)})
         return
     # Partial observations cross from the worker thread through a queue.
     loop = asyncio.get_running_loop()
@@ -154,12 +154,12 @@ async def _on_step(message: StepMessage, session: Session, host: EnvHost, send: 
             break
         # Sent at once, so output reaches the client while the step runs; the
         # final "observation" repeats the last one as the step's result.
-        await send({"type": "partial_observation", "data": observation_payload(item, keep_arrays=True)})
+        await send({"type": "partial_observation", "data": observation_payload(item, keep_arrays=False)})
         last = item
     await producer
     if last is None:
         raise RuntimeError(f"{type(session.env).__name__}.stream_step yielded nothing")
-    await send({"type": "observation", "data": observation_payload(last, keep_arrays=True)})
+    await send({"type": "observation", "data": observation_payload(last, keep_arrays=False)})
 
 
 async def _on_state(message: Any, session: Session, host: EnvHost, send: Send) -> None:

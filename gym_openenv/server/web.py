@@ -105,29 +105,35 @@ def _is_image_shape(shape: tuple[int, ...]) -> bool:
     return len(shape) == 2 or (len(shape) == 3 and shape[2] in _PNG_COLOR_TYPES)
 
 
-def image_fields(spec: ModelSpec) -> frozenset[str]:
-    """Observation fields a person reads as a picture: ``uint8`` boxes of image shape over 0..255."""
-    return frozenset(
-        f.name
+def image_fields(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Observation fields a person reads as a picture (``uint8`` boxes of image
+    shape over 0..255), with their shapes."""
+    return {
+        f.name: f.space.shape
         for f in spec.space_fields
         if isinstance(f.space, spaces.Box)
         and f.space.dtype == np.uint8
         and _is_image_shape(f.space.shape)
         and int(f.space.low.min()) == 0
         and int(f.space.high.max()) == 255
-    )
+    }
 
 
-def _page_encoder(images: frozenset[str]) -> Any:
-    """Encode replies as OpenEnv JSON, with image fields as PNG data URLs."""
+def _page_encoder(images: dict[str, tuple[int, ...]]) -> Callable[[dict[str, Any]], str]:
+    """Encode replies as OpenEnv JSON, with image fields as PNG data URLs.
+
+    Image fields arrive as OpenEnv JSON has them, nested or flat lists; the
+    shape comes from their space.
+    """
 
     def encode(message: dict[str, Any]) -> str:
         if message.get("type") in ("observation", "partial_observation") and images:
             data = message["data"]
             fields = dict(data["observation"])
-            for name in images & fields.keys():
-                if isinstance(fields[name], np.ndarray):
-                    fields[name] = PNG_DATA_URL + base64.b64encode(png_bytes(fields[name])).decode("ascii")
+            for name in images.keys() & fields.keys():
+                if fields[name] is not None:
+                    pixels = np.asarray(fields[name], dtype=np.uint8).reshape(images[name])
+                    fields[name] = PNG_DATA_URL + base64.b64encode(png_bytes(pixels)).decode("ascii")
             message = {**message, "data": {**data, "observation": fields}}
         return encode_json(message)
 

@@ -409,7 +409,7 @@ async function step() {
   for (let i = 0; i < repeat; i++) {
     setStatus(repeat > 1 ? `stepping ${i + 1}/${repeat}…` : "stepping…", "busy");
     const reply = await page.session.request({ type: "step", data: action, stream: true });
-    if (!accept(reply)) break;
+    if (!accept(reply)) return; // the session may be closing: ask nothing more
     episode.steps += 1;
     episode.return += reply.data.reward ?? 0;
     if (reply.data.done) episode.end = reply.data.truncated ? "truncated" : "terminated";
@@ -448,6 +448,7 @@ async function refreshState() {
 
 function showResult(data, episode) {
   renderObservation(data);
+  showObservationErrors(data.observation ?? {});
   const done = Boolean(data.done);
   $("#step-count").textContent = String(episode.steps);
   $("#reward").textContent = data.reward === null || data.reward === undefined ? "—" : formatNumber(data.reward);
@@ -478,15 +479,22 @@ function renderObservation(data) {
       continue;
     }
     rows.push(el("div", { class: "field", dataset: { field: name } }, el("div", { class: "name" }, name), renderValue(value)));
-    // Environments that refuse an action in the observation (OpenSpiel's illegal
-    // moves, BrowserGym's last_action_error) get the same banner as server errors.
-    const problem = typeof value === "string" ? value : value && typeof value === "object" ? value.message : null;
-    if (/error/i.test(name) && problem) showError({ code: `observation.${name}`, message: problem, ...(typeof value === "object" ? value : {}) });
   }
   list.replaceChildren(...rows);
   if (Array.isArray(fields.tools) && page.refreshTools) {
     page.tools = toolList(fields.tools);
     page.refreshTools();
+  }
+}
+
+// Environments that refuse an action inside the observation (OpenSpiel's illegal
+// moves, BrowserGym's action errors, MCP tool errors) get the same banner as
+// the server's own errors.
+function showObservationErrors(fields) {
+  for (const [name, value] of Object.entries(fields)) {
+    if (!/error/i.test(name)) continue;
+    if (typeof value === "string" && value) showError({ code: `observation.${name}`, message: value });
+    else if (value && typeof value === "object" && value.message) showError({ code: `observation.${name}`, ...value });
   }
 }
 
@@ -513,19 +521,26 @@ function logStep(episode, action, data) {
   while (steps.children.length > STEP_LOG_LENGTH) steps.lastChild.remove();
 }
 
+// Errors of one operation pile up (a server error, then the connection closing);
+// the next Reset or Step clears them.
 function showError(data) {
   const box = $("#error");
   const details = Object.fromEntries(Object.entries(data).filter(([key]) => key !== "code" && key !== "message"));
-  box.replaceChildren(
-    el("strong", {}, data.code ? `${data.code}: ` : "error: "),
-    el("span", { class: "message" }, data.message ?? ""),
-    Object.keys(details).length ? el("pre", { class: "json" }, pretty(details)) : "",
+  box.append(
+    el(
+      "div",
+      {},
+      el("strong", {}, data.code ? `${data.code}: ` : "error: "),
+      el("span", { class: "message" }, data.message ?? ""),
+      Object.keys(details).length ? el("pre", { class: "json" }, pretty(details)) : "",
+    ),
   );
   box.hidden = false;
 }
 
 function hideError() {
   $("#error").hidden = true;
+  $("#error").replaceChildren();
 }
 
 function setStatus(text, kind) {
