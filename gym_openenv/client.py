@@ -24,15 +24,27 @@ import threading
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
-from urllib.parse import urlsplit
 
-import httpx
 import websockets
-from websockets.asyncio.client import ClientConnection, connect, unix_connect
+from websockets.asyncio.client import ClientConnection
 
-from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout, Unauthorized, server_error
+from gym_openenv.endpoint import Endpoint
+from gym_openenv.errors import ConnectionLost, RequestTimeout, server_error
 from gym_openenv.models import Action, Observation, State
-from gym_openenv.protocol import decode_json, decode_msgpack, encode_json, encode_msgpack
+from gym_openenv.protocol import (
+    BatchClose,
+    BatchClosed,
+    BatchOpen,
+    BatchOpened,
+    BatchRequest,
+    BatchReset,
+    BatchResult,
+    BatchStep,
+    decode_batch_reply,
+    decode_json,
+    encode_json,
+    encode_msgpack,
+)
 from gymnasium import spaces as gym_spaces
 
 from gym_openenv.spaces import from_wire, to_plain
@@ -106,63 +118,26 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _ws_url(base_url: str, path: str) -> tuple[str, str | None]:
-    """(WebSocket URL, Unix socket path or None) for a server base URL."""
-    parts = urlsplit(base_url)
-    if parts.scheme == "http+unix":
-        return f"ws://localhost{path}", parts.path
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{path}", None
-
-
-def _headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-async def _open_ws(base_url: str, path: str, token: str | None, timeout: float) -> ClientConnection:
-    url, uds = _ws_url(base_url, path)
-    kwargs = dict(open_timeout=timeout, max_size=MAX_MESSAGE_BYTES, additional_headers=_headers(token), compression=None)
-    try:
-        if uds:
-            return await unix_connect(uds, url, **kwargs)
-        return await connect(url, **kwargs)
-    except (OSError, websockets.exceptions.InvalidHandshake, asyncio.TimeoutError) as e:
-        raise ConnectionLost(f"cannot connect to {url}: {type(e).__name__}: {e}") from e
+async def _open_ws(base_url: str, path: str, token: str | None, timeout: float, max_size: int = MAX_MESSAGE_BYTES) -> ClientConnection:
+    return await Endpoint.parse(base_url, token).connect(path, timeout=timeout, max_size=max_size)
 
 
 async def fetch_json(base_url: str, path: str, token: str | None = None, timeout: float = 30.0) -> Any:
     """GET ``path`` from a server (``/schema``, ``/metadata``, ``/health``)."""
-    parts = urlsplit(base_url)
-    if parts.scheme == "http+unix":
-        transport = httpx.AsyncHTTPTransport(uds=parts.path)
-        url = f"http://localhost{path}"
-    else:
-        transport = None
-        url = base_url.rstrip("/") + path
-    async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=_headers(token)) as http:
-        try:
-            response = await http.get(url)
-        except httpx.HTTPError as e:
-            raise ConnectionLost(f"cannot reach {url}: {type(e).__name__}: {e}") from e
-        if response.status_code == 401:
-            raise Unauthorized(f"{url}: the server requires a bearer token; pass token= or set OPENENV_TOKEN")
-        if response.status_code != 200:
-            raise OpenEnvError(f"GET {url}: HTTP {response.status_code}: {response.text[:300]}")
-        return response.json()
+    return await Endpoint.parse(base_url, token).get_json(path, timeout)
 
 
 class _Channel:
-    """A WebSocket with request/response framing, timeouts and clear errors."""
+    """An OpenEnv WebSocket (JSON) with request/response framing, timeouts and clear errors."""
 
-    def __init__(self, ws: ClientConnection, timeout: float, binary: bool):
+    def __init__(self, ws: ClientConnection, timeout: float):
         self.ws = ws
         self.timeout = timeout
-        self.binary = binary
         self._lock = asyncio.Lock()  # one request in flight per connection
 
     async def send(self, message: dict[str, Any]) -> None:
         try:
-            await self.ws.send(encode_msgpack(message) if self.binary else encode_json(message))
+            await self.ws.send(encode_json(message))
         except websockets.exceptions.ConnectionClosed as e:
             raise ConnectionLost(f"connection to the server closed: {e}") from e
 
@@ -173,7 +148,7 @@ class _Channel:
             raise RequestTimeout(f"no reply from the server within {timeout or self.timeout}s") from None
         except websockets.exceptions.ConnectionClosed as e:
             raise ConnectionLost(f"connection to the server closed: {e}") from e
-        reply = decode_msgpack(raw) if self.binary else decode_json(raw)
+        reply = decode_json(raw)
         if reply.get("type") == "error":
             raise server_error(reply.get("data", {}))
         return reply
@@ -207,7 +182,7 @@ class AsyncSession:
     async def connect(self) -> "AsyncSession":
         if self._channel is None:
             ws = await _open_ws(self.base_url, "/ws", self.token, self.timeout)
-            self._channel = _Channel(ws, self.timeout, binary=False)
+            self._channel = _Channel(ws, self.timeout)
         return self
 
     async def _request(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -262,40 +237,83 @@ class AsyncSession:
 
 
 class BatchConnection:
-    """Many sessions over one ``/ws/batch`` connection (binary, columnar)."""
+    """Many sessions over one ``/ws/batch`` connection (binary, columnar).
 
-    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None):
+    Requests and replies are :mod:`gym_openenv.protocol`'s ``Batch*`` models.
+    Each request carries a sequence number that its reply must echo. A request
+    that times out closes the connection (its reply may still come, and must
+    never be read as the next request's): the sessions on it are gone, and the
+    next call raises :class:`~gym_openenv.ConnectionLost`.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.base_url = base_url
         self.timeout = timeout
         self.token = token
-        self._channel: _Channel | None = None
+        self.max_message_bytes = max_message_bytes
+        self._ws: ClientConnection | None = None
+        self._closed_because: str | None = None
+        self._seq = 0
+        self._lock = asyncio.Lock()  # one request in flight per connection
 
     async def connect(self) -> "BatchConnection":
-        if self._channel is None:
-            ws = await _open_ws(self.base_url, "/ws/batch", self.token, self.timeout)
-            self._channel = _Channel(ws, self.timeout, binary=True)
+        if self._ws is None and self._closed_because is None:
+            self._ws = await _open_ws(self.base_url, "/ws/batch", self.token, self.timeout, self.max_message_bytes)
         return self
 
-    async def open(self, n: int, shm: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Open ``n`` sessions; the reply has their ``ids`` and whether ``shm`` slots were attached."""
+    async def request(self, message: BatchRequest, timeout: float | None = None) -> Any:
+        """Send ``message``; its reply (a ``Batch*`` model), or the server's error raised."""
+        async with self._lock:
+            if self._ws is None:
+                raise ConnectionLost(f"the batch connection to {self.base_url} is closed: {self._closed_because or 'not connected'}")
+            self._seq += 1
+            message.seq = seq = self._seq
+            try:
+                await self._ws.send(encode_msgpack(message.wire()))
+                raw = await asyncio.wait_for(self._ws.recv(), timeout or self.timeout)
+            except asyncio.TimeoutError:
+                await self._drop(f"no reply within {timeout or self.timeout}s")
+                raise RequestTimeout(f"no reply from the server within {timeout or self.timeout}s; the connection was closed") from None
+            except websockets.exceptions.ConnectionClosed as e:
+                await self._drop(f"closed: {e}")
+                raise ConnectionLost(f"connection to the server closed: {e}") from e
+            reply = decode_batch_reply(raw)
+            reply_seq = reply.get("seq") if isinstance(reply, dict) else reply.seq
+            if reply_seq != seq:  # cannot happen with a conforming server; never pass it on as ours
+                await self._drop(f"reply {reply_seq} to request {seq}")
+                raise ConnectionLost(f"the server answered request {seq} with a reply to {reply_seq}; the connection was closed")
+            if isinstance(reply, dict):
+                raise server_error(reply.get("data", {}))
+            return reply
+
+    async def open(self, n: int, shm: bool = False) -> BatchOpened:
+        """Open ``n`` sessions; with ``shm`` the reply may describe the server's shared block."""
         await self.connect()
-        request = {"type": "open", "n": n} if shm is None else {"type": "open", "n": n, "shm": shm}
-        return await self._channel.request(request)
+        return await self.request(BatchOpen.model_construct(n=n, shm=shm, max_reply_bytes=self.max_message_bytes))
 
-    async def reset(self, ids: list[int], seeds: list[int | None] | None = None, options: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
-        return await self._channel.request({"type": "reset", "ids": ids, "seeds": seeds, "options": options}, timeout)
+    async def reset(self, ids: list[int], seeds: list[int | None] | None = None, options: dict[str, Any] | None = None, timeout: float | None = None) -> BatchResult:
+        return await self.request(BatchReset.model_construct(ids=ids, seeds=seeds, options=options), timeout)
 
-    async def step(self, ids: list[int], actions: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        return await self._channel.request({"type": "step", "ids": ids, "actions": actions}, timeout)
+    async def step(self, ids: list[int], actions: dict[str, Any], reset_ids: list[int] = (), autoreset: bool = False, timeout: float | None = None) -> BatchResult:
+        """Reset ``reset_ids`` and step ``ids`` in one round trip (rows: resets first)."""
+        request = BatchStep.model_construct(ids=ids, actions=actions, reset_ids=list(reset_ids), autoreset=autoreset)
+        return await self.request(request, timeout)
+
+    async def close_sessions(self, ids: list[int]) -> BatchClosed:
+        return await self.request(BatchClose.model_construct(ids=ids))
+
+    async def _drop(self, why: str) -> None:
+        ws, self._ws = self._ws, None
+        self._closed_because = why
+        if ws is not None:
+            try:
+                await ws.close()
+            except (OSError, websockets.exceptions.WebSocketException):
+                pass  # already gone
 
     async def close(self) -> None:
         """Close the connection and with it every session on it (idempotent)."""
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            try:
-                await channel.close()
-            except (OSError, websockets.exceptions.WebSocketException):
-                pass  # already gone
+        await self._drop("closed by the client")
 
 
 @dataclass

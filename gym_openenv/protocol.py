@@ -8,28 +8,40 @@ Two protocols share one server:
   answered by ``partial_observation`` frames before the final ``observation``;
   plain OpenEnv clients never ask for it and never see it.
 * **Batch** (``/ws/batch``, msgpack binary frames): one connection multiplexes
-  many sessions and one frame resets or steps a batch of them. Arrays travel
-  as raw bytes (:data:`NDARRAY_KEY`), observations column by column. Servers
+  many sessions and one frame resets and steps a batch of them. Arrays travel
+  as raw bytes (:data:`NDARRAY_KEY`), observations column by column, or in a
+  shared-memory block the server created (:mod:`gym_openenv.shm`). Servers
   advertise it in ``/metadata`` under ``capabilities``; clients fall back to
-  OpenEnv when it is absent.
+  OpenEnv when it is absent. Its requests and replies are the ``Batch*``
+  models below, used by both the client and the server.
 
 An observation on the wire (both protocols) is OpenEnv's step payload plus
 our keys: ``{"observation": {...fields}, "reward", "done", "truncated", "metadata"}``.
 """
 
 import json
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, Literal
 
 import msgpack
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter
 
 from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
 from gym_openenv.spaces import to_plain
 
 __all__ = [
     "BATCH_CAPABILITY",
+    "BatchClose",
+    "BatchClosed",
+    "BatchOpen",
+    "BatchOpened",
+    "BatchRequest",
+    "BatchReset",
+    "BatchResult",
+    "BatchStep",
+    "RowError",
     "CloseMessage",
     "ErrorCode",
     "IncomingMessage",
@@ -37,16 +49,18 @@ __all__ = [
     "ResetMessage",
     "StateMessage",
     "StepMessage",
+    "decode_batch_reply",
     "decode_json",
     "decode_msgpack",
     "encode_json",
     "encode_msgpack",
     "error_reply",
     "observation_payload",
+    "parse_batch_request",
 ]
 
 #: Name of the batched, binary protocol in ``/metadata``'s ``capabilities``.
-BATCH_CAPABILITY = "batch-msgpack-v1"
+BATCH_CAPABILITY = "batch-msgpack-v2"
 #: An ndarray on the binary protocol is the map ``{NDARRAY_KEY: [dtype, shape], NDARRAY_DATA: <bin>}``:
 #: the array's memory goes into the frame with one copy, and comes out as a view.
 NDARRAY_KEY = "\x00nd"
@@ -63,6 +77,8 @@ class ErrorCode(str, Enum):
     CAPACITY_REACHED = "CAPACITY_REACHED"
     FACTORY_ERROR = "FACTORY_ERROR"
     SESSION_ERROR = "SESSION_ERROR"
+    #: batch protocol only: the reply would exceed the client's frame limit
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
 
 
 # --- OpenEnv messages (client -> server) --------------------------------------
@@ -94,9 +110,12 @@ class CloseMessage(_Message):
 IncomingMessage = Annotated[ResetMessage | StepMessage | StateMessage | CloseMessage, Field(discriminator="type")]
 
 
-def error_reply(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
-    """OpenEnv's error reply."""
-    return {"type": "error", "data": {"message": message, "code": code.value, **extra}}
+def error_reply(code: ErrorCode, message: str, seq: int | None = None, **extra: Any) -> dict[str, Any]:
+    """OpenEnv's error reply; on the batch protocol it echoes the request's ``seq``."""
+    reply: dict[str, Any] = {"type": "error", "data": {"message": message, "code": code.value, **extra}}
+    if seq is not None:
+        reply["seq"] = seq
+    return reply
 
 
 def observation_payload(observation: Any, *, keep_arrays: bool) -> dict[str, Any]:
@@ -158,20 +177,200 @@ def decode_msgpack(raw: bytes) -> Any:
     return msgpack.unpackb(raw, object_hook=_object_hook, raw=False, strict_map_key=False)
 
 
-# --- batches: one frame, many sessions ----------------------------------------
+# --- the batch protocol: one connection, many sessions ------------------------
+#
+# Every request may carry ``seq`` (the client's request number); its reply
+# echoes it, so a reply is never taken for another request's. ``ids`` are
+# session numbers local to the connection. A reset/step reply has one row per
+# session, resets first, each row its observation or its own error
+# (:class:`RowError`): one failing environment never costs the others their
+# step.
+
+_Seq = Annotated[StrictInt, Field(ge=0, lt=2**63)]
+_Ids = list[Annotated[StrictInt, Field(ge=0, lt=2**63)]]
+_Seed = Annotated[StrictInt, Field(ge=0, lt=2**64)] | None
+
+
+class BatchRequest(BaseModel):
+    """Base of the batch protocol's requests."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    seq: _Seq | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The frame's map (no validation: the client builds requests with ``model_construct``)."""
+        return self.__dict__
+
+
+class BatchOpen(BatchRequest):
+    """Open ``n`` sessions (all or none); ``shm``: hand array fields over in shared memory."""
+
+    type: Literal["open"] = "open"
+    n: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    shm: StrictBool = False
+    #: the largest frame the client accepts; a bigger reply becomes a MESSAGE_TOO_LARGE error
+    max_reply_bytes: Annotated[StrictInt, Field(ge=1024)] | None = None
+
+
+class BatchReset(BatchRequest):
+    """Reset sessions ``ids`` (``seeds`` aligned with them)."""
+
+    type: Literal["reset"] = "reset"
+    ids: _Ids
+    seeds: list[_Seed] | None = None
+    options: dict[str, Any] | None = None
+
+
+class BatchStep(BatchRequest):
+    """Reset ``reset_ids`` and step ``ids`` with ``actions`` (one column per field) in one call.
+
+    ``autoreset``: a session whose step ends its episode is reset in the same
+    call; its new first observation comes back in :attr:`BatchResult.autoreset`.
+    """
+
+    type: Literal["step"] = "step"
+    ids: _Ids
+    actions: dict[str, Any]
+    reset_ids: _Ids = Field(default_factory=list)
+    autoreset: StrictBool = False
+
+
+class BatchClose(BatchRequest):
+    type: Literal["close"] = "close"
+    ids: _Ids
+
+
+_REQUEST = TypeAdapter(Annotated[BatchOpen | BatchReset | BatchStep | BatchClose, Field(discriminator="type")])
+
+
+def parse_batch_request(message: Any) -> BatchRequest:
+    """A decoded request frame -> its model. Raises pydantic.ValidationError."""
+    return _REQUEST.validate_python(message)
+
+
+@dataclass
+class RowError:
+    """One session's failure in a batch reply.
+
+    ``episode_lost``: the session's environment was replaced (its step hung);
+    the next call on it must be a reset.
+    """
+
+    row: int
+    code: str
+    message: str
+    episode_lost: bool = False
+
+    def wire(self) -> list[Any]:
+        return [self.row, self.code, self.message, self.episode_lost]
+
+    @classmethod
+    def from_wire(cls, item: list[Any]) -> "RowError":
+        return cls(int(item[0]), str(item[1]), str(item[2]), bool(item[3]) if len(item) > 3 else False)
+
+
+@dataclass
+class BatchOpened:
+    ids: list[int]
+    #: the server's shared-memory block for these sessions (:meth:`gym_openenv.shm.ObservationSlots.describe`)
+    shm: dict[str, Any] | None = None
+    seq: int | None = None
+    type: str = "opened"
+
+
+@dataclass
+class BatchClosed:
+    ids: list[int]
+    seq: int | None = None
+    type: str = "closed"
+
+
+@dataclass
+class BatchResult:
+    """Rows of a reset/step call, column by column.
+
+    An array column is a list of arrays, or ``None`` when the field is in
+    ``shm`` (it is in the shared slots of the rows' sessions). A failed row
+    has ``None`` in every column and an entry in ``errors``.
+    """
+
+    observation: dict[str, Any]
+    reward: list[float | None]
+    done: list[bool]
+    truncated: list[bool]
+    metadata: list[dict[str, Any]] | None = None
+    errors: list[RowError] = field(default_factory=list)
+    shm: list[str] = field(default_factory=list)
+    #: same-step autoreset: rows whose episode ended, and the reset rows for them
+    autoreset_rows: list[int] = field(default_factory=list)
+    autoreset: "BatchResult | None" = None
+    seq: int | None = None
+    type: str = "batch"
+
+    def wire(self) -> dict[str, Any]:
+        message = dict(self.__dict__)
+        message["errors"] = [e.wire() for e in self.errors]
+        message["autoreset"] = None if self.autoreset is None else self.autoreset.wire()
+        return message
+
+    @classmethod
+    def from_wire(cls, message: dict[str, Any]) -> "BatchResult":
+        n = len(message["done"])
+        auto = message.get("autoreset")
+        return cls(
+            observation=message["observation"],
+            reward=message["reward"],
+            done=message["done"],
+            truncated=message.get("truncated") or [False] * n,
+            metadata=message.get("metadata"),
+            errors=[RowError.from_wire(e) for e in message.get("errors") or ()],
+            shm=message.get("shm") or [],
+            autoreset_rows=message.get("autoreset_rows") or [],
+            autoreset=None if auto is None else cls.from_wire(auto),
+            seq=message.get("seq"),
+        )
+
+    @classmethod
+    def of(cls, payloads: list[dict[str, Any] | None], fields: Any = None) -> "BatchResult":
+        """Per-session observation payloads (``None`` for a failed row) -> columns.
+
+        ``fields``: the observation field names; default: those of the first payload.
+        """
+        present = [p for p in payloads if p is not None]
+        if fields is None:
+            fields = present[0].get("observation", {}).keys() if present else ()
+        empty: dict[str, Any] = {}
+        rows = [empty if p is None else p for p in payloads]
+        metadata = [p.get("metadata") or {} for p in rows]
+        return cls(
+            # Arrays stay one per session: each is copied once, into the frame
+            # (or its shared slot), and once more on the client, into its batch buffer.
+            observation={name: [p["observation"].get(name) if p else None for p in rows] for name in fields},
+            reward=[p.get("reward") for p in rows],
+            done=[bool(p.get("done")) for p in rows],
+            truncated=[bool(p.get("truncated")) for p in rows],
+            metadata=metadata if any(metadata) else None,
+        )
+
+
+def decode_batch_reply(raw: bytes) -> BatchOpened | BatchClosed | BatchResult | dict[str, Any]:
+    """A batch reply frame -> its model; an error reply stays a dict (``{"type": "error", ...}``)."""
+    message = decode_msgpack(raw)
+    if not isinstance(message, dict):
+        raise ValueError(f"a batch reply must be a map, got {type(message).__name__}")
+    kind = message.get("type")
+    if kind == "batch":
+        return BatchResult.from_wire(message)
+    if kind == "opened":
+        return BatchOpened(ids=message["ids"], shm=message.get("shm"), seq=message.get("seq"))
+    if kind == "closed":
+        return BatchClosed(ids=message["ids"], seq=message.get("seq"))
+    if kind == "error":
+        return message
+    raise ValueError(f"unknown batch reply type {kind!r}")
 
 
 def batch_payload(payloads: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-session observation payloads -> one columnar batch payload."""
-    fields = payloads[0].get("observation", {}).keys() if payloads else ()
-    # Foreign OpenEnv servers send only observation/reward/done: the rest defaults.
-    metadata = [p.get("metadata") or {} for p in payloads]
-    return {
-        # Arrays stay one per session: each is copied once, into the frame, and
-        # once more on the client, into its batch buffer (no stacking copy).
-        "observation": {name: [p["observation"].get(name) for p in payloads] for name in fields},
-        "reward": [p.get("reward") for p in payloads],
-        "done": [bool(p.get("done")) for p in payloads],
-        "truncated": [bool(p.get("truncated")) for p in payloads],
-        "metadata": metadata if any(metadata) else None,
-    }
+    """Per-session OpenEnv payloads -> one columnar payload (for the OpenEnv fallback)."""
+    return BatchResult.of(payloads).__dict__

@@ -1,13 +1,14 @@
 """Crash recovery for the vector env: failed servers back to working sessions.
 
 A :class:`~gym_openenv.session_pool.SessionPool` call returns, per server, the
-rows it answered (:class:`~gym_openenv.session_pool.Chunk`) or a
-:class:`~gym_openenv.session_pool.ServerFailure` when the server's connection
-was lost. :class:`Recovery` turns the failures back into rows: it restarts
-the failed server through its provider (or reconnects to a server that is not
-ours to restart), opens fresh sessions on it and resets the envs whose call
-failed, so the vector env can hand out a complete batch in which those envs
-start new episodes (flagged in ``info["openenv_restarted"]``).
+rows it answered (:class:`~gym_openenv.session_pool.Chunk`, where a row may
+carry its own error) or a :class:`~gym_openenv.session_pool.ServerFailure`
+when the server's connection was lost or timed out. :class:`Recovery` turns
+the failures back into rows: it restarts a failed server through its provider
+(or reconnects to a server that is not ours to restart), opens fresh sessions
+on it, and resets every env whose call failed, so the vector env can hand out
+a complete batch in which those envs start new episodes (flagged in
+``info["openenv_error"]``, and ``info["openenv_restarted"]`` for a server's).
 
 Example:
     >>> recovery = Recovery(pool, {url: provider})                 # doctest: +SKIP
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gym_openenv.errors import ServerError
 from gym_openenv.providers import Provider
 from gym_openenv.session_pool import Chunk, ServerFailure, SessionPool
 
@@ -33,13 +35,16 @@ class Recovered:
     Attributes:
         chunks: every requested env's row; the failed envs' rows are first
             observations of new episodes.
-        restarted: env indices whose row is such a new episode.
+        restarted: env indices whose server failed; their row is a new episode.
+        errors: env index -> why its call failed (its own error, or its server's);
+            each such row is a new episode.
         replaced: env indices outside the call that were on a replaced server:
             their sessions are new and need a reset before their next step.
     """
 
     chunks: list[Chunk]
     restarted: list[int] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
     replaced: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
@@ -62,25 +67,39 @@ class Recovery:
         self.policy = policy
 
     async def recover(self, results: list[Chunk | ServerFailure]) -> Recovered:
-        """Chunks as they are; for each failed server, a new server and reset rows."""
+        """Every requested env's row: failed rows and failed servers' envs become reset rows."""
         outcome = Recovered(chunks=[])
+        failed: dict[int, str] = {}  # env -> why its row failed
         replaced: list[np.ndarray] = []
         for result in results:
-            if not isinstance(result, ServerFailure):
-                outcome.chunks.append(result)
+            if isinstance(result, ServerFailure):
+                if self.policy == "raise":
+                    raise result.error
+                replaced.append(await self.restart(result))
+                outcome.restarted += result.indices.tolist()
+                failed.update(dict.fromkeys(result.indices.tolist(), f"server {result.url} failed: {result.error}"))
                 continue
-            if self.policy == "raise":
-                raise result.error
-            replaced.append(await self.restart(result))
-            again = await self.pool.reset(result.indices, [None] * len(result.indices))
-            for chunk in again:
-                if isinstance(chunk, ServerFailure):
-                    raise chunk.error  # the fresh server failed at once: nothing more to try
-                outcome.chunks.append(chunk)
-            outcome.restarted += result.indices.tolist()
+            if result.errors and not result.autoreset:
+                for row, error in result.errors.items():
+                    failed[int(result.indices[row])] = f"{error.code}: {error.message}"
+            # An autoreset row that failed is left out: the env is done and gets reset on its next step.
+            outcome.chunks.append(result.healthy())
+        if failed:
+            await self._reset_failed(failed, outcome)
         if replaced:
             outcome.replaced = np.setdiff1d(np.concatenate(replaced), outcome.restarted)
         return outcome
+
+    async def _reset_failed(self, failed: dict[int, str], outcome: Recovered) -> None:
+        indices = np.asarray(sorted(failed), dtype=np.int64)
+        for chunk in await self.pool.reset(indices, [None] * len(indices)):
+            if isinstance(chunk, ServerFailure):
+                raise chunk.error  # the fresh server failed at once: nothing more to try
+            if chunk.errors:
+                row, error = next(iter(chunk.errors.items()))
+                raise ServerError(error.code, f"env {int(chunk.indices[row])} failed, and so did its reset: {error.message}")
+            outcome.chunks.append(chunk)
+        outcome.errors.update(failed)
 
     async def restart(self, failure: ServerFailure) -> np.ndarray:
         """Bring ``failure``'s server back with fresh sessions; returns the env indices it holds."""

@@ -2,30 +2,57 @@
 
 A :class:`SessionPool` holds ``num_envs`` sessions spread over one or more
 servers. Where a server advertises the batch protocol, all of its sessions
-share one ``/ws/batch`` connection and one frame resets or steps them
-together; otherwise each session is a plain OpenEnv WebSocket (the fallback
-for foreign servers). Either way a call returns :class:`Chunk` s: the rows
-of one server's reply, column by column, with the env indices they belong to.
+share one ``/ws/batch`` connection and one frame resets and steps them
+together (resets for autoreset ride in the step request); otherwise each
+session is a plain OpenEnv WebSocket (the fallback for foreign servers).
+Either way a call returns :class:`Chunk` s: the rows of one server's reply,
+column by column, with the env indices they belong to and each failed row's
+error, or a :class:`ServerFailure` for a server whose connection failed.
 """
 
 import asyncio
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gym_openenv.client import AsyncSession, BatchConnection, fetch_json
-from gym_openenv.errors import ConnectionLost, OpenEnvError
-from gym_openenv.protocol import BATCH_CAPABILITY, batch_payload
+from gym_openenv.endpoint import Endpoint
+from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout, ServerError
+from gym_openenv.protocol import BATCH_CAPABILITY, BatchResult, RowError
 from gym_openenv.shm import ObservationSlots
 
-__all__ = ["Chunk", "ServerFailure", "SessionPool"]
+__all__ = ["Chunk", "ServerFailure", "SessionPool", "SlotColumn"]
+
+
+@dataclass
+class SlotColumn:
+    """An array column that is still in the server's shared slots: rows ``positions`` of ``view``.
+
+    Read it (one copy, into the caller's buffer) before the next call on these sessions.
+    """
+
+    view: np.ndarray
+    positions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def read_into(self, out: np.ndarray) -> None:
+        np.take(self.view, self.positions, axis=0, out=out)
+
+    def select(self, rows: np.ndarray) -> "SlotColumn":
+        return SlotColumn(self.view, self.positions[rows])
 
 
 @dataclass
 class Chunk:
-    """Rows ``indices`` of a batch: columnar observation fields, rewards, flags, metadata."""
+    """Rows ``indices`` of a batch: columnar observation fields, rewards, flags, metadata.
+
+    ``errors`` maps a row to its :class:`~gym_openenv.protocol.RowError` (that
+    row's other values are placeholders). ``autoreset`` chunks hold the first
+    observations of sessions the server reset right after their step ended.
+    """
 
     indices: np.ndarray
     observation: dict[str, Any]
@@ -33,11 +60,40 @@ class Chunk:
     done: list[bool]
     truncated: list[bool]
     metadata: list[dict[str, Any]] | None
+    errors: dict[int, RowError] = field(default_factory=dict)
+    autoreset: bool = False
+
+    def select(self, rows: np.ndarray) -> "Chunk":
+        """The chunk restricted to ``rows`` (positions in this chunk)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        picked = rows.tolist()
+
+        def take(column: Any) -> Any:
+            if isinstance(column, (SlotColumn, np.ndarray)):
+                return column.select(rows) if isinstance(column, SlotColumn) else column[rows]
+            return [column[r] for r in picked]
+
+        return Chunk(
+            indices=self.indices[rows],
+            observation={k: take(v) for k, v in self.observation.items()},
+            reward=take(self.reward),
+            done=take(self.done),
+            truncated=take(self.truncated),
+            metadata=None if self.metadata is None else take(self.metadata),
+            errors={},
+            autoreset=self.autoreset,
+        )
+
+    def healthy(self) -> "Chunk":
+        """The rows without an error."""
+        if not self.errors:
+            return self
+        return self.select(np.asarray([r for r in range(len(self.indices)) if r not in self.errors], dtype=np.int64))
 
 
 @dataclass
 class ServerFailure:
-    """A server whose connection failed during a call: its envs got no result."""
+    """A server whose connection failed (or timed out) during a call: its envs got no result."""
 
     server: int
     url: str
@@ -49,40 +105,50 @@ class ServerFailure:
 class _BatchServer:
     """The sessions of one server on one batch connection."""
 
-    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None, array_fields: dict | None = None):
+    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None, shared_memory: bool = False):
         self.url = url
         self.env_indices = env_indices
         self.connection = BatchConnection(url, timeout=timeout, token=token)
         self.session_ids: np.ndarray | None = None
         self._position = {int(e): i for i, e in enumerate(env_indices)}
-        self._array_fields = array_fields if array_fields and _same_machine(url) else None
+        self._shared_memory = shared_memory and _same_machine(url)
         self.slots: ObservationSlots | None = None
 
     async def open(self) -> None:
-        if self._array_fields:
-            self.slots = ObservationSlots(self._array_fields, len(self.env_indices))
-        reply = await self.connection.open(len(self.env_indices), self.slots.describe() if self.slots else None)
-        self.session_ids = np.asarray(reply["ids"], dtype=np.int64)
-        if self.slots is not None and not reply.get("shm"):
-            self.slots.close()  # the server could not reach them: arrays come in the frame
-            self.slots = None
+        n = len(self.env_indices)
+        reply = await self.connection.open(n, shm=self._shared_memory)
+        if reply.shm is not None:
+            try:
+                self.slots = ObservationSlots.open(reply.shm)
+            except (OSError, ValueError, KeyError, TypeError):
+                # Out of our reach (another pid namespace or user): start over without the block.
+                await self.connection.close_sessions(reply.ids)
+                reply = await self.connection.open(n, shm=False)
+        self.session_ids = np.asarray(reply.ids, dtype=np.int64)
 
-    def _chunk(self, env_indices: np.ndarray, reply: dict[str, Any]) -> Chunk:
-        if reply.get("shm") and self.slots is not None:
-            positions = np.fromiter((self._position[int(e)] for e in env_indices), dtype=np.int64, count=len(env_indices))
-            for key in reply["shm"]:
-                reply["observation"][key] = self.slots.views[key][positions]  # one copy, out of the block
-        return _chunk(env_indices, reply)
+    def _positions(self, env_indices: np.ndarray) -> np.ndarray:
+        return np.fromiter((self._position[int(e)] for e in env_indices), dtype=np.int64, count=len(env_indices))
 
-    def _ids(self, env_indices: np.ndarray) -> list[int]:
-        return self.session_ids[[self._position[int(e)] for e in env_indices]].tolist()
+    def _chunk(self, env_indices: np.ndarray, reply: BatchResult, autoreset: bool = False) -> Chunk:
+        if reply.shm and self.slots is not None:
+            positions = self._positions(env_indices)
+            for key in reply.shm:
+                reply.observation[key] = SlotColumn(self.slots.views[key], positions)
+        return _chunk(env_indices, reply, autoreset)
 
-    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> Chunk:
-        reply = await self.connection.reset(self._ids(env_indices), seeds, options)
-        return self._chunk(env_indices, reply)
+    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> list[Chunk]:
+        reply = await self.connection.reset(self.session_ids[self._positions(env_indices)].tolist(), seeds, options)
+        return [self._chunk(env_indices, reply)]
 
-    async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> Chunk:
-        return self._chunk(env_indices, await self.connection.step(self._ids(env_indices), columns))
+    async def step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> list[Chunk]:
+        ids = self.session_ids[self._positions(env_indices)].tolist()
+        reset_ids = self.session_ids[self._positions(reset_indices)].tolist()
+        reply = await self.connection.step(ids, columns, reset_ids, autoreset)
+        rows = np.concatenate([reset_indices, env_indices])
+        chunks = [self._chunk(rows, reply)]
+        if reply.autoreset is not None:
+            chunks.append(self._chunk(rows[reply.autoreset_rows], reply.autoreset, autoreset=True))
+        return chunks
 
     async def close(self) -> None:
         await self.connection.close()
@@ -102,26 +168,40 @@ class _PlainServer:
     async def open(self) -> None:
         await asyncio.gather(*(s.connect() for s in self.sessions.values()))
 
-    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> Chunk:
+    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> list[Chunk]:
         def kwargs(seed: int | None) -> dict[str, Any]:
             return {**(options or {}), **({} if seed is None else {"seed": seed})}
 
-        payloads = await asyncio.gather(*(self.sessions[int(e)].reset(**kwargs(s)) for e, s in zip(env_indices, seeds)))
-        return _chunk(env_indices, batch_payload(list(payloads)))
+        calls = [self.sessions[int(e)].reset(**kwargs(s)) for e, s in zip(env_indices, seeds)]
+        return [await _plain_chunk(env_indices, calls)]
 
-    async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> Chunk:
+    async def step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> list[Chunk]:
         rows = [{k: _row(col, i) for k, col in columns.items()} for i in range(len(env_indices))]
-        payloads = await asyncio.gather(*(self.sessions[int(e)].step(row) for e, row in zip(env_indices, rows)))
-        return _chunk(env_indices, batch_payload(list(payloads)))
+        calls = [self.sessions[int(e)].reset() for e in reset_indices]
+        calls += [self.sessions[int(e)].step(row) for e, row in zip(env_indices, rows)]
+        return [await _plain_chunk(np.concatenate([reset_indices, env_indices]), calls)]
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
 
 
+async def _plain_chunk(env_indices: np.ndarray, calls: list) -> Chunk:
+    """One OpenEnv call per env, concurrently; an env's error reply fails its row only."""
+    payloads = await asyncio.gather(*calls, return_exceptions=True)
+    for p in payloads:
+        if isinstance(p, BaseException) and not isinstance(p, ServerError):
+            raise p  # the connection (not the environment) failed
+    reply = BatchResult.of([None if isinstance(p, BaseException) else p for p in payloads])
+    reply.errors = [
+        RowError(row, p.code, p.message, bool(p.details.get("episode_lost")))
+        for row, p in enumerate(payloads) if isinstance(p, ServerError)
+    ]
+    return _chunk(env_indices, reply)
+
+
 def _same_machine(url: str) -> bool:
     """Whether a server URL is on this machine (loopback or a Unix socket)."""
-    host = urlsplit(url).hostname or ""
-    return url.startswith("http+unix://") or host in ("localhost", "::1") or host.startswith("127.")
+    return Endpoint.parse(url).is_local
 
 
 def _row(column: Any, i: int) -> Any:
@@ -131,14 +211,16 @@ def _row(column: Any, i: int) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _chunk(env_indices: np.ndarray, reply: dict[str, Any]) -> Chunk:
+def _chunk(env_indices: np.ndarray, reply: BatchResult, autoreset: bool = False) -> Chunk:
     return Chunk(
         indices=env_indices,
-        observation=reply["observation"],
-        reward=reply["reward"],
-        done=reply["done"],
-        truncated=reply.get("truncated") or [False] * len(env_indices),
-        metadata=reply.get("metadata"),
+        observation=reply.observation,
+        reward=reply.reward,
+        done=reply.done,
+        truncated=reply.truncated,
+        metadata=reply.metadata,
+        errors={e.row: e for e in reply.errors},
+        autoreset=autoreset,
     )
 
 
@@ -149,6 +231,7 @@ class SessionPool:
         urls: base URLs of the servers (one or more).
         num_envs: number of sessions in total.
         protocol: ``"auto"`` (batch where advertised), ``"batch"`` or ``"openenv"``.
+        shared_memory: take large arrays from co-located servers' shared blocks.
     """
 
     def __init__(
@@ -159,7 +242,7 @@ class SessionPool:
         protocol: str = "auto",
         timeout: float = 60.0,
         token: str | None = None,
-        array_fields: dict[str, tuple[str, tuple[int, ...]]] | None = None,
+        shared_memory: bool = True,
     ):
         if protocol not in ("auto", "batch", "openenv"):
             raise ValueError(f"protocol must be 'auto', 'batch' or 'openenv', got {protocol!r}")
@@ -170,7 +253,7 @@ class SessionPool:
         self.protocol = protocol
         self.timeout = timeout
         self.token = token
-        self.array_fields = array_fields  # observation arrays that may travel through shared memory
+        self.shared_memory = shared_memory
         self.servers: list[_BatchServer | _PlainServer] = []
         self._server_of = np.empty(num_envs, dtype=np.int64)
 
@@ -190,9 +273,9 @@ class SessionPool:
         meta = await fetch_json(url, "/metadata", self.token)
         batched = BATCH_CAPABILITY in (meta.get("capabilities") or [])
         if self.protocol == "batch" and not batched:
-            raise OpenEnvError(f"{url} does not offer the batch protocol; use protocol='auto' or 'openenv'")
+            raise OpenEnvError(f"{url} does not offer the batch protocol ({BATCH_CAPABILITY}); use protocol='auto' or 'openenv'")
         if batched and self.protocol != "openenv":
-            server = _BatchServer(url, block, self.timeout, self.token, self.array_fields)
+            server = _BatchServer(url, block, self.timeout, self.token, self.shared_memory)
         else:
             server = _PlainServer(url, block, self.timeout, self.token)
         self.servers[k] = server
@@ -208,38 +291,52 @@ class SessionPool:
     def batched(self) -> bool:
         return all(isinstance(s, _BatchServer) for s in self.servers)
 
-    def _split(self, env_indices: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarray]]:
-        """(server, env indices on it, their positions in ``env_indices``) per server touched."""
+    def _split(self, env_indices: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """{server: (env indices on it, their positions in ``env_indices``)}."""
         owners = self._server_of[env_indices]
-        parts = []
-        for k in np.unique(owners):
+        parts = {}
+        for k in np.unique(owners).tolist():
             positions = np.flatnonzero(owners == k)
-            parts.append((self.servers[k], env_indices[positions], positions))
+            parts[k] = (env_indices[positions], positions)
         return parts
 
     async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> list[Chunk | ServerFailure]:
         parts = self._split(env_indices)
-        calls = [server.reset(idx, [seeds[p] for p in pos], options) for server, idx, pos in parts]
-        return await self._settle(parts, calls)
+        calls = {k: self.servers[k].reset(idx, [seeds[p] for p in pos], options) for k, (idx, pos) in parts.items()}
+        return await self._settle(calls, {k: idx for k, (idx, _) in parts.items()})
 
-    async def step(self, env_indices: np.ndarray, columns: dict[str, Any]) -> list[Chunk | ServerFailure]:
-        parts = self._split(env_indices)
-        calls = [server.step(idx, {k: _take(col, pos) for k, col in columns.items()}) for server, idx, pos in parts]
-        return await self._settle(parts, calls)
+    async def step(
+        self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray | None = None, autoreset: bool = False
+    ) -> list[Chunk | ServerFailure]:
+        """Step ``env_indices`` with ``columns`` and reset ``reset_indices``: one request per server.
 
-    async def _settle(self, parts: list, calls: list) -> list[Chunk | ServerFailure]:
-        """Every server's result; a lost connection becomes a :class:`ServerFailure`
+        ``autoreset``: servers reset the envs whose step ended in the same call
+        (their first observations come back as ``autoreset`` chunks).
+        """
+        reset_indices = np.zeros(0, dtype=np.int64) if reset_indices is None else reset_indices
+        stepping, resetting = self._split(env_indices), self._split(reset_indices)
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        calls, touched = {}, {}
+        for k in sorted(set(stepping) | set(resetting)):
+            idx, pos = stepping.get(k, empty)
+            reset_idx = resetting.get(k, empty)[0]
+            calls[k] = self.servers[k].step(idx, {name: _take(col, pos) for name, col in columns.items()}, reset_idx, autoreset)
+            touched[k] = np.concatenate([reset_idx, idx])
+        return await self._settle(calls, touched)
+
+    async def _settle(self, calls: dict[int, Any], touched: dict[int, np.ndarray]) -> list[Chunk | ServerFailure]:
+        """Every server's chunks; a lost or timed-out connection becomes a :class:`ServerFailure`
         so the other servers' results are not lost with it."""
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        settled = []
-        for (server, idx, _), result in zip(parts, results):
-            if isinstance(result, ConnectionLost):
-                k = next(i for i, s in enumerate(self.servers) if s is server) if server in self.servers else -1
-                settled.append(ServerFailure(k, server.url, idx, result, server))
+        servers = {k: self.servers[k] for k in calls}
+        results = await asyncio.gather(*calls.values(), return_exceptions=True)
+        settled: list[Chunk | ServerFailure] = []
+        for k, result in zip(calls, results):
+            if isinstance(result, (ConnectionLost, RequestTimeout)):
+                settled.append(ServerFailure(k, servers[k].url, touched[k], result, servers[k]))
             elif isinstance(result, BaseException):
                 raise result
             else:
-                settled.append(result)
+                settled += result
         return settled
 
     async def close(self) -> None:
@@ -251,3 +348,4 @@ def _take(column: Any, positions: np.ndarray) -> Any:
     if isinstance(column, np.ndarray):
         return column[positions]
     return [column[p] for p in positions]
+

@@ -1,71 +1,139 @@
 """Shared-memory observation slots: large arrays skip the socket between co-located processes.
 
-When a client and a server share a machine, the client creates one shared
-block with a slot per session for every array observation field, and names it
-when it opens its batch sessions. The server writes each step's arrays into
-the slots and replies with headers only; the client copies the rows it needs
-from the block. A server that cannot attach the block (another machine, a
-container, a sandbox with its own /dev/shm) says so, and arrays travel in the
-frame as before. A session's slot is rewritten only at its next step, which
-the client cannot request before it has read this one.
+The *server* creates the block (a sealed ``memfd``: it has no name in
+``/dev/shm``, and nobody, its creator included, can shrink or grow it), one
+slot per session for every large array field, and describes it in its
+``opened`` reply: its pid, file descriptor, layout and a random token written
+into the block's header. A client on the same machine opens
+``/proc/<pid>/fd/<fd>``, checks the seals, the size and the token, and then
+reads each step's arrays from the slots while the reply carries headers only.
+A client that cannot open it (another machine, a container or sandbox with its
+own pid namespace, another user) says so by not asking for shared arrays, and
+arrays travel in the frame.
+
+Why a sealed memfd: the server never opens a file a client names (a client
+cannot make it write over another file), and since the block cannot shrink,
+a hostile client cannot make the server's writes fault (SIGBUS). A session's
+slot is rewritten only at its next call, which the client cannot make before
+it has read this one.
+
+Example:
+    >>> slots = ObservationSlots.create({"screen": ("|u1", (210, 160, 3))}, count=4)   # server
+    >>> view = ObservationSlots.open(slots.describe())                               # client
+    >>> slots.write("screen", 2, np.full((210, 160, 3), 7, np.uint8))
+    >>> int(view.views["screen"][2, 0, 0, 0])
+    7
+    >>> view.close(); slots.close()
 """
 
-from multiprocessing import resource_tracker, shared_memory
+import fcntl
+import mmap
+import os
+import secrets
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ObservationSlots"]
+__all__ = ["MIN_SHARED_BYTES", "ObservationSlots"]
 
 _ALIGN = 64
+_HEADER = 64  # the block starts with a random token, so a client knows it opened the right one
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+#: arrays smaller than this travel in the frame: for them the socket is cheaper
+MIN_SHARED_BYTES = 4096
+
+
+def _layout(fields: dict[str, tuple[str, tuple[int, ...]]], count: int) -> tuple[dict[str, int], int]:
+    offsets, size = {}, _HEADER
+    for key, (dtype, shape) in fields.items():
+        offsets[key] = size
+        size += -(-count * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize // _ALIGN) * _ALIGN
+    return offsets, size
 
 
 class ObservationSlots:
-    """``count`` slots for each array field ``{name: (dtype, shape)}`` in one shared block."""
+    """``count`` slots for each array field ``{name: (dtype, shape)}`` in one shared block.
 
-    def __init__(self, fields: dict[str, tuple[str, tuple[int, ...]]], count: int, name: str | None = None):
+    Made by :meth:`create` (the server) or :meth:`open` (a client on the same machine).
+    """
+
+    def __init__(self, fields: dict[str, tuple[str, tuple[int, ...]]], count: int, fd: int, token: bytes, pid: int):
+        self.pid = pid  # the process that created the block
         self.fields = {k: (np.dtype(d).str, tuple(int(x) for x in s)) for k, (d, s) in fields.items()}
         self.count = count
-        offsets, size = {}, 0
-        for key, (dtype, shape) in self.fields.items():
-            offsets[key] = size
-            size += -(-count * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize // _ALIGN) * _ALIGN
-        self.owner = name is None
-        self._shm = shared_memory.SharedMemory(name=name, create=self.owner, size=max(size, _ALIGN) if self.owner else 0)
-        if not self.owner:
-            # The creator unlinks it; keep this process's tracker from unlinking it too at exit.
-            resource_tracker.unregister(self._shm._name, "shared_memory")
-            if self._shm.size < size:
-                self._shm.close()
-                raise ValueError(f"shared block {name} has {self._shm.size} bytes, the layout needs {size}")
+        self.token = token
+        self._fd = fd
+        offsets, self.size = _layout(self.fields, count)
+        self._map = mmap.mmap(fd, self.size)
         self.views = {
-            key: np.ndarray((count, *shape), dtype=np.dtype(dtype), buffer=self._shm.buf, offset=offsets[key])
+            key: np.ndarray((count, *shape), dtype=np.dtype(dtype), buffer=self._map, offset=offsets[key])
             for key, (dtype, shape) in self.fields.items()
         }
 
+    @classmethod
+    def create(cls, fields: dict[str, tuple[str, tuple[int, ...]]], count: int) -> "ObservationSlots":
+        """A new sealed block (server side). Raises OSError where memfds are unavailable."""
+        _, size = _layout(fields, count)
+        fd = os.memfd_create("gym-openenv-slots", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, size)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+            token = secrets.token_bytes(16)
+            os.pwrite(fd, token, 0)
+            return cls(fields, count, fd, token, os.getpid())
+        except BaseException:
+            os.close(fd)
+            raise
+
     def describe(self) -> dict[str, Any]:
-        """What the server needs to attach: the block's name and layout."""
-        return {"name": self._shm.name, "count": self.count, "fields": {k: [d, list(s)] for k, (d, s) in self.fields.items()}}
+        """What a client on this machine needs to open the block."""
+        return {
+            "pid": self.pid,
+            "fd": self._fd,
+            "token": self.token,
+            "count": self.count,
+            "fields": {k: [d, list(s)] for k, (d, s) in self.fields.items()},
+        }
 
     @classmethod
-    def attach(cls, description: dict[str, Any]) -> "ObservationSlots":
-        fields = {k: (d, tuple(s)) for k, (d, s) in description["fields"].items()}
-        return cls(fields, int(description["count"]), name=str(description["name"]))
+    def open(cls, description: dict[str, Any]) -> "ObservationSlots":
+        """Open a server's block (client side).
+
+        Raises:
+            OSError: the block is out of reach (another machine or pid namespace, another user).
+            ValueError: what was opened is not that block (wrong token, size or seals).
+        """
+        fields = {str(k): (str(d), tuple(s)) for k, (d, s) in description["fields"].items()}
+        count, token = int(description["count"]), bytes(description["token"])
+        fd = os.open(f"/proc/{int(description['pid'])}/fd/{int(description['fd'])}", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            _, size = _layout(fields, count)
+            if os.fstat(fd).st_size != size:
+                raise ValueError(f"the shared block has {os.fstat(fd).st_size} bytes, its layout needs {size}")
+            if fcntl.fcntl(fd, fcntl.F_GET_SEALS) & _SEALS != _SEALS:
+                raise ValueError("the shared block is not sealed against resizing")
+            if os.pread(fd, len(token), 0) != token:
+                raise ValueError("the file opened is not the server's shared block (token mismatch)")
+            return cls(fields, count, fd, token, int(description["pid"]))
+        except BaseException:
+            os.close(fd)
+            raise
 
     def fits(self, key: str, value: Any) -> bool:
         dtype, shape = self.fields[key]
         return isinstance(value, np.ndarray) and value.dtype.str == dtype and value.shape == shape
 
+    def write(self, key: str, slot: int, value: np.ndarray) -> None:
+        """Put ``value`` into ``slot`` (no copy if the environment rendered it there already)."""
+        target = self.views[key][slot]
+        if value.__array_interface__["data"][0] != target.__array_interface__["data"][0]:
+            target[...] = value
+
     def close(self) -> None:
-        """Release the block (idempotent); the creator also removes it."""
+        """Release the block (idempotent); it is gone once every process holding it closed it."""
         views, self.views = self.views, {}
-        del views  # the views hold the buffer; they must go before close()
-        if self._shm is None:
-            return
-        shm, self._shm = self._shm, None
-        shm.close()
-        if self.owner:
-            try:
-                shm.unlink()
-            except FileNotFoundError:
-                pass  # already removed
+        del views  # the views hold the buffer; they must go before the map closes
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+            os.close(self._fd)

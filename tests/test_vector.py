@@ -7,7 +7,9 @@ import gymnasium as gym
 import numpy as np
 import psutil
 import pytest
+from gymnasium.error import AlreadyPendingCallError, NoAsyncCallError
 from gymnasium.vector import AutoresetMode
+from gymnasium.vector.async_vector_env import AsyncState
 
 from gym_openenv import ConnectionLost
 from gym_openenv.vector import OpenEnvVectorEnv
@@ -83,16 +85,22 @@ def test_send_recv_partial_batches(envs):
     assert obs == ("a", "b") and info["env_id"].tolist() == [0, 5]
     obs, _, _, _, info = envs.recv()
     assert obs == ("c",) and info["env_id"].tolist() == [3]
-    with pytest.raises(RuntimeError, match="nothing sent"):
+    with pytest.raises(NoAsyncCallError, match="nothing sent"):
         envs.recv()
 
 
 def test_step_async_and_wait(envs):
     envs.reset()
     envs.step_async(words(8))
-    with pytest.raises(RuntimeError, match="pending"):
+    assert envs._state is AsyncState.WAITING_STEP
+    with pytest.raises(AlreadyPendingCallError, match="pending"):
         envs.step_async(words(8))
+    with pytest.raises(AlreadyPendingCallError, match="pending"):
+        envs.reset()
     assert envs.step_wait()[0] == words(8)
+    assert envs._state is AsyncState.DEFAULT
+    with pytest.raises(NoAsyncCallError, match="no step pending"):
+        envs.step_wait()
 
 
 def test_wrong_batches_fail_before_sending(envs):
@@ -156,15 +164,14 @@ def test_sb3_vecenv_interface():
 
 
 def test_shared_memory_frames_equal_the_socket_path():
-    import glob
-
+    before = set(os.listdir("/dev/shm"))
     kwargs = dict(num_envs=3, num_servers=1, game="pong")
     fast = gym.make_vec("openenv/atari-v0", **kwargs)
     plain = gym.make_vec("openenv/atari-v0", shared_memory=False, **kwargs)
     try:
         slots = fast._pool.servers[0].slots
         assert slots is not None and plain._pool.servers[0].slots is None
-        block = "/dev/shm/" + slots.describe()["name"]
+        assert slots.pid == fast._providers[0].pid  # the server made the block
         a, _ = fast.reset(seed=4)
         b, _ = plain.reset(seed=4)
         np.testing.assert_array_equal(a, b)
@@ -180,4 +187,4 @@ def test_shared_memory_frames_equal_the_socket_path():
     finally:
         fast.close()
         plain.close()
-    assert not glob.glob(block)  # the client removed its block
+    assert set(os.listdir("/dev/shm")) - before == set()  # a memfd leaves no file behind

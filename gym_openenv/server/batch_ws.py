@@ -1,73 +1,54 @@
 """The batched binary protocol: one connection, many sessions, msgpack frames.
 
-Requests (``ids`` are session numbers local to the connection)::
+Requests and replies are the ``Batch*`` models of :mod:`gym_openenv.protocol`::
 
-    {"type": "open", "n": 8}                                 -> {"type": "opened", "ids": [...]}
+    {"type": "open", "n": 8, "shm": true}          -> {"type": "opened", "ids": [...], "shm": {...}}
     {"type": "reset", "ids": [...], "seeds": [...], "options": {...}}
-    {"type": "step", "ids": [...], "actions": {field: column}} -> {"type": "batch", ...}
-    {"type": "close", "ids": [...]}                          -> {"type": "closed", "ids": [...]}
+    {"type": "step", "ids": [...], "actions": {field: column}, "reset_ids": [...], "autoreset": false}
+                                                    -> {"type": "batch", observation columns, "errors": [...]}
+    {"type": "close", "ids": [...]}                -> {"type": "closed", "ids": [...]}
 
-A batch reply carries observations column by column (see
-:func:`gym_openenv.protocol.batch_payload`) plus ``errors``: ``[[index, code,
-message], ...]`` for sessions whose call failed. Closing the connection
-closes its sessions.
+Every reply echoes the request's ``seq``. Each row of a batch reply is its
+session's result or its own error: an environment that raises fails its row
+only, and one whose call passes the step timeout is replaced by a new
+environment (its row says ``episode_lost``; the hung one is closed once its
+call returns) while the rows after it still run. A frame that cannot be
+parsed gets an error reply; the connection stays open. Closing the connection
+closes its sessions and frees its shared-memory block.
 """
 
+import asyncio
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import pydantic
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from gym_openenv.protocol import (
+    BatchClose,
+    BatchClosed,
+    BatchOpen,
+    BatchOpened,
+    BatchReset,
+    BatchResult,
+    BatchStep,
     ErrorCode,
-    batch_payload,
+    RowError,
     decode_msgpack,
     encode_msgpack,
     error_reply,
     observation_payload,
+    parse_batch_request,
 )
-from gym_openenv.server.host import EnvHost, StepTimeout
-from gym_openenv.shm import ObservationSlots
+from gym_openenv.server.host import EnvHost
 from gym_openenv.server.sessions import CapacityError, Session
+from gym_openenv.shm import MIN_SHARED_BYTES, ObservationSlots
 
 __all__ = ["serve_batch_connection"]
 
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-
-
-class OpenRequest(_Request):
-    type: Literal["open"]
-    n: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
-    #: a client's shared observation slots (see gym_openenv.shm), when it runs on this machine
-    shm: dict[str, Any] | None = None
-
-
-class ResetRequest(_Request):
-    type: Literal["reset"]
-    ids: list[StrictInt]
-    seeds: list[StrictInt | None] | None = None
-    options: dict[str, Any] | None = None
-
-
-class StepRequest(_Request):
-    type: Literal["step"]
-    ids: list[StrictInt]
-    actions: dict[str, Any]
-
-
-class CloseRequest(_Request):
-    type: Literal["close"]
-    ids: list[StrictInt]
-
-
-BatchRequest = pydantic.TypeAdapter(
-    Annotated[OpenRequest | ResetRequest | StepRequest | CloseRequest, Field(discriminator="type")]
-)
+_NOT_RUN = object()
 
 
 class _BatchError(Exception):
@@ -76,155 +57,257 @@ class _BatchError(Exception):
         self.code = code
 
 
+class _Rows:
+    """Environment calls of one request, run in order on worker threads.
+
+    A call that passes the step timeout is given up on: its row fails, its
+    thread is left to finish on its own (its result is dropped), and the rows
+    after it run on a fresh worker. ``lock`` orders the worker's bookkeeping
+    against the event loop giving up on a row.
+    """
+
+    def __init__(self, calls: list[Callable[[], Any]]):
+        self.calls = calls
+        self.results: list[Any] = [_NOT_RUN] * len(calls)
+        self.hung: list[int] = []
+        self.lock = threading.Lock()
+        self._runs: list[dict[str, Any]] = []
+
+    def _work(self, run: dict[str, Any], start: int) -> None:
+        for i in range(start, len(self.calls)):
+            with self.lock:
+                if run["abandoned"]:
+                    return
+                run["current"] = i
+            result = _guarded(self.calls[i])
+            with self.lock:
+                if run["abandoned"]:
+                    return  # this row was given up on: its result must not reappear
+                self.results[i] = result
+
+    async def run(self, host: EnvHost, client: Any, timeout: float | None) -> list[asyncio.Future]:
+        """Run every call; returns the worker tasks still busy with hung calls."""
+        start, stuck = 0, []
+        while start < len(self.calls):
+            run = {"abandoned": False, "current": start}
+            task = asyncio.ensure_future(host.run(self._work, run, start, client=client))
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if done:
+                task.result()  # _work catches the environment's errors; anything else is a bug to surface
+                return stuck
+            with self.lock:
+                run["abandoned"] = True
+                current = run["current"]
+                finished = self.results[current] is not _NOT_RUN
+            if finished:  # it finished as we gave up: only rows after it remain
+                start = current + 1
+                continue
+            self.hung.append(current)
+            stuck.append(task)
+            start = current + 1
+        return stuck
+
+
 class _Connection:
-    def __init__(self, host: EnvHost):
+    def __init__(self, host: EnvHost, name: str):
         self.host = host
+        self.client = host.client(name)
         self.sessions: dict[int, Session] = {}
         self._next_id = 0
-        self.slots: ObservationSlots | None = None
-        self.slot_of: dict[int, int] = {}  # session number -> slot in self.slots
+        self.blocks: list[ObservationSlots] = []
+        self.slot_of: dict[int, tuple[ObservationSlots, int]] = {}  # session number -> (block, slot)
+        self.max_reply_bytes: int | None = None
+        self._closing: set[asyncio.Future] = set()
+
+    # sessions
 
     def lookup(self, ids: list[int]) -> list[Session]:
+        if len(set(ids)) != len(ids):
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"duplicate session ids in {ids}")
         unknown = [i for i in ids if i not in self.sessions]
         if unknown:
             raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection")
         sessions = [self.sessions[i] for i in ids]
         for s in sessions:
-            if s.broken:
-                raise _BatchError(ErrorCode.EXECUTION_ERROR, s.broken)
-            if self.host.sessions._sessions.get(s.id) is not s:
+            if not self.host.sessions.holds(s):
                 raise _BatchError(ErrorCode.SESSION_ERROR, f"session {s.id} expired after {self.host.settings.idle_timeout}s idle")
         return sessions
 
-    async def on_open(self, request: OpenRequest) -> dict[str, Any]:
+    async def on_open(self, request: BatchOpen) -> BatchOpened:
         n = request.n
         table = self.host.sessions
         if table.active + n > table.max_sessions:
             # All or nothing: a vector env never half-starts.
-            raise _BatchError(
-                ErrorCode.CAPACITY_REACHED,
-                f"cannot open {n} sessions: {table.active} of {table.max_sessions} in use",
-            )
+            raise _BatchError(ErrorCode.CAPACITY_REACHED, f"cannot open {n} sessions: {table.active} of {table.max_sessions} in use")
         opened = []
         try:
             for _ in range(n):
-                opened.append(await table.open())
+                opened.append(await table.open(self.client))
         except CapacityError as e:
-            for s in opened:
-                await table.close(s.id)
+            await self._close_sessions(opened)
             raise _BatchError(ErrorCode.CAPACITY_REACHED, str(e)) from None
         except Exception as e:
-            for s in opened:
-                await table.close(s.id)
+            await self._close_sessions(opened)
             raise _BatchError(ErrorCode.FACTORY_ERROR, f"{type(e).__name__}: {e}") from None
-        ids = []
-        for s in opened:
-            self.sessions[self._next_id] = s
-            ids.append(self._next_id)
-            self._next_id += 1
-        return {"type": "opened", "ids": ids, "shm": self._attach(request.shm, ids)}
+        ids = list(range(self._next_id, self._next_id + n))
+        self._next_id += n
+        self.sessions.update(zip(ids, opened))
+        if request.max_reply_bytes is not None:
+            self.max_reply_bytes = request.max_reply_bytes
+        return BatchOpened(ids=ids, shm=await self._create_slots(ids) if request.shm else None)
 
-    def _attach(self, description: dict[str, Any] | None, ids: list[int]) -> bool:
-        """Use the client's shared slots if this process can reach them."""
-        if description is None:
-            return False
+    async def _create_slots(self, ids: list[int]) -> dict[str, Any] | None:
+        """A shared block for the new sessions' array fields, created by this process."""
+        fields = {
+            f.name: (f.space.dtype.str, tuple(f.space.shape))
+            for f in (await self.host.specs()).observation.space_fields
+            if getattr(f.space, "dtype", None) is not None and getattr(f.space, "shape", None)
+            and f.space.dtype.itemsize * int(np.prod(f.space.shape)) >= MIN_SHARED_BYTES
+        }
+        if not fields:
+            return None
         try:
-            slots = ObservationSlots.attach(description)
-        except (OSError, ValueError, KeyError, TypeError):
-            return False  # another machine or namespace: arrays stay in the frame
-        if slots.count < len(ids):
-            slots.close()
-            return False
-        if self.slots is not None:
-            self.slots.close()
-        self.slots, self.slot_of = slots, {i: k for k, i in enumerate(ids)}
-        return True
+            block = ObservationSlots.create(fields, len(ids))
+        except OSError:
+            return None  # no memfd here: arrays travel in the frame
+        self.blocks.append(block)
+        self.slot_of.update({i: (block, k) for k, i in enumerate(ids)})
+        return block.describe()
 
-    async def on_close(self, request: CloseRequest) -> dict[str, Any]:
+    async def on_close(self, request: BatchClose) -> BatchClosed:
         ids = [i for i in dict.fromkeys(request.ids) if i in self.sessions]
+        await self._close_sessions([self.sessions.pop(i) for i in ids])
         for i in ids:
-            await self.host.sessions.close(self.sessions.pop(i).id)
-        return {"type": "closed", "ids": ids}
+            self.slot_of.pop(i, None)
+        return BatchClosed(ids=ids)
+
+    async def _close_sessions(self, sessions: list[Session]) -> None:
+        for s in sessions:
+            await self.host.sessions.close(s.id)
 
     async def close_all(self) -> None:
-        await self.on_close(CloseRequest(type="close", ids=list(self.sessions)))
-        if self.slots is not None:
-            self.slots.close()
-            self.slots = None
+        await self._close_sessions(list(self.sessions.values()))
+        self.sessions.clear()
+        self.slot_of.clear()
+        for block in self.blocks:
+            block.close()
+        self.blocks = []
 
-    async def on_reset(self, request: ResetRequest) -> dict[str, Any]:
-        sessions = self.lookup(request.ids)
-        seeds = request.seeds or [None] * len(sessions)
-        options = request.options or {}
-        if len(seeds) != len(sessions):
-            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(sessions)} sessions")
-        kwargs = [self.host.reset_kwargs({**options, **({} if s is None else {"seed": s})}) for s in seeds]
+    # calls
 
-        def reset_all() -> list[Any]:
-            return [_guarded(lambda s=s, kw=kw: s.env.reset(**kw)) for s, kw in zip(sessions, kwargs)]
+    async def on_reset(self, request: BatchReset) -> BatchResult:
+        return await self._call(request.ids, request.seeds, request.options, [], {}, autoreset=False)
 
-        return await self._batch(sessions, reset_all, request.ids)
+    async def on_step(self, request: BatchStep) -> BatchResult:
+        return await self._call(request.reset_ids, None, None, request.ids, request.actions, request.autoreset)
 
-    async def on_step(self, request: StepRequest) -> dict[str, Any]:
-        sessions = self.lookup(request.ids)
-        if len(set(request.ids)) != len(request.ids):
-            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"duplicate session ids in {request.ids}")
-        spec = (await self.host.specs()).action
-        columns = request.actions
-        for name, column in columns.items():
-            if not isinstance(column, (list, tuple, np.ndarray)) or len(column) != len(sessions):
-                raise _BatchError(ErrorCode.VALIDATION_ERROR, f"actions[{name!r}] must be a column of {len(sessions)} values")
-        try:
-            rows = [{k: _item(col, i) for k, col in columns.items()} for i in range(len(sessions))]
-            actions = [spec.build(row) for row in rows]
-        except (ValueError, IndexError, TypeError) as e:
-            raise _BatchError(ErrorCode.VALIDATION_ERROR, str(e)) from None
-        env_cls = self.host.env_cls
-        envs = [s.env for s in sessions]
-        if self.host.native_step_batch:
-            def step_all() -> list[Any]:
-                return env_cls.step_batch(envs, actions)
+    async def _call(self, reset_ids, seeds, options, step_ids, columns, autoreset) -> BatchResult:
+        resetting = self.lookup(reset_ids)
+        stepping = self.lookup(step_ids)
+        if set(reset_ids) & set(step_ids):
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"sessions {sorted(set(reset_ids) & set(step_ids))} both reset and stepped")
+        seeds = seeds or [None] * len(resetting)
+        if len(seeds) != len(resetting):
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
+        actions = await self._actions(columns, len(stepping))
+        reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
+        calls = [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(resetting, reset_kwargs)]
+        if self.host.native_step_batch and stepping:
+            step_batch, envs = self.host.env_cls.step_batch, [s.env for s in stepping]
+            calls.append(lambda: step_batch(envs, actions))  # one call; its result fans out to the rows
         else:
-            def step_all() -> list[Any]:
-                return [_guarded(lambda e=e, a=a: e.step(a)) for e, a in zip(envs, actions)]
-        return await self._batch(sessions, step_all, request.ids)
+            calls += [lambda s=s, a=a: s.env.step(a) for s, a in zip(stepping, actions)]
+        sessions = resetting + stepping
+        results = await self._run(sessions, calls, native=self.host.native_step_batch and bool(stepping), first_step=len(resetting))
+        reply = self._reply(reset_ids + step_ids, results)
+        if autoreset:
+            ended = [r for r in range(len(resetting), len(sessions)) if reply.done[r] and not isinstance(results[r], RowError)]
+            if ended:
+                again = await self._run([sessions[r] for r in ended], [lambda s=sessions[r]: s.env.reset(**self.host.reset_kwargs({})) for r in ended])
+                reply.autoreset_rows = ended
+                reply.autoreset = self._reply([(reset_ids + step_ids)[r] for r in ended], again)
+        return reply
 
-    async def _batch(self, sessions: list[Session], call: Callable[[], list[Any]], ids: list[int]) -> dict[str, Any]:
+    async def _actions(self, columns: dict[str, Any], n: int) -> list[Any]:
+        if not n:
+            return []
+        spec = (await self.host.specs()).action
+        for name, column in columns.items():
+            if not isinstance(column, (list, tuple, np.ndarray)) or len(column) != n:
+                raise _BatchError(ErrorCode.VALIDATION_ERROR, f"actions[{name!r}] must be a column of {n} values")
+        try:
+            return [spec.build({k: _item(col, i) for k, col in columns.items()}) for i in range(n)]
+        except (ValueError, IndexError, TypeError, RecursionError) as e:
+            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{type(e).__name__}: {e}") from None
+
+    async def _run(self, sessions: list[Session], calls: list[Callable[[], Any]], native: bool = False, first_step: int = 0) -> list[Any]:
+        """Each session's observation, or a :class:`RowError` for it."""
         for s in sessions:
             s.busy += 1
+        rows = _Rows(calls)
         try:
-            results = await self.host.run(call, timeout=self.host.settings.step_timeout)
-        except StepTimeout as e:
-            for s in sessions:
-                s.broken = f"{e}; the sessions cannot continue, open new ones"
-            raise _BatchError(ErrorCode.EXECUTION_ERROR, str(e)) from None
-        except Exception as e:
-            raise _BatchError(ErrorCode.EXECUTION_ERROR, f"{type(e).__name__}: {e}") from None
+            stuck = await rows.run(self.host, self.client, self.host.settings.step_timeout)
         finally:
             for s in sessions:
                 s.busy -= 1
                 s.touch()
-        errors = [[i, ErrorCode.EXECUTION_ERROR.value, r.message] for i, r in enumerate(results) if isinstance(r, _Failed)]
-        if errors:
-            raise _BatchError(ErrorCode.EXECUTION_ERROR, "; ".join(f"session {i}: {m}" for i, _, m in errors))
-        payloads = [observation_payload(r, keep_arrays=True) for r in results]
+        results: list[Any] = list(rows.results)
+        if native:  # the last call stepped every stepping session at once
+            batch = results.pop()
+            count = len(sessions) - first_step
+            if isinstance(batch, _Failed) or batch is _NOT_RUN or not isinstance(batch, list) or len(batch) != count:
+                failure = batch if isinstance(batch, _Failed) else _Failed(f"step_batch returned {type(batch).__name__}, not {count} observations")
+                results += [failure] * count
+            else:
+                results += batch
+        hung = {i for h in rows.hung for i in ([h] if not native or h < first_step else range(first_step, len(sessions)))}
+        for i in sorted(hung):
+            await self._replace(sessions[i], stuck)
+        timeout = self.host.settings.step_timeout
+        return [
+            RowError(i, ErrorCode.EXECUTION_ERROR.value, f"the environment call did not finish within {timeout}s; the session has a new environment, reset it", episode_lost=True)
+            if i in hung else RowError(i, ErrorCode.EXECUTION_ERROR.value, r.message) if isinstance(r, _Failed) else r
+            for i, r in enumerate(results)
+        ]
+
+    async def _replace(self, session: Session, stuck: list[asyncio.Future]) -> None:
+        """A new environment for a session whose call hung; the old one is closed when that call returns."""
+        old = session.env
+        try:
+            session.env = await self.host.create_env(self.client)
+        except Exception as e:
+            session.broken = f"its environment hung and no new one could be built: {type(e).__name__}: {e}"
+            return
+
+        def close_old(_: Any) -> None:
+            task = asyncio.ensure_future(self.host.close_env(old))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+        for task in stuck:  # the hung worker: only when it is done is `old` free to close
+            if not task.done():
+                task.add_done_callback(close_old)
+                return
+        close_old(None)
+
+    def _reply(self, ids: list[int], results: list[Any]) -> BatchResult:
+        errors = [RowError(row, r.code, r.message, r.episode_lost) for row, r in enumerate(results) if isinstance(r, RowError)]
+        payloads = [None if isinstance(r, RowError) else observation_payload(r, keep_arrays=True) for r in results]
         in_slots = self._write_slots(payloads, ids)
-        reply = batch_payload(payloads)
-        reply["type"] = "batch"
-        if in_slots:
-            reply["shm"] = in_slots
+        reply = BatchResult.of(payloads, fields=next((p["observation"].keys() for p in payloads if p is not None), ()))
+        reply.errors, reply.shm = errors, in_slots
         return reply
 
-    def _write_slots(self, payloads: list[dict[str, Any]], ids: list[int]) -> list[str]:
-        """Move array fields into the shared slots; their columns then travel as None."""
-        if self.slots is None or not payloads or any(i not in self.slot_of for i in ids):
+    def _write_slots(self, payloads: list[dict[str, Any] | None], ids: list[int]) -> list[str]:
+        """Move array fields into the sessions' shared slots; their columns then travel as None."""
+        rows = [(p, self.slot_of.get(i)) for p, i in zip(payloads, ids) if p is not None]
+        if not rows or any(slot is None for _, slot in rows):
             return []
         written = []
-        for key in self.slots.fields:
-            if all(self.slots.fits(key, p["observation"].get(key)) for p in payloads):
-                view = self.slots.views[key]
-                for i, p in zip(ids, payloads):
-                    view[self.slot_of[i]] = p["observation"][key]
+        for key in rows[0][1][0].fields:
+            if all(block.fits(key, p["observation"].get(key)) for p, (block, _) in rows):
+                for p, (block, k) in rows:
+                    block.write(key, k, p["observation"][key])
                     p["observation"][key] = None
                 written.append(key)
         return written
@@ -239,8 +322,13 @@ def _guarded(call: Callable[[], Any]) -> Any:
     # One session's failure must not hide the others' results.
     try:
         return call()
-    except Exception as e:
-        return _Failed(f"{type(e).__name__}: {e}")
+    except Exception as e:  # RecursionError included: the environment's error, reported on its row
+        return _Failed(f"{type(e).__name__}: {_short(e)}")
+
+
+def _short(error: BaseException, limit: int = 2000) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
 
 
 def _item(column: Any, i: int) -> Any:
@@ -248,7 +336,7 @@ def _item(column: Any, i: int) -> Any:
     return value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
 
 
-_HANDLERS: dict[str, Callable[[_Connection, Any], Awaitable[dict[str, Any]]]] = {
+_HANDLERS: dict[str, Callable[[_Connection, Any], Awaitable[Any]]] = {
     "open": _Connection.on_open,
     "reset": _Connection.on_reset,
     "step": _Connection.on_step,
@@ -259,37 +347,54 @@ _HANDLERS: dict[str, Callable[[_Connection, Any], Awaitable[dict[str, Any]]]] = 
 async def serve_batch_connection(ws: WebSocket, host: EnvHost) -> None:
     """Serve batched requests until the client disconnects."""
     await ws.accept()
-    connection = _Connection(host)
+    peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "unknown peer"
+    connection = _Connection(host, f"/ws/batch {peer}")
     try:
         while True:
             frame = await ws.receive()
             if frame["type"] == "websocket.disconnect":
                 break
-            reply = await _answer(connection, frame.get("bytes"))
-            await ws.send_bytes(encode_msgpack(reply))
+            await ws.send_bytes(await _answer(connection, frame.get("bytes")))
     except WebSocketDisconnect:
         pass
     finally:
         await connection.close_all()
 
 
-async def _answer(connection: _Connection, raw: bytes | None) -> dict[str, Any]:
+async def _answer(connection: _Connection, raw: bytes | None) -> bytes:
+    """One reply frame for one request frame, whatever the frame holds."""
     if raw is None:
-        return error_reply(ErrorCode.INVALID_JSON, "the batch protocol takes msgpack binary frames")
+        return encode_msgpack(error_reply(ErrorCode.INVALID_JSON, "the batch protocol takes msgpack binary frames"))
     try:
         request = decode_msgpack(raw)
-    except Exception as e:  # msgpack raises several unrelated types for garbage
-        return error_reply(ErrorCode.INVALID_JSON, f"invalid msgpack frame: {type(e).__name__}: {e}")
+    except Exception as e:  # msgpack raises several unrelated types for garbage (and RecursionError for deep nesting)
+        return encode_msgpack(error_reply(ErrorCode.INVALID_JSON, f"invalid msgpack frame: {type(e).__name__}: {_short(e, 300)}"))
+    seq = request.get("seq") if isinstance(request, dict) else None
+    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else None
     kind = request.get("type") if isinstance(request, dict) else None
     handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
     if handler is None:
         shown = kind if isinstance(kind, str) else type(request).__name__
-        return error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {shown!r}; expected one of {sorted(_HANDLERS)}")
+        return encode_msgpack(error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {shown!r}; expected one of {sorted(_HANDLERS)}", seq))
     try:
-        typed = BatchRequest.validate_python(request)
+        typed = parse_batch_request(request)
     except pydantic.ValidationError as e:
-        return error_reply(ErrorCode.VALIDATION_ERROR, f"invalid {kind} request: {e.errors(include_url=False)[0]['msg']} at {e.errors()[0]['loc']}")
+        first = e.errors(include_url=False)[0]
+        return encode_msgpack(error_reply(ErrorCode.VALIDATION_ERROR, f"invalid {kind} request: {first['msg']} at {first['loc']}", seq))
+    except RecursionError:
+        return encode_msgpack(error_reply(ErrorCode.VALIDATION_ERROR, f"invalid {kind} request: nested too deep", seq))
     try:
-        return await handler(connection, typed)
+        reply = await handler(connection, typed)
     except _BatchError as e:
-        return error_reply(e.code, str(e))
+        return encode_msgpack(error_reply(e.code, str(e), seq))
+    reply.seq = seq
+    frame = encode_msgpack(reply.wire() if isinstance(reply, BatchResult) else reply.__dict__)
+    limit = connection.max_reply_bytes
+    if limit is not None and len(frame) > limit:
+        return encode_msgpack(error_reply(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"the reply is {len(frame)} bytes, over the client's limit of {limit}; "
+            "step fewer sessions per call or raise the client's max_message_bytes",
+            seq,
+        ))
+    return frame

@@ -1,0 +1,228 @@
+"""Batches in and out of the vector env: action columns checked against the space,
+and pool :class:`~gym_openenv.session_pool.Chunk` s assembled into gymnasium's
+batched ``(obs, rewards, terminated, truncated, info)``.
+
+Array fields are filled into one freshly allocated batch array per call, each
+value copied once (from the server's shared slots with one ``np.take`` per
+chunk, no per-env Python work); infos follow gymnasium's ``key``/``_key`` masks.
+"""
+
+import functools
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from gym_openenv.session_pool import Chunk, SlotColumn
+from gym_openenv.spaces import FieldSpec, ModelSpec, describe, from_wire, text_contains
+
+__all__ = ["action_columns", "assemble", "flag_rows", "same_step_rows"]
+
+Batch = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+
+
+def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, num_envs: int) -> Batch:
+    """The rows of ``chunks``, in the order of ``env_ids``; later chunks win for a row in several."""
+    m = len(env_ids)
+    # Rows of the output for each env index: the identity when stepping every env in order.
+    everyone = m == num_envs and bool((env_ids == np.arange(m)).all())
+    row_of = None
+    if not everyone:
+        row_of = np.full(num_envs, -1, dtype=np.int64)
+        row_of[env_ids] = np.arange(m)
+    fields = observation.space_fields
+    buffers = {f.name: _empty(f.space, m) for f in fields}
+    rewards = np.zeros(m, dtype=np.float64)
+    terminated = np.zeros(m, dtype=bool)
+    truncated = np.zeros(m, dtype=bool)
+    info_columns: dict[str, list] = {}
+    info_rows: dict[str, list[int]] = {}
+    info_field_names = [f.name for f in observation.info_fields]
+    for chunk in chunks:
+        if not len(chunk.indices):
+            continue
+        rows = np.asarray(chunk.indices, dtype=np.int64) if row_of is None else row_of[chunk.indices]
+        for f in fields:
+            _fill(f.space, buffers[f.name], rows, chunk.observation[f.name])
+        rewards[rows] = [0.0 if r is None else r for r in chunk.reward]
+        chunk_truncated = np.asarray(chunk.truncated, dtype=bool)
+        truncated[rows] = chunk_truncated
+        terminated[rows] = np.asarray(chunk.done, dtype=bool) & ~chunk_truncated
+        for name in info_field_names:
+            if name in chunk.observation:
+                info_columns.setdefault(name, []).extend(chunk.observation[name])
+                info_rows.setdefault(name, []).extend(rows.tolist())
+        for row, meta in zip(rows.tolist(), chunk.metadata or ()):
+            for key, value in meta.items():
+                info_columns.setdefault(key, []).append(value)
+                info_rows.setdefault(key, []).append(row)
+    obs = {f.name: _finish(f.space, buffers[f.name]) for f in fields}
+    obs = obs[fields[0].name] if observation.unwrapped else obs
+    return obs, rewards, terminated, truncated, _batched_info(info_columns, info_rows, m)
+
+
+def same_step_rows(obs: Any, info: dict[str, Any], done: np.ndarray, new_obs: Any, new_info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """SAME_STEP autoreset: rows ``done`` take their new episode's first observation;
+    the old ones go to ``info["final_obs"]`` / ``info["final_info"]``."""
+    m = len(done)
+    final_obs = np.empty(m, dtype=object)
+    final_info = np.empty(m, dtype=object)
+    rows = np.flatnonzero(done)
+    for row in rows:
+        final_obs[row] = _index(obs, row)
+        final_info[row] = {k: v[row] for k, v in info.items() if not k.startswith("_") and info[f"_{k}"][row]}
+    obs = _assign_rows(obs, rows, new_obs)
+    info = _merge_info_rows(info, rows, new_info, m)
+    info["final_obs"], info["_final_obs"] = final_obs, done.copy()
+    info["final_info"], info["_final_info"] = final_info, done.copy()
+    return obs, info
+
+
+def flag_rows(info: dict[str, Any], key: str, env_ids: np.ndarray, values: dict[int, Any], dtype: Any = object) -> None:
+    """``info[key]`` for the envs in ``values`` (others get the dtype's empty value), mask in ``_key``."""
+    array = np.zeros(len(env_ids), dtype=dtype) if dtype is not object else np.full(len(env_ids), None, dtype=object)
+    mask = np.zeros(len(env_ids), dtype=bool)
+    for row, e in enumerate(env_ids.tolist()):
+        if e in values:
+            array[row], mask[row] = values[e], True
+    info[key], info[f"_{key}"] = array, mask
+
+
+# --- actions: batch -> checked columns ----------------------------------------
+
+
+def action_columns(fields: list[FieldSpec], unwrapped: bool, actions: Any, n: int) -> dict[str, Any]:
+    if unwrapped:
+        return {fields[0].name: _check_column(fields[0], actions, n)}
+    if not isinstance(actions, dict):
+        raise ValueError(f"actions must be a dict with keys {[f.name for f in fields]}, got {type(actions).__name__}")
+    missing = [f.name for f in fields if f.name not in actions]
+    if missing:
+        raise ValueError(f"actions missing field(s) {missing}")
+    return {f.name: _check_column(f, actions[f.name], n) for f in fields}
+
+
+def _check_column(field: FieldSpec, values: Any, n: int) -> Any:
+    space = field.space
+    if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiBinary, spaces.MultiDiscrete)):
+        array = np.asarray(values)
+        expected = (n, *space.shape)
+        if array.shape != expected:
+            raise ValueError(f"actions for {field.name!r} must have shape {expected}, got {array.shape}")
+        if isinstance(space, spaces.Discrete):
+            bad = (array < space.start) | (array >= space.start + space.n) | (array != np.floor(array))
+        else:
+            bad = np.array([not space.contains(np.asarray(v, dtype=space.dtype)) for v in array])
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(n, -1).any(axis=1))[0])
+            raise ValueError(f"action {i} for {field.name!r}: {array[i]!r} is not in {describe(space)}")
+        return array.astype(space.dtype, copy=False)
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"expected {n} actions for {field.name!r}, got {len(values)}")
+    contains = functools.partial(text_contains, space) if type(space) is spaces.Text else space.contains
+    for i, v in enumerate(values):
+        if not contains(v):
+            raise ValueError(f"action {i} for {field.name!r}: {v!r} is not in {describe(space)}")
+    return values
+
+
+# --- observations: columns -> batched values ----------------------------------
+
+
+def _empty(space: spaces.Space, m: int) -> Any:
+    if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiBinary, spaces.MultiDiscrete)):
+        return np.empty((m, *space.shape), dtype=space.dtype)
+    if isinstance(space, spaces.Dict):
+        return {k: _empty(s, m) for k, s in space.spaces.items()}
+    return [None] * m
+
+
+def _fill(space: spaces.Space, buffer: Any, rows: np.ndarray, column: Any) -> None:
+    if isinstance(buffer, np.ndarray):
+        if isinstance(column, SlotColumn):  # one copy, from the shared slots into place
+            if len(rows) and (len(rows) == 1 or bool((np.diff(rows) == 1).all())):
+                column.read_into(buffer[rows[0] : rows[-1] + 1])
+            else:
+                buffer[rows] = column.view[column.positions]
+        elif isinstance(column, list) and column and isinstance(column[0], np.ndarray):
+            for row, value in zip(rows.tolist(), column):  # one copy per array, straight into place
+                buffer[row] = value
+        else:
+            buffer[rows] = np.asarray(column, dtype=buffer.dtype).reshape((len(rows), *buffer.shape[1:]))
+    elif isinstance(buffer, dict):
+        for key, sub in buffer.items():
+            _fill(space[key], sub, rows, [item[key] for item in column])
+    elif type(space) is spaces.Text:  # strings arrive as they are
+        for row, value in zip(rows.tolist(), column):
+            buffer[row] = value
+    else:
+        for row, value in zip(rows.tolist(), column):
+            buffer[row] = from_wire(space, value)
+
+
+def _finish(space: spaces.Space, buffer: Any) -> Any:
+    """Observations are fresh arrays each call, so they are handed out as they are."""
+    if isinstance(buffer, dict):
+        return {k: _finish(space[k], v) for k, v in buffer.items()}
+    if isinstance(buffer, list):
+        return tuple(buffer)
+    return buffer
+
+
+def _batched_info(columns: dict[str, list], rows: dict[str, list[int]], m: int) -> dict[str, Any]:
+    """Gymnasium's batched info: one array per key plus a ``_key`` mask."""
+    info: dict[str, Any] = {}
+    for key, values in columns.items():
+        idx = np.asarray(rows[key], dtype=np.int64)
+        mask = np.zeros(m, dtype=bool)
+        mask[idx] = True
+        sample = values[0]
+        if isinstance(sample, (bool, np.bool_)):
+            array = np.zeros(m, dtype=bool)
+        elif isinstance(sample, (int, np.integer)) and not isinstance(sample, bool):
+            array = np.zeros(m, dtype=np.int64)
+        elif isinstance(sample, (float, np.floating)):
+            array = np.zeros(m, dtype=np.float64)
+        else:
+            array = np.empty(m, dtype=object)
+        try:
+            array[idx] = values
+        except (TypeError, ValueError, OverflowError):  # mixed types across envs
+            array = np.empty(m, dtype=object)
+            for i, v in zip(idx, values):
+                array[i] = v
+        info[key], info[f"_{key}"] = array, mask
+    return info
+
+
+def _index(obs: Any, row: int) -> Any:
+    if isinstance(obs, dict):
+        return {k: _index(v, row) for k, v in obs.items()}
+    value = obs[row]
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def _assign_rows(obs: Any, rows: np.ndarray, new: Any) -> Any:
+    if isinstance(obs, dict):
+        return {k: _assign_rows(v, rows, new[k]) for k, v in obs.items()}
+    if isinstance(obs, tuple):
+        items = list(obs)
+        for j, row in enumerate(rows):
+            items[row] = new[j]
+        return tuple(items)
+    obs[rows] = new
+    return obs
+
+
+def _merge_info_rows(info: dict[str, Any], rows: np.ndarray, new: dict[str, Any], m: int) -> dict[str, Any]:
+    merged = dict(info)
+    for key, value in new.items():
+        if key.startswith("_"):
+            continue
+        if key not in merged:
+            merged[key] = np.zeros(m, dtype=value.dtype) if value.dtype != object else np.empty(m, dtype=object)
+            merged[f"_{key}"] = np.zeros(m, dtype=bool)
+        merged[key][rows] = value
+        merged[f"_{key}"][rows] = new[f"_{key}"]
+    return merged

@@ -1,0 +1,206 @@
+"""Faults on the batch protocol against real server processes (issue 18: items 1, 2, 3, 5, 7).
+
+Each test drives a real server (``python -m gym_openenv.server``) on loopback
+with :class:`tests.batch_fault_envs.FaultyEnvironment`, whose sessions raise,
+hang or answer with a large observation on command.
+"""
+
+import asyncio
+import os
+import stat
+
+import gymnasium as gym
+import httpx
+import msgpack
+import numpy as np
+import psutil
+import pytest
+from websockets.sync.client import connect
+
+from gym_openenv import RequestTimeout, ServerError
+from gym_openenv.client import BatchConnection
+from gym_openenv.errors import ConnectionLost
+from gym_openenv.protocol import decode_msgpack, encode_msgpack
+from gym_openenv.providers import LocalProcessProvider
+from gym_openenv.shm import ObservationSlots
+
+FAULTY = "tests.batch_fault_envs:FaultyEnvironment"
+ATARI = "gym_openenv.servers.atari.server.environment:AtariEnvironment"
+
+
+@pytest.fixture(scope="module")
+def faulty_server():
+    with LocalProcessProvider(FAULTY, server_args=["--step-timeout", "2", "--max-sessions", "64"]) as server:
+        yield server
+
+
+def batch_socket(base_url: str):
+    return connect(base_url.replace("http", "ws") + "/ws/batch", max_size=None)
+
+
+def ask(ws, message: dict) -> dict:
+    ws.send(encode_msgpack(message))
+    return decode_msgpack(ws.recv(timeout=30))
+
+
+# 18.1: a timed-out request never lends its reply to the next one
+
+
+def test_a_timed_out_batch_connection_is_closed_not_reused(faulty_server):
+    async def run():
+        connection = BatchConnection(faulty_server.base_url, timeout=0.5)
+        await connection.connect()
+        ids = (await connection.open(2)).ids
+        await connection.reset(ids)
+        with pytest.raises(RequestTimeout):
+            await connection.step(ids, {"command": ["hang:1.5", "ok"]})
+        await asyncio.sleep(1.5)  # the late reply arrives meanwhile: it must not be read as the next one's
+        with pytest.raises(ConnectionLost, match="closed"):
+            await connection.reset(ids)
+        await connection.close()
+
+    asyncio.run(run())
+
+
+def test_vector_env_recovers_from_a_client_timeout_with_exact_replies(faulty_server):
+    envs = gym.make_vec("openenv/remote-v0", num_envs=2, url=faulty_server.base_url, timeout=1.0)
+    try:
+        envs.reset()
+        obs, rewards, _, _, info = envs.step(["hang:1.8", "ok"])
+        # Both envs' sessions were on the timed-out connection: new sessions, new episodes, flagged.
+        assert info["_openenv_error"].all() and "no reply" in info["openenv_error"][0]
+        assert obs == ("", "") and not rewards.any()
+        for step in (1, 2, 3):  # every later reply answers its own request
+            obs, _, _, _, info = envs.step(["ok", f"ok{step}"])
+            assert obs == ("ok", f"ok{step}") and info["steps"].tolist() == [step, step]
+        assert envs.reset()[0] == ("", "")
+    finally:
+        envs.close()
+
+
+# 18.2: one environment raising fails its own row only
+
+
+def test_one_failing_env_costs_the_others_nothing(faulty_server):
+    envs = gym.make_vec("openenv/remote-v0", num_envs=4, url=faulty_server.base_url)
+    try:
+        envs.reset()
+        obs, rewards, terminated, truncated, info = envs.step(["ok", "raise", "ok", "ok"])
+        assert obs == ("ok", "", "ok", "ok")  # env 1 starts over: its reset observation
+        assert rewards.tolist() == [1.0, 0.0, 1.0, 1.0] and not (terminated | truncated).any()
+        assert info["_openenv_error"].tolist() == [False, True, False, False]
+        assert "RuntimeError: boom at step 1" in info["openenv_error"][1]
+        obs, _, _, _, info = envs.step(["a", "b", "c", "d"])
+        # The healthy envs' step counts are exact (the failed env's episode restarted).
+        assert obs == ("a", "b", "c", "d") and info["steps"].tolist() == [2, 1, 2, 2]
+        assert "openenv_error" not in info
+    finally:
+        envs.close()
+
+
+def test_failing_rows_arrive_as_row_errors_on_the_wire(faulty_server):
+    with batch_socket(faulty_server.base_url) as ws:
+        ids = ask(ws, {"type": "open", "n": 3, "seq": 1})["ids"]
+        ask(ws, {"type": "reset", "ids": ids, "seq": 2})
+        reply = ask(ws, {"type": "step", "ids": ids, "actions": {"command": ["ok", "raise", "ok"]}, "seq": 3})
+        assert reply["type"] == "batch" and reply["seq"] == 3
+        assert reply["observation"]["text"] == ["ok", None, "ok"]
+        assert [(e[0], e[1]) for e in reply["errors"]] == [(1, "EXECUTION_ERROR")]
+        ask(ws, {"type": "close", "ids": ids})
+
+
+# 18.3: a hung step replaces its own session, not the others'
+
+
+def test_a_hung_step_is_replaced_and_the_batch_goes_on(faulty_server):
+    envs = gym.make_vec("openenv/remote-v0", num_envs=3, url=faulty_server.base_url, timeout=30)
+    try:
+        envs.reset()
+        obs, _, _, _, info = envs.step(["ok", "hang:6", "ok"])  # server step timeout: 2 s
+        assert obs == ("ok", "", "ok")
+        assert info["_openenv_error"].tolist() == [False, True, False]
+        assert "did not finish within 2" in info["openenv_error"][1]
+        obs, _, _, _, info = envs.step(["a", "b", "c"])
+        assert obs == ("a", "b", "c") and info["steps"].tolist() == [2, 1, 2]
+        assert envs.reset()[0] == ("", "", "")  # no session is left broken
+    finally:
+        envs.close()
+
+
+# 18.5: the server creates the shared block; a client can neither name nor shrink it
+
+
+def test_the_server_never_opens_a_file_a_client_names(faulty_server, tmp_path):
+    victim = f"/dev/shm/gym-openenv-test-victim-{os.getpid()}"
+    with open(victim, "wb") as f:
+        f.write(b"precious" * 1000)
+    os.chmod(victim, stat.S_IRUSR | stat.S_IWUSR)
+    try:
+        with batch_socket(faulty_server.base_url) as ws:
+            reply = ask(ws, {"type": "open", "n": 1, "shm": {"name": os.path.basename(victim), "count": 1, "fields": {"x": ["|u1", [8000]]}}})
+            assert reply["type"] == "error" and reply["data"]["code"] == "VALIDATION_ERROR"
+            reply = ask(ws, {"type": "open", "n": 1, "shm": {"fields": 5}})  # used to drop the connection
+            assert reply["data"]["code"] == "VALIDATION_ERROR"
+            assert ask(ws, {"type": "open", "n": 1})["type"] == "opened"
+        with open(victim, "rb") as f:
+            assert f.read() == b"precious" * 1000
+    finally:
+        os.unlink(victim)
+
+
+def test_a_client_cannot_shrink_the_block_under_the_server():
+    with LocalProcessProvider(ATARI, server_args=["--max-sessions", "8"]) as server:
+        with batch_socket(server.base_url) as ws:
+            opened = ask(ws, {"type": "open", "n": 2, "shm": True})
+            block = opened["shm"]
+            assert "name" not in block and block["pid"] == server.pid
+            slots = ObservationSlots.open(block)
+            fd = os.open(f"/proc/{block['pid']}/fd/{block['fd']}", os.O_RDWR)
+            try:
+                with pytest.raises(PermissionError):
+                    os.ftruncate(fd, 0)  # what crashed the server with SIGBUS before
+            finally:
+                os.close(fd)
+            ids = opened["ids"]
+            ask(ws, {"type": "reset", "ids": ids, "seeds": [0, 1]})
+            reply = ask(ws, {"type": "step", "ids": ids, "actions": {"action_id": [0, 1]}})
+            assert reply["type"] == "batch" and reply["shm"] == ["screen"] and reply["observation"]["screen"] == [None, None]
+            assert slots.views["screen"][:2].any()  # the frames are in the block
+            slots.close()
+        assert server.health() and psutil.Process(server.pid).is_running()
+        assert not [p for p in os.listdir("/dev/shm") if "gym-openenv" in p and str(server.pid) in p]
+
+
+# 18.7: malformed frames get an error reply; oversize replies are reported as such
+
+
+def test_malformed_batch_frames_get_error_replies(faulty_server):
+    with batch_socket(faulty_server.base_url) as ws:
+        deep = b"\x91" * 200_000 + b"\xc0"  # a list nested 200,000 deep
+        for frame, code in [
+            (deep, "INVALID_JSON"),
+            (b"\xc1garbage", "INVALID_JSON"),
+            (msgpack.packb({"type": "open", "n": "many", "seq": 7}), "VALIDATION_ERROR"),
+            (msgpack.packb({"type": "reset", "ids": [0], "seeds": [-5]}), "VALIDATION_ERROR"),
+            (msgpack.packb({"type": "step", "ids": [99], "actions": {}}), "SESSION_ERROR"),
+        ]:
+            ws.send(frame)
+            reply = decode_msgpack(ws.recv(timeout=30))
+            assert reply["type"] == "error" and reply["data"]["code"] == code, reply
+        assert ask(ws, {"type": "open", "n": 1, "seq": 8}) == {"type": "opened", "ids": [0], "shm": None, "seq": 8}
+
+
+def test_a_reply_over_the_clients_limit_is_reported_not_a_lost_connection(faulty_server):
+    async def run():
+        connection = BatchConnection(faulty_server.base_url, max_message_bytes=64 * 1024)
+        await connection.connect()
+        ids = (await connection.open(2)).ids
+        await connection.reset(ids)
+        with pytest.raises(ServerError, match="MESSAGE_TOO_LARGE.*over the client's limit"):
+            await connection.step(ids, {"command": ["big:100000", "ok"]})
+        reply = await connection.step(ids, {"command": ["ok", "ok"]})  # the connection is fine
+        assert reply.observation["text"] == ["ok", "ok"] and reply.observation["steps"] == [2, 2]
+        await connection.close()
+
+    asyncio.run(run())
+    assert httpx.get(faulty_server.base_url + "/health").status_code == 200
