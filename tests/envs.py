@@ -40,3 +40,24 @@ class SleepyEnvironment(Environment[SleepAction, SleepObservation, State]):
     @property
     def state(self):
         return self._state
+
+
+class CloseWatchEnvironment(SleepyEnvironment):
+    """A sleepy environment that writes to ``log`` whether ``close()`` ran while a
+    step was still running on another thread (unsafe for ALE, Playwright...)."""
+
+    def __init__(self, log: str) -> None:
+        super().__init__()
+        self._log = log
+        self._stepping = 0
+
+    def step(self, action):
+        self._stepping += 1
+        try:
+            return super().step(action)
+        finally:
+            self._stepping -= 1
+
+    def close(self):
+        with open(self._log, "a") as f:
+            f.write("close during step\n" if self._stepping else "close\n")

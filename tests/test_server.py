@@ -6,7 +6,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from gym_openenv.protocol import decode_msgpack, encode_msgpack
+from gym_openenv.protocol import BATCH_CAPABILITY, decode_msgpack, encode_msgpack
 from gym_openenv.server import create_app
 from gym_openenv.server.host import ServerSettings
 from gym_openenv.servers.echo.server.environment import EchoEnvironment
@@ -25,7 +25,7 @@ def test_http_routes(client):
     assert set(schema) == {"action", "observation", "state"}
     assert schema["action"]["properties"]["message"]["x-gym-space"]["type"] == "Text"
     meta = client.get("/metadata").json()
-    assert meta["name"] == "echo" and "batch-msgpack-v1" in meta["capabilities"]
+    assert meta["name"] == "echo" and BATCH_CAPABILITY in meta["capabilities"]
     assert client.post("/reset", json={"seed": 1}).json()["observation"] == {"echoed_message": "", "message_length": 0}
     step = client.post("/step", json={"action": {"message": "hey"}}).json()
     assert step["observation"]["echoed_message"] == "hey" and step["reward"] == pytest.approx(0.3)

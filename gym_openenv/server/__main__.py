@@ -24,6 +24,7 @@ import uvicorn
 from gym_openenv.manifest import import_object, split_target
 from gym_openenv.server.app import create_app, env_kwargs_from_environ
 from gym_openenv.server.host import ServerSettings
+from gym_openenv.server.limits import http_protocol
 
 LISTENING = "OPENENV_LISTENING"
 
@@ -38,7 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-sessions", type=int)
     p.add_argument("--idle-timeout", type=float, help="seconds before an idle session is closed (0: never)")
     p.add_argument("--step-timeout", type=float, help="seconds an environment call may take (0: no limit)")
-    p.add_argument("--workers", type=int, help="worker threads for environment calls")
+    p.add_argument("--workers-per-client", type=int, help="environment calls one connection may have running, hung ones included (default 4)")
+    p.add_argument("--workers", type=int, help="worker threads in all (default: max sessions x workers per client)")
+    p.add_argument("--header-timeout", type=float, help="seconds a client has to send a request's head (default 10)")
+    p.add_argument("--body-timeout", type=float, help="seconds a request body may stall (default 30)")
+    p.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle HTTP keep-alive connection stays open")
     p.add_argument("--max-message-bytes", type=int, help="largest request body or WebSocket message")
     p.add_argument("--web", action="store_true", default=None, help="serve the /web page to play and debug (default: $OPENENV_WEB)")
     p.add_argument("--parent-pid", type=int, help="exit when this process dies")
@@ -85,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         max_sessions=args.max_sessions,
         idle_timeout=args.idle_timeout,
         step_timeout=args.step_timeout,
+        workers_per_client=args.workers_per_client,
         workers=args.workers,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
         max_message_bytes=args.max_message_bytes,
         web=args.web,
     )
@@ -110,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         app,
         log_level=args.log_level,
         ws_max_size=settings.max_message_bytes,
+        http=http_protocol(settings.header_timeout),
+        timeout_keep_alive=args.keep_alive,
         ws_ping_interval=20.0,
         ws_ping_timeout=60.0,
         timeout_graceful_shutdown=3,

@@ -28,6 +28,7 @@ from gym_openenv.protocol import encode_json, observation_payload
 from gym_openenv.server.batch_ws import serve_batch_connection
 from gym_openenv.server.environment import Environment
 from gym_openenv.server.host import EnvHost, ServerSettings, StepTimeout
+from gym_openenv.server.limits import BodyLimit
 from gym_openenv.server.openenv_ws import serve_openenv_session
 from gym_openenv.server.web import add_web_routes, web_authorized
 
@@ -74,25 +75,15 @@ def create_app(
 
     app = FastAPI(title=f"{env_cls.__name__} (gym_openenv)", lifespan=lifespan)
     app.state.host = host
+    # Inside the guard (added first): the routes read their bodies through it directly,
+    # so its 413/408 reach FastAPI as HTTP errors, not wrapped in a middleware's task group.
+    app.add_middleware(BodyLimit, max_bytes=host.settings.max_message_bytes, body_timeout=host.settings.body_timeout)
     _add_guards(app, host.settings)
     _add_http_routes(app, host)
     if host.settings.web:
         add_web_routes(app, host, bearer_authorized=lambda headers: _authorized(headers, host.settings.token))
 
-    @app.websocket("/ws")
-    async def openenv_session(ws: WebSocket) -> None:
-        if _authorized(ws.headers, host.settings.token):
-            await serve_openenv_session(ws, host)
-        else:
-            await ws.close(code=1008, reason="missing or wrong bearer token")
-
-    @app.websocket("/ws/batch")
-    async def batch_connection(ws: WebSocket) -> None:
-        if _authorized(ws.headers, host.settings.token):
-            await serve_batch_connection(ws, host)
-        else:
-            await ws.close(code=1008, reason="missing or wrong bearer token")
-
+    _add_websocket_routes(app, host)
     return app
 
 
@@ -111,10 +102,33 @@ def _add_guards(app: FastAPI, settings: ServerSettings) -> None:
             and web_authorized(request.url.path, request.cookies, request.query_params.get("token"), settings.token)
         ):
             return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_message_bytes):
-            return JSONResponse({"detail": f"request body over {settings.max_message_bytes} bytes"}, status_code=413)
         return await call_next(request)
+
+
+def _add_websocket_routes(app: FastAPI, host: EnvHost) -> None:
+    @app.websocket("/ws")
+    async def openenv_session(ws: WebSocket) -> None:
+        if await _admit(ws, host.settings.token):
+            await serve_openenv_session(ws, host)
+
+    @app.websocket("/ws/batch")
+    async def batch_connection(ws: WebSocket) -> None:
+        if await _admit(ws, host.settings.token):
+            await serve_batch_connection(ws, host)
+
+
+async def _admit(ws: WebSocket, token: str | None) -> bool:
+    """Check the bearer token of a WebSocket handshake; refuse it with HTTP 401
+    (close code 1008 where the server cannot send a status), so clients can
+    tell a wrong token from a lost connection."""
+    if _authorized(ws.headers, token):
+        return True
+    refusal = JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
+    try:
+        await ws.send_denial_response(refusal)
+    except RuntimeError:  # no denial-response extension in this ASGI server
+        await ws.close(code=1008, reason="missing or wrong bearer token")
+    return False
 
 
 def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
@@ -139,23 +153,28 @@ def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
     async def metadata() -> dict[str, Any]:
         return await host.metadata()
 
-    async def with_fresh_env(call: Any) -> Any:
-        env = await host.run(host.env_cls, **host.env_kwargs)
+    async def with_fresh_env(call: Any, request: Request) -> Any:
+        peer = request.client
+        client = host.client(f"HTTP {peer.host}:{peer.port}" if peer else "HTTP")
         try:
-            return await host.run(call, env, timeout=host.settings.step_timeout)
+            env = await host.create_env(client)
+        except StepTimeout as e:
+            raise HTTPException(status_code=504, detail=str(e)) from None
+        try:
+            return await host.run(call, env, client=client, env=env, timeout=host.settings.step_timeout)
         except StepTimeout as e:
             raise HTTPException(status_code=504, detail=str(e)) from None
         finally:
-            await host.run(env.close)
+            await host.close_env(env)  # once the call has returned, if it hung
 
     @app.post("/reset")
-    async def reset(request: dict[str, Any] = Body(default_factory=dict)) -> JSONResponse:
+    async def reset(http: Request, request: dict[str, Any] = Body(default_factory=dict)) -> JSONResponse:
         kwargs = host.reset_kwargs(request)
-        observation = await with_fresh_env(lambda env: env.reset(**kwargs))
+        observation = await with_fresh_env(lambda env: env.reset(**kwargs), http)
         return openenv_response(observation_payload(observation, keep_arrays=False))
 
     @app.post("/step")
-    async def step(request: dict[str, Any] = Body(...)) -> JSONResponse:
+    async def step(http: Request, request: dict[str, Any] = Body(...)) -> JSONResponse:
         data = request.get("action")
         if not isinstance(data, dict):
             raise HTTPException(status_code=422, detail="body must be {'action': {...}}")
@@ -163,9 +182,9 @@ def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
             action = (await host.specs()).action.build(data)
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
-        observation = await with_fresh_env(lambda env: env.step(action))
+        observation = await with_fresh_env(lambda env: env.step(action), http)
         return openenv_response(observation_payload(observation, keep_arrays=False))
 
     @app.get("/state")
-    async def state() -> JSONResponse:
-        return json_response(await with_fresh_env(lambda env: env.state))
+    async def state(http: Request) -> JSONResponse:
+        return json_response(await with_fresh_env(lambda env: env.state, http))

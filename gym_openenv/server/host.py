@@ -4,12 +4,40 @@
 keyword arguments, derives the model specs (hence the spaces and ``/schema``)
 from the first instance, and runs every environment call in a worker thread
 so the event loop never blocks on environment work.
+
+Running environment code
+------------------------
+Every call runs on the worker budget of the client that asked for it (one
+:class:`Client` per connection, from :meth:`EnvHost.client`)::
+
+    client = host.client("ws 127.0.0.1:51234")
+    observation = await host.run(env.step, action, client=client, env=env,
+                                 timeout=host.settings.step_timeout)
+
+* A client has at most ``workers_per_client`` calls in flight. A call that
+  hangs keeps its thread (threads cannot be killed) *and its client's slot*
+  until it returns, so a client whose steps hang uses up only its own slots:
+  every other client's calls still find a worker (the pool has
+  ``max_sessions * workers_per_client`` threads unless ``workers`` says less).
+* Past ``timeout`` :meth:`EnvHost.run` raises :class:`StepTimeout`. When the call
+  had started and ``env=`` names the environment it touches, that environment
+  is *lost* (``StepTimeout.env_lost``, :meth:`EnvHost.is_lost`): the caller gives
+  the session a new one with :meth:`SessionTable.replace
+  <gym_openenv.server.sessions.SessionTable.replace>`, and the lost one is
+  closed only once its call has returned: :meth:`EnvHost.close_env` never runs
+  ``close()`` while another thread is still inside ``step()`` (ALE and
+  Playwright are not safe for that). Other environments are untouched.
+* A call that was still waiting for its client's slot or for a thread at its
+  timeout never runs (``env_lost`` is False): nothing is lost.
 """
 
 import asyncio
+import functools
 import inspect
+import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,11 +46,24 @@ from gym_openenv.server.environment import Environment, EnvironmentMetadata
 from gym_openenv.server.sessions import SessionTable
 from gym_openenv.spaces import ModelSpec
 
-__all__ = ["EnvHost", "ModelSpecs", "ServerSettings", "StepTimeout"]
+__all__ = ["Client", "EnvHost", "ModelSpecs", "ServerSettings", "StepTimeout"]
+
+log = logging.getLogger("gym_openenv.server")
+
+#: Seconds an environment's ``close()`` may take before we stop waiting for it.
+CLOSE_TIMEOUT = 30.0
 
 
 class StepTimeout(RuntimeError):
-    """An environment call ran longer than the server's step timeout."""
+    """An environment call ran longer than the server's step timeout.
+
+    ``env_lost`` is True when the call had started and is still running: the
+    environment it was given is lost and must be replaced.
+    """
+
+    def __init__(self, message: str, env_lost: bool):
+        super().__init__(message)
+        self.env_lost = env_lost
 
 
 @dataclass(frozen=True)
@@ -32,8 +73,15 @@ class ServerSettings:
     max_sessions: int = 256
     idle_timeout: float | None = 600.0
     step_timeout: float | None = 300.0
-    workers: int = 4
+    #: environment calls one client (connection) may have in flight, hung ones included
+    workers_per_client: int = 4
+    #: worker threads in all (default: max_sessions * workers_per_client, created as needed)
+    workers: int | None = None
     max_message_bytes: int = 64 * 1024 * 1024
+    #: seconds a client has to send a request's head (request line and headers)
+    header_timeout: float = 10.0
+    #: seconds a request body may pause between two of its parts
+    body_timeout: float = 30.0
     token: str | None = None
     web: bool = False  # serve the /web page (gym_openenv.server.web)
 
@@ -58,6 +106,16 @@ class ServerSettings:
                 values[limit] = None
         return cls(**values)
 
+    def __post_init__(self):
+        if self.workers_per_client < 2:  # one slot for a hung call, one to build its replacement
+            raise ValueError(f"workers_per_client must be >= 2, got {self.workers_per_client}")
+        if self.workers is not None and self.workers < self.workers_per_client:
+            raise ValueError(f"workers ({self.workers}) must be >= workers_per_client ({self.workers_per_client})")
+
+    @property
+    def worker_threads(self) -> int:
+        return self.workers or self.max_sessions * self.workers_per_client
+
 
 @dataclass(frozen=True)
 class ModelSpecs:
@@ -75,6 +133,39 @@ class ModelSpecs:
         )
 
 
+class Client:
+    """One client's share of the worker threads (see the module docstring)."""
+
+    def __init__(self, name: str, slots: int):
+        self.name = name
+        self.slots = slots
+        #: calls of this client still running, hung ones included
+        self.running = 0
+        self._free = asyncio.Semaphore(slots)
+
+    async def _acquire(self, timeout: float | None) -> bool:
+        """Take a slot within ``timeout``; False if none came free."""
+        if self._free.locked():
+            waiting = asyncio.ensure_future(self._free.acquire())
+            try:
+                await asyncio.wait({waiting}, timeout=timeout)
+            except asyncio.CancelledError:
+                if not waiting.cancel():  # it got a slot as we were cancelled: give it back
+                    self._free.release()
+                raise
+            if not waiting.done():
+                waiting.cancel()  # a slot it gets meanwhile goes back to the semaphore
+                return False
+        else:
+            await self._free.acquire()  # free: returns at once
+        self.running += 1
+        return True
+
+    def _release(self) -> None:
+        self.running -= 1
+        self._free.release()
+
+
 class EnvHost:
     """Builds, runs and describes the environment of one server process."""
 
@@ -87,42 +178,133 @@ class EnvHost:
         self._metadata: EnvironmentMetadata | None = None
         self._reset_params = inspect.signature(env_cls.reset).parameters
         self.native_step_batch = env_cls.step_batch.__func__ is not Environment.step_batch.__func__
-        self.sessions = SessionTable(self._create_env, self._close_env, settings.max_sessions, settings.idle_timeout)
+        self.sessions = SessionTable(self.create_env, self.close_env, settings.max_sessions, settings.idle_timeout)
+        # Clients of the server's own calls: probing the class, and closing environments.
+        self._own = Client("server", settings.workers_per_client)
+        self._closer = Client("closing", max(settings.workers_per_client, settings.max_sessions))
+        self._in_flight: dict[int, int] = {}  # id(env) -> its calls still running
+        self._lost: set[int] = set()  # id(env) of environments whose call timed out
+        self._close_when_done: dict[int, Environment] = {}
+        self._pending: set[asyncio.Future] = set()  # background closes, kept from the garbage collector
 
     # running environment code
 
-    async def run(self, fn: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Run ``fn`` in a worker thread; raise :class:`StepTimeout` past ``timeout``."""
-        if self._executor is None:  # created on first use, so an app can start again after shutdown
-            self._executor = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="openenv-env")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-        if timeout is None:
-            return await future
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise StepTimeout(f"{getattr(fn, '__qualname__', fn)} did not finish within {timeout}s") from None
+    def client(self, name: str) -> Client:
+        """A fresh worker budget for one client (a connection, an HTTP request)."""
+        return Client(name, self.settings.workers_per_client)
 
-    async def _create_env(self) -> Environment:
-        env = await self.run(self.env_cls, **self.env_kwargs)
+    async def run(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        client: Client | None = None,
+        timeout: float | None = None,
+        env: Environment | None = None,
+    ) -> Any:
+        """``fn(*args)`` in a worker thread, on ``client``'s budget (default: the server's own).
+
+        Raises:
+            StepTimeout: not finished within ``timeout`` seconds (counted from this
+                call, waiting for a free slot included); see the module docstring.
+        """
+        return await self._run(fn, args, client or self._own, timeout, env, None)
+
+    async def _run(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        client: Client,
+        timeout: float | None,
+        env: Environment | None,
+        if_abandoned: Callable[[Any], None] | None,
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        if not await client._acquire(timeout):
+            raise StepTimeout(
+                f"{name} did not start within {timeout}s: all {client.slots} workers of this client "
+                "are still busy with earlier calls",
+                env_lost=False,
+            )
+        if self._executor is None:  # created on first use, so an app can start again after shutdown
+            self._executor = ThreadPoolExecutor(max_workers=self.settings.worker_threads, thread_name_prefix="openenv-env")
+        answer = loop.create_future()
+        key = None if env is None else id(env)
+        if key is not None:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        work = self._executor.submit(fn, *args)
+        work.add_done_callback(lambda w: loop.call_soon_threadsafe(self._finished, w, answer, client, key, if_abandoned))
+        try:
+            return await asyncio.wait_for(answer, None if deadline is None else max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            started = not work.cancel()
+            if started and key is not None:
+                self._lost.add(key)
+            how = "did not finish" if started else "found no free worker thread"
+            raise StepTimeout(f"{name} {how} within {timeout}s", env_lost=started and key is not None) from None
+
+    def _finished(self, work: Future, answer: asyncio.Future, client: Client, key: int | None, if_abandoned: Any) -> None:
+        """On the event loop, when a worker call ends (or was cancelled before it ran)."""
+        client._release()
+        if key is not None:
+            self._in_flight[key] -= 1
+            if not self._in_flight[key]:
+                del self._in_flight[key]
+                env = self._close_when_done.pop(key, None)
+                if env is not None:
+                    self._in_background(self.close_env(env))
+        if work.cancelled():
+            return
+        if not answer.done():
+            if work.exception() is not None:
+                answer.set_exception(work.exception())
+            else:
+                answer.set_result(work.result())
+        elif if_abandoned is not None and work.exception() is None:
+            if_abandoned(work.result())
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def is_lost(self, env: Environment) -> bool:
+        """Whether a call on ``env`` timed out (it may still be running)."""
+        return id(env) in self._lost
+
+    async def create_env(self, client: Client | None = None) -> Environment:
+        """A new environment instance, built on ``client``'s budget within the step timeout."""
+
+        def abandoned(env: Environment) -> None:  # built after we gave up waiting: close it
+            self._in_background(self.close_env(env))
+
+        build = functools.partial(self.env_cls, **self.env_kwargs)
+        env = await self._run(build, (), client or self._own, self.settings.step_timeout, None, abandoned)
         if self._specs is None:
             self._learn(env)
         return env
 
-    async def _close_env(self, env: Environment) -> None:
-        await self.run(env.close, timeout=30)
+    async def close_env(self, env: Environment) -> None:
+        """Close ``env`` now, or as soon as its running calls return; never raises."""
+        key = id(env)
+        if self._in_flight.get(key):
+            self._close_when_done[key] = env
+            return
+        try:
+            await self.run(env.close, client=self._closer, timeout=CLOSE_TIMEOUT)
+        except Exception:
+            log.exception("closing %s failed", type(env).__name__)
+        finally:
+            self._lost.discard(key)
 
     def _learn(self, env: Environment) -> None:
         self._specs = ModelSpecs.of(env)
         self._metadata = env.metadata()
 
     async def _probe(self) -> None:
-        env = await self.run(self.env_cls, **self.env_kwargs)
-        try:
-            self._learn(env)
-        finally:
-            await self._close_env(env)
+        env = await self.create_env()
+        await self.close_env(env)
 
     # what the server says about itself
 

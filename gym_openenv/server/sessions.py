@@ -5,6 +5,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gym_openenv.server.environment import Environment
 
@@ -32,22 +33,26 @@ class Session:
     last_active: float = field(default_factory=time.monotonic)
     busy: int = 0  # operations in flight; a busy session is never reaped
     broken: str | None = None  # why the session can no longer be used
+    #: environments this session lost to a step timeout and got replaced
+    replaced: int = 0
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
 
 
 class SessionTable:
-    """Creates, finds and ends sessions.
+    """Creates, finds, replaces and ends sessions.
 
     Slots are reserved before the environment is built, so a burst of clients
     over the cap gets :class:`CapacityError` at once instead of piling up.
-    ``create_env`` and ``close_env`` run in a worker (they may be slow).
+    ``create_env(client)`` and ``close_env(env)`` come from the
+    :class:`~gym_openenv.server.host.EnvHost`: they build on the client's worker
+    budget, and a close waits for the environment's running calls to return.
     """
 
     def __init__(
         self,
-        create_env: Callable[[], Awaitable[Environment]],
+        create_env: Callable[[Any], Awaitable[Environment]],
         close_env: Callable[[Environment], Awaitable[None]],
         max_sessions: int,
         idle_timeout: float | None,
@@ -75,17 +80,33 @@ class SessionTable:
         except KeyError:
             raise KeyError(f"no session {session_id!r} (closed, or reaped after {self.idle_timeout}s idle)") from None
 
-    async def open(self) -> Session:
+    def holds(self, session: Session) -> bool:
+        """Whether ``session`` is still open (not closed, not reaped)."""
+        return self._sessions.get(session.id) is session
+
+    async def open(self, client: Any = None) -> Session:
+        """A new session, its environment built on ``client``'s worker budget."""
         if self.active >= self.max_sessions:
             raise CapacityError(self.active, self.max_sessions)
         self._reserved += 1
         try:
-            env = await self._create_env()
+            env = await self._create_env(client)
         finally:
             self._reserved -= 1
         session = Session(id=f"s{next(self._ids)}", env=env)
         self._sessions[session.id] = session
         return session
+
+    async def replace(self, session: Session, client: Any = None) -> None:
+        """Give ``session`` a new environment (its old one hung): the session id and its
+        slot stay, the old environment is closed once its running call returns.
+        If building the new one fails, the session stays ``broken`` and this raises."""
+        old = session.env
+        session.broken = "its environment was lost to a step timeout and could not be replaced yet"
+        session.env = await self._create_env(client)
+        session.broken = None
+        session.replaced += 1
+        await self._close_env(old)
 
     async def close(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
