@@ -234,7 +234,9 @@ def to_plain(value: Any, *, keep_arrays: bool) -> Any:
     if kind is dict:
         return {str(k): to_plain(v, keep_arrays=keep_arrays) for k, v in value.items()}
     if isinstance(value, np.ndarray):
-        return value if keep_arrays else value.tolist()
+        if keep_arrays:
+            return value
+        return value.reshape(-1).tolist() if isinstance(value, FlatInJSONArray) else value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Mapping):
@@ -242,9 +244,9 @@ def to_plain(value: Any, *, keep_arrays: bool) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v, keep_arrays=keep_arrays) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        flat = () if keep_arrays else _flat_json_fields(kind)
+        flat = _flat_json_fields(kind)
         return {
-            name: _flat_list(getattr(value, name)) if name in flat else to_plain(getattr(value, name), keep_arrays=keep_arrays)
+            name: to_plain(_flat_in_json(getattr(value, name)) if name in flat else getattr(value, name), keep_arrays=keep_arrays)
             for name in field_names(kind)
         }
     if isinstance(value, pydantic.BaseModel):
@@ -273,8 +275,14 @@ def _flat_json_fields(cls: type) -> frozenset[str]:
     return frozenset(name for name, tp in field_types(cls).items() if FLAT_IN_JSON in markers(tp))
 
 
-def _flat_list(value: Any) -> Any:
-    return np.asarray(value).reshape(-1).tolist() if isinstance(value, np.ndarray) else to_plain(value, keep_arrays=False)
+class FlatInJSONArray(np.ndarray):
+    """A view of a ``FLAT_IN_JSON`` field's array: binary codecs and shared memory see
+    the array with its shape, JSON encoding (:func:`to_plain`) a flat list. The mark
+    travels with the value, so every JSON path flattens it, whoever encodes."""
+
+
+def _flat_in_json(value: Any) -> Any:
+    return value.view(FlatInJSONArray) if isinstance(value, np.ndarray) else value
 
 
 def markers(tp: Any) -> tuple[Any, ...]:

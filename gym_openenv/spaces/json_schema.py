@@ -46,6 +46,8 @@ Example:
     (Discrete(2), 'DOWN', 0)
 """
 
+import copy
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping
@@ -112,6 +114,8 @@ class BoundedSequence(spaces.Sequence):
                 length = self.min_length + int(self.np_random.geometric(0.25)) - 1
             else:
                 length = int(self.np_random.integers(self.min_length, self.max_length + 1))
+            if length == 0:  # gymnasium cannot stack an empty sample
+                return default_value(self)
             mask = (length, None)
         return super().sample(mask=mask, probability=probability)
 
@@ -161,8 +165,8 @@ class SchemaSpace:
         return self.space is None
 
     def value(self, wire: Any) -> Any:
-        """``decode``, with ``None`` (null or missing) taking the default."""
-        return self.default if wire is None else self.decode(wire)
+        """``decode``, with ``None`` (null or missing) taking (a fresh copy of) the default."""
+        return copy.deepcopy(self.default) if wire is None else self.decode(wire)
 
 
 def schema_space(schema: Mapping[str, Any], *, defs: Mapping[str, Any] | None = None, role: str = "observation") -> SchemaSpace:
@@ -182,6 +186,8 @@ def schema_space(schema: Mapping[str, Any], *, defs: Mapping[str, Any] | None = 
     defs = dict(defs or {})
     schema = _resolve(schema, defs)
     built = _BUILDERS[_shape(schema)](schema, defs, role)
+    if built.default is None and not built.fixed:
+        built = dataclasses.replace(built, default=default_value(built.space))
     return _with_schema_default(built, schema)
 
 

@@ -34,6 +34,7 @@ Example:
     Discrete(4)
 """
 
+import copy
 import dataclasses
 import functools
 import typing
@@ -94,7 +95,7 @@ class FieldSpec:
         """A wire value -> a value of :attr:`space`; null takes the default."""
         if self.codec is not None:
             return self.codec.value(wire)
-        return self.default if wire is None else from_wire(self.space, wire)
+        return copy.deepcopy(self.default) if wire is None else from_wire(self.space, wire)
 
     def encode(self, value: Any, keep_arrays: bool = False) -> Any:
         """A value of :attr:`space` -> its wire value."""
@@ -189,7 +190,7 @@ class ModelSpec:
         self.fields = fields
         self.model = model
         self.space_fields = [f for f in fields if f.space is not None and f.in_space and f.name not in _EXCLUDED_FROM_SPACE]
-        self.info_fields = [f for f in fields if f not in self.space_fields and f.name not in _EXCLUDED_FROM_SPACE and f.in_space]
+        self.info_fields = [f for f in fields if f not in self.space_fields and f.name not in _EXCLUDED_FROM_SPACE]
         #: Constant fields (``Literal["x"]``): an action always sends them.
         self.constants = {f.name: f.const for f in fields if f.const is not None}
         self._by_name = {f.name: f for f in fields}

@@ -114,7 +114,7 @@ def _(space: spaces.Space, schema: Mapping[str, Any], defs: Mapping[str, Any]) -
         return f"its items are {_kind(leaf)}, not numbers"
     if _kind(leaf) == "integer" and isinstance(space, spaces.Box) and not np.issubdtype(space.dtype, np.integer):
         return "integer items need an integer dtype"
-    flat = len(dims) == 1 and dims[0] is not None and dims[0] == int(np.prod(space.shape))
+    flat = len(dims) == 1 and dims[0] in (None, int(np.prod(space.shape)))  # a flat list in any shape of its size
     fixed = all(d is None or d == s for d, s in zip(dims, space.shape))
     if not flat and not (len(dims) == len(space.shape) and fixed):
         return f"the schema's lengths {dims} do not give shape {space.shape}"
