@@ -263,6 +263,10 @@ def test_openspiel_illegal_action_shows_the_servers_error(browser, artifacts):
             page.select_option(f'select[name="{action_field}"]', "4")
             press(page, "Step")
             expect(page.locator("#error")).to_be_hidden()
+            # Only the action is sent (optional settings left empty stay out) ...
+            expect(page.locator("#steps li").first).to_contain_text(json.dumps({action_field: 4}, separators=(",", ":")))
+            # ... and the dropdown marks what the game calls illegal, without refusing it.
+            expect(page.locator(f'select[name="{action_field}"] option[value="4"]')).to_have_text("4 (illegal now)")
             press(page, "Step")  # the centre is taken now
             error = page.locator("#error")
             expect(error).to_be_visible()

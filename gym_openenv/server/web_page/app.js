@@ -157,18 +157,23 @@ function buildActionForm(info) {
     page.tools = toolList(info.metadata.tools);
   }
   const spaceFields = properties.filter(([, prop]) => prop["x-gym-space"]);
+  // Optional fields outside the space (settings such as a game name) fold away.
+  const extras = el("div");
   for (const [name, rawProp] of properties) {
     const prop = resolve(rawProp, schema.$defs || {});
+    const optional = !required.has(name);
     const onlySpaceField = spaceFields.length === 1 && spaceFields[0][0] === name;
     let control;
     if (toolEnvironment && name === "tool_name") control = toolPicker(name);
-    else control = controlFor(name, prop, { meanings: onlySpaceField ? info.metadata.action_meanings : null });
+    else control = controlFor(name, prop, { optional, meanings: onlySpaceField ? info.metadata.action_meanings : null });
     control.input.id = `action-${name}`;
     control.input.name = name;
     control.input.dataset.field = name;
+    if (onlySpaceField && control.input.tagName === "SELECT") page.actionSelect = control.input;
     const space = info.spaces.action.fields[name];
-    const hint = [space, required.has(name) ? null : "optional"].filter(Boolean).join(" · ");
-    container.append(
+    const hint = [space, optional ? "optional" : null].filter(Boolean).join(" · ");
+    const target = optional && !prop["x-gym-space"] ? extras : container;
+    target.append(
       el("label", { class: "field", for: control.input.id }, el("span", { class: "name" }, name), hint ? el("span", { class: "muted" }, hint) : ""),
       control.node ?? control.input,
     );
@@ -176,6 +181,9 @@ function buildActionForm(info) {
       const value = control.read();
       if (value !== undefined) action[name] = value;
     });
+  }
+  if (extras.children.length) {
+    container.append(el("details", { class: "extras" }, el("summary", {}, `optional fields (${extras.children.length / 2})`), extras));
   }
   if (!properties.length) container.append(el("p", { class: "muted" }, "This action has no fields."));
 }
@@ -197,23 +205,26 @@ function withoutUnion(prop) {
 }
 
 // One control per field: {input, node?, read() -> value or undefined (send nothing)}.
-function controlFor(name, prop, { meanings }) {
+// An optional field left empty (or on "default") is not sent: the server's default applies.
+function controlFor(name, prop, { optional, meanings }) {
   const space = prop["x-gym-space"];
+  const defaultOption = () => (optional ? [el("option", { value: "" }, "(default)")] : []);
   if (space && space.type === "Discrete") {
-    const options = [];
+    const options = defaultOption();
     for (let i = 0; i < space.n; i++) {
       const value = space.start + i;
       const label = meanings && meanings.length === space.n ? `${value}: ${meanings[i]}` : String(value);
-      options.push(el("option", { value: String(value) }, label));
+      options.push(el("option", { value: String(value), dataset: { label } }, label));
     }
-    const input = el("select", {}, ...options);
+    const input = el("select", { dataset: { start: String(space.start) } }, ...options);
     submitOnEnter(input);
-    return { input, read: () => Number(input.value) };
+    return { input, read: () => (input.value === "" ? undefined : Number(input.value)) };
   }
   const literals = prop.enum ?? (prop.const !== undefined ? [prop.const] : null);
   if (literals) {
-    const input = el("select", {}, ...literals.map((value, i) => el("option", { value: String(i) }, JSON.stringify(value))));
-    return { input, read: () => literals[Number(input.value)] };
+    const options = literals.map((value, i) => el("option", { value: String(i) }, JSON.stringify(value)));
+    const input = el("select", {}, ...defaultOption(), ...options);
+    return { input, read: () => (input.value === "" ? undefined : literals[Number(input.value)]) };
   }
   if ((space && space.type === "Box" && space.shape.length === 0) || prop.type === "number" || prop.type === "integer") {
     const integer = space ? !/f/.test(space.dtype) : prop.type === "integer";
@@ -229,23 +240,27 @@ function controlFor(name, prop, { meanings }) {
     return { input, read: () => (input.value.trim() === "" ? undefined : Number(input.value)) };
   }
   if (prop.type === "boolean") {
+    if (optional) {
+      const input = el("select", {}, ...defaultOption(), el("option", { value: "true" }, "true"), el("option", { value: "false" }, "false"));
+      return { input, read: () => (input.value === "" ? undefined : input.value === "true") };
+    }
     const input = el("input", { type: "checkbox" });
     return { input, read: () => input.checked };
   }
   if ((space && space.type === "Text") || prop.type === "string") {
     const maxLength = space ? space.max_length : prop.maxLength;
-    const multiline = maxLength === undefined || maxLength >= TEXT_AREA_LENGTH;
+    const multiline = maxLength !== undefined && maxLength >= TEXT_AREA_LENGTH;
     const input = multiline ? el("textarea", { rows: 8, spellcheck: "false", class: "code" }) : el("input", { type: "text", spellcheck: "false" });
     if (multiline) submitOnCtrlEnter(input);
-    return { input, read: () => input.value };
+    return { input, read: () => (optional && input.value === "" ? undefined : input.value) };
   }
   // Arrays, objects, Box with a shape, MultiDiscrete, Dict ...: JSON.
-  return jsonControl(name, template(space, prop));
+  return jsonControl(name, template(space, prop), optional);
 }
 
-function jsonControl(name, initial) {
-  const input = el("textarea", { rows: 3, spellcheck: "false", class: "code" });
-  input.value = initial;
+function jsonControl(name, initial, optional) {
+  const input = el("textarea", { rows: 3, spellcheck: "false", class: "code", placeholder: optional ? initial : null });
+  if (!optional) input.value = initial;
   submitOnCtrlEnter(input);
   return {
     input,
@@ -378,6 +393,8 @@ async function reset() {
   setStatus("resetting…", "busy");
   const reply = await page.session.request({ type: "reset", data });
   if (!accept(reply)) return;
+  const previous = page.episodes[page.episodes.length - 1];
+  if (previous && previous.end === "running") previous.end = "reset";
   const episode = { steps: 0, return: 0, end: "running" };
   page.episodes.push(episode);
   $("#steps").replaceChildren();
@@ -449,6 +466,7 @@ async function refreshState() {
 function showResult(data, episode) {
   renderObservation(data);
   showObservationErrors(data.observation ?? {});
+  markLegalActions(data.observation ?? {});
   const done = Boolean(data.done);
   $("#step-count").textContent = String(episode.steps);
   $("#reward").textContent = data.reward === null || data.reward === undefined ? "—" : formatNumber(data.reward);
@@ -495,6 +513,26 @@ function showObservationErrors(fields) {
     if (!/error/i.test(name)) continue;
     if (typeof value === "string" && value) showError({ code: `observation.${name}`, message: value });
     else if (value && typeof value === "object" && value.message) showError({ code: `observation.${name}`, ...value });
+  }
+}
+
+// Games that name their legal actions (OpenSpiel's legal_actions, an action_mask)
+// get them marked in the action dropdown; illegal ones stay selectable, so a
+// person can see how the environment answers them.
+function markLegalActions(fields) {
+  const select = page.actionSelect;
+  if (!select) return;
+  let legal = null;
+  if (Array.isArray(fields.legal_actions) && fields.legal_actions.every(Number.isInteger)) legal = new Set(fields.legal_actions);
+  else if (Array.isArray(fields.action_mask)) {
+    const start = Number(select.dataset.start || 0);
+    legal = new Set(fields.action_mask.flatMap((bit, i) => (bit ? [start + i] : [])));
+  }
+  for (const option of select.options) {
+    if (option.value === "") continue;
+    const illegal = legal !== null && !legal.has(Number(option.value));
+    option.textContent = option.dataset.label + (illegal ? " (illegal now)" : "");
+    option.classList.toggle("illegal", illegal);
   }
 }
 
