@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import batch_space, iterate
 
 from gym_openenv.session_pool import Chunk, SlotColumn
 from gym_openenv.spaces import FieldSpec, ModelSpec, describe, from_wire, text_contains
@@ -38,12 +39,24 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     info_columns: dict[str, list] = {}
     info_rows: dict[str, list[int]] = {}
     info_field_names = [f.name for f in observation.info_fields]
+    missing_fields: dict[int, list[str]] = {}
     for chunk in chunks:
         if not len(chunk.indices):
             continue
         rows = np.asarray(chunk.indices, dtype=np.int64) if row_of is None else row_of[chunk.indices]
         for f in fields:
-            _fill(f.space, buffers[f.name], rows, chunk.observation[f.name])
+            column = chunk.observation.get(f.name)
+            decoded, missing = observation.decode_column(f, column, len(rows))  # foreign schemas, sparse rows
+            if decoded is None:
+                _fill(f.space, buffers[f.name], rows, column)
+            else:
+                _place(buffers[f.name], rows, decoded)
+            for position in missing:
+                missing_fields.setdefault(int(rows[position]), []).append(f.name)
+        if observation.action_mask is not None:
+            masks = [observation.legal_mask({observation.action_mask[0]: legal}) for legal in chunk.observation.get(observation.action_mask[0]) or ()]
+            info_columns.setdefault("action_mask", []).extend(masks)
+            info_rows.setdefault("action_mask", []).extend(rows[: len(masks)].tolist())
         rewards[rows] = [0.0 if r is None else r for r in chunk.reward]
         chunk_truncated = np.asarray(chunk.truncated, dtype=bool)
         truncated[rows] = chunk_truncated
@@ -56,9 +69,16 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
             for key, value in meta.items():
                 info_columns.setdefault(key, []).append(value)
                 info_rows.setdefault(key, []).append(row)
+    if missing_fields:
+        info_rows["missing_fields"] = list(missing_fields)
+        info_columns["missing_fields"] = list(missing_fields.values())
     obs = {f.name: _finish(f.space, buffers[f.name]) for f in fields}
     obs = obs[fields[0].name] if observation.unwrapped else obs
-    return obs, rewards, terminated, truncated, _batched_info(info_columns, info_rows, m)
+    info = _batched_info(info_columns, info_rows, m)
+    if "action_mask" in info:  # one (num_envs, n) array, zeros where a row has no mask
+        n = observation.action_mask[1].n
+        info["action_mask"] = np.stack([np.zeros(n, np.int8) if mask is None else mask for mask in info["action_mask"]])
+    return obs, rewards, terminated, truncated, info
 
 
 def same_step_rows(obs: Any, info: dict[str, Any], done: np.ndarray, new_obs: Any, new_info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -91,15 +111,27 @@ def flag_rows(info: dict[str, Any], key: str, env_ids: np.ndarray, values: dict[
 # --- actions: batch -> checked columns ----------------------------------------
 
 
-def action_columns(fields: list[FieldSpec], unwrapped: bool, actions: Any, n: int) -> dict[str, Any]:
-    if unwrapped:
-        return {fields[0].name: _check_column(fields[0], actions, n)}
-    if not isinstance(actions, dict):
+def action_columns(action: ModelSpec, actions: Any, n: int) -> dict[str, Any]:
+    """A batch of ``n`` actions -> wire columns, checked against the space (constants added)."""
+    fields = action.space_fields
+    if action.unwrapped:
+        columns = {fields[0].name: _wire_column(fields[0], actions, n)}
+    elif not isinstance(actions, dict):
         raise ValueError(f"actions must be a dict with keys {[f.name for f in fields]}, got {type(actions).__name__}")
-    missing = [f.name for f in fields if f.name not in actions]
-    if missing:
-        raise ValueError(f"actions missing field(s) {missing}")
-    return {f.name: _check_column(f, actions[f.name], n) for f in fields}
+    else:
+        missing = [f.name for f in fields if f.name not in actions]
+        if missing:
+            raise ValueError(f"actions missing field(s) {missing}")
+        columns = {f.name: _wire_column(f, actions[f.name], n) for f in fields}
+    columns.update({name: [value] * n for name, value in action.constants.items()})
+    return columns
+
+
+def _wire_column(field: FieldSpec, values: Any, n: int) -> Any:
+    column = _check_column(field, values, n)
+    if field.codec is None:
+        return column
+    return [field.codec.encode(v) for v in column]  # a foreign schema's wire form (enum values, JSON text)
 
 
 def _check_column(field: FieldSpec, values: Any, n: int) -> Any:
@@ -117,6 +149,8 @@ def _check_column(field: FieldSpec, values: Any, n: int) -> Any:
             i = int(np.flatnonzero(bad.reshape(n, -1).any(axis=1))[0])
             raise ValueError(f"action {i} for {field.name!r}: {array[i]!r} is not in {describe(space)}")
         return array.astype(space.dtype, copy=False)
+    if isinstance(space, spaces.Dict) and isinstance(values, dict):  # a batched Dict: one dict per row
+        values = iterate(batch_space(space, n), values)
     values = list(values)
     if len(values) != n:
         raise ValueError(f"expected {n} actions for {field.name!r}, got {len(values)}")
@@ -159,6 +193,16 @@ def _fill(space: spaces.Space, buffer: Any, rows: np.ndarray, column: Any) -> No
     else:
         for row, value in zip(rows.tolist(), column):
             buffer[row] = from_wire(space, value)
+
+
+def _place(buffer: Any, rows: np.ndarray, values: list) -> None:
+    """Values already decoded (foreign schemas, defaults for missing fields) into the batch buffer."""
+    if isinstance(buffer, dict):
+        for key, sub in buffer.items():
+            _place(sub, rows, [value[key] for value in values])
+        return
+    for row, value in zip(rows.tolist(), values):
+        buffer[row] = value
 
 
 def _finish(space: spaces.Space, buffer: Any) -> Any:

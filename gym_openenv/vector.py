@@ -55,6 +55,8 @@ class OpenEnvVectorEnv(VectorEnv):
         shared_memory: let servers on this machine hand large array observations over in
             shared memory instead of the socket (falls back by itself where they cannot).
         timeout: seconds to wait for any reply.
+        action_space, observation_space, hints: one env's spaces instead of the derived ones
+            (see :class:`~gym_openenv.env.OpenEnvEnv`).
         **env_kwargs: arguments for the environment.
     """
 
@@ -75,6 +77,9 @@ class OpenEnvVectorEnv(VectorEnv):
         shared_memory: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
+        action_space: Any = None,
+        observation_space: Any = None,
+        hints: bool = True,
         **env_kwargs: Any,
     ):
         if num_envs < 1:
@@ -95,7 +100,9 @@ class OpenEnvVectorEnv(VectorEnv):
         try:
             server_urls = self._start_servers(environment, env_kwargs, url, urls, num_servers, provider, provider_options, token)
             token = token or next((p.token for p in self._providers if getattr(p, "token", None)), None) or os.environ.get("OPENENV_TOKEN")
-            schema = self._loop.run(EnvSchema.fetch(server_urls[0], token), timeout)
+            schema = self._loop.run(
+                EnvSchema.fetch(server_urls[0], token, action_space=action_space, observation_space=observation_space, hints=hints), timeout
+            )
             self._schema = schema
             self.single_action_space = schema.action.space
             self.single_observation_space = schema.observation.space
@@ -217,7 +224,7 @@ class OpenEnvVectorEnv(VectorEnv):
             raise ValueError(f"env_ids must be distinct indices in [0, {self.num_envs}), got {env_ids.tolist()}")
         if self._busy[env_ids].any():
             raise ValueError(f"envs {env_ids[self._busy[env_ids]].tolist()} already have a step pending; recv() first")
-        columns = action_columns(self._schema.action.space_fields, self._schema.action.unwrapped, actions, len(env_ids))
+        columns = action_columns(self._schema.action, actions, len(env_ids))
         needs_reset = self._needs_reset[env_ids]
         reset_ids, step_ids = env_ids[needs_reset], env_ids[~needs_reset]
         if needs_reset.any():
