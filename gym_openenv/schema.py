@@ -21,15 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from gymnasium import spaces
 
 from gym_openenv.client import AsyncSession, fetch_json
 from gym_openenv.errors import OpenEnvError
 from gym_openenv.hints import find_hint
 from gym_openenv.spaces import ModelSpec
+from gym_openenv.spaces.base import SPACE_KEY
 
-__all__ = ["EnvSchema", "StepTuple", "action_mask"]
+__all__ = ["EnvSchema", "StepTuple"]
 
 StepTuple = tuple[Any, float, bool, bool, dict[str, Any]]
 
@@ -44,14 +44,12 @@ class EnvSchema:
     Attributes:
         reset_observation: the server's ``reset_observation`` schema, where it offers one.
         deterministic: the server's ``/metadata`` ``deterministic`` flag (``None``: it says nothing).
-        legal_actions: the observation field listing legal action ids (for ``info["action_mask"]``).
     """
 
     action: ModelSpec
     observation: ModelSpec
     reset_observation: ModelSpec | None = None
     deterministic: bool | None = None
-    legal_actions: str | None = None
 
     @classmethod
     async def fetch(
@@ -72,7 +70,10 @@ class EnvSchema:
         action = ModelSpec.from_json_schema(schema["action"], role="action")
         observation = ModelSpec.from_json_schema(schema["observation"], role="observation")
         reset = ModelSpec.from_json_schema(schema["reset_observation"]) if "reset_observation" in schema else None
-        hint = find_hint(action.title, observation.title) if hints else None
+        # Hints are for schemas that say too little; a server that declares its spaces
+        # (ours: x-gym-space) is taken at its word even where its model names match upstream's.
+        declared = any(SPACE_KEY in prop for prop in schema["observation"].get("properties", {}).values())
+        hint = find_hint(action.title, observation.title) if hints and not declared else None
         mask_field = None
         if hint is not None:
             probe = await _probe(base_url, token) if hint.needs_probe else None
@@ -91,9 +92,9 @@ class EnvSchema:
         except OpenEnvError:
             deterministic = None  # /metadata is optional in OpenEnv
         mask_field = mask_field or next((f.name for f in observation.fields if f.name in LEGAL_ACTION_FIELDS), None)
-        if not isinstance(action.space, spaces.Discrete):
-            mask_field = None
-        return cls(action, observation, reset, deterministic if isinstance(deterministic, bool) else None, mask_field)
+        if mask_field is not None and isinstance(action.space, spaces.Discrete):
+            observation.action_mask = (mask_field, action.space)
+        return cls(action, observation, reset, deterministic if isinstance(deterministic, bool) else None)
 
     def step_tuple(self, payload: dict[str, Any], *, reset: bool = False) -> StepTuple:
         """OpenEnv payload -> ``(obs, reward, terminated, truncated, info)``.
@@ -111,8 +112,9 @@ class EnvSchema:
         info.update(payload.get("metadata") or {})
         if missing:
             info["missing_fields"] = missing
-        if self.legal_actions is not None and fields.get(self.legal_actions) is not None:
-            info["action_mask"] = action_mask(self.action.space, fields[self.legal_actions])
+        mask = self.observation.legal_mask(fields)
+        if mask is not None:
+            info["action_mask"] = mask
         truncated = bool(payload.get("truncated", False))
         terminated = bool(payload.get("done", False)) and not truncated
         reward = payload.get("reward")
@@ -121,14 +123,6 @@ class EnvSchema:
     @property
     def _reset_defaults(self) -> dict[str, Any]:
         return {f.name: f.schema["default"] for f in self.reset_observation.fields if f.schema and f.schema.get("default") is not None}
-
-
-def action_mask(space: spaces.Discrete, legal: Any) -> np.ndarray:
-    """An ``int8`` mask over a ``Discrete`` space: 1 where the action id is legal."""
-    mask = np.zeros(space.n, dtype=np.int8)
-    ids = np.asarray(legal, dtype=np.int64).reshape(-1) - int(space.start)
-    mask[ids[(ids >= 0) & (ids < space.n)]] = 1
-    return mask
 
 
 async def _probe(base_url: str, token: str | None) -> Mapping[str, Any]:

@@ -193,6 +193,9 @@ class ModelSpec:
         self.info_fields = [f for f in fields if f not in self.space_fields and f.name not in _EXCLUDED_FROM_SPACE]
         #: Constant fields (``Literal["x"]``): an action always sends them.
         self.constants = {f.name: f.const for f in fields if f.const is not None}
+        #: (observation field listing legal action ids, the ``Discrete`` action space) for
+        #: ``info["action_mask"]``; set by the client (:class:`gym_openenv.schema.EnvSchema`).
+        self.action_mask: tuple[str, spaces.Discrete] | None = None
         self._by_name = {f.name: f for f in fields}
         self._space_names = frozenset(f.name for f in self.space_fields)
         self._required = [f.name for f in fields if f.required]
@@ -325,6 +328,28 @@ class ModelSpec:
                 missing.append(f.name)
             values[f.name] = f.decode(wire)
         return (values[self.space_fields[0].name] if self.unwrapped else values), missing
+
+    def decode_column(self, f: FieldSpec, column: Any, n: int) -> tuple[list | None, list[int]]:
+        """A batch column of ``n`` wire values of field ``f`` -> (its decoded values, or
+        ``None`` where the column can be used as it is; the positions missing or null)."""
+        if column is None:
+            return [f.decode(None) for _ in range(n)], list(range(n))
+        if not isinstance(column, list):  # arrays (shared-memory slots) from our own servers
+            return None, []
+        missing = [i for i, v in enumerate(column) if v is None]
+        if f.codec is None and not missing:
+            return None, []
+        return [f.decode(v) for v in column], missing
+
+    def legal_mask(self, fields: Mapping[str, Any]) -> np.ndarray | None:
+        """``info["action_mask"]`` for one observation (see :attr:`action_mask`), if it lists legal actions."""
+        if self.action_mask is None or fields.get(self.action_mask[0]) is None:
+            return None
+        space = self.action_mask[1]
+        mask = np.zeros(space.n, dtype=np.int8)
+        ids = np.asarray(fields[self.action_mask[0]], dtype=np.int64).reshape(-1) - int(space.start)
+        mask[ids[(ids >= 0) & (ids < space.n)]] = 1
+        return mask
 
     def info_values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The fields that are not part of the space, as decoded."""
