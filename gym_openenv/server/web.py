@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from gymnasium import spaces
 
@@ -172,14 +172,24 @@ def add_web_routes(app: FastAPI, host: EnvHost, bearer_authorized: Callable[[Any
 
     @app.websocket("/web/ws")
     async def session(ws: WebSocket) -> None:
-        signed_in = bearer_authorized(ws.headers) or web_authorized("/web/ws", ws.cookies, None, token)
-        if not signed_in or not _same_origin(ws.headers):
-            await ws.close(code=1008, reason="missing or wrong token, or another origin")
+        if not (bearer_authorized(ws.headers) or web_authorized("/web/ws", ws.cookies, None, token)):
+            await _refuse(ws, 401, "missing or wrong token; open /web?token=TOKEN first")
+            return
+        if not _same_origin(ws.headers):
+            await _refuse(ws, 403, "WebSocket opened from another origin")
             return
         images = image_fields((await host.specs()).observation)
         await serve_openenv_session(ws, host, encode=_page_encoder(images))
 
     app.mount("/web/static", StaticFiles(directory=PAGE_DIR), name="web-static")
+
+
+async def _refuse(ws: WebSocket, status: int, detail: str) -> None:
+    """Refuse a handshake with an HTTP status (close code 1008 where the server cannot send one)."""
+    try:
+        await ws.send_denial_response(JSONResponse({"detail": detail}, status_code=status))
+    except RuntimeError:  # no denial-response extension in this ASGI server
+        await ws.close(code=1008, reason=detail)
 
 
 def _describe_model(spec: ModelSpec) -> dict[str, Any]:
