@@ -155,7 +155,7 @@ class Endpoint:
                     raise ServerStartError(reason)
                 if time.monotonic() + delay > deadline:
                     raise ServerStartError(
-                        f"{self.url}: /health did not answer within {timeout}s ({attempts} attempts; last: {last})"
+                        f"{self.url} did not become healthy within {timeout}s ({attempts} attempts; last: {last})"
                     )
                 time.sleep(delay)
                 delay = min(delay * 2, max_backoff)

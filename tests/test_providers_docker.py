@@ -2,6 +2,7 @@
 images built from gym_openenv/servers/<name>/server/Dockerfile, containers on loopback ports,
 none left behind."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from gym_openenv.errors import ServerStartError
+from gym_openenv.client import AsyncSession
+from gym_openenv.errors import ServerStartError, Unauthorized
 from gym_openenv.providers import make_provider
 from gym_openenv.providers.docker import (
     OWNER_LABEL,
@@ -61,6 +63,22 @@ def test_echo_in_a_container_passes_check_env_and_leaves_nothing(engine, echo_im
         check_env(env.unwrapped, skip_render_check=True)
         env.reset(seed=1)
         assert env.step("from docker")[:2] == ("from docker", pytest.approx(1.1))
+    finally:
+        env.close()
+    assert our_containers(engine) == []
+
+
+def test_a_token_protected_container_becomes_healthy_and_refuses_wrong_tokens(engine, echo_image, monkeypatch):
+    monkeypatch.setenv("OPENENV_TOKEN", "docker-s3cret")
+    env = gym.make("openenv/echo-v0", provider="docker")  # the health check must send the token
+    try:
+        env.reset()
+        assert env.step("guarded")[0] == "guarded"
+        base_url = env.unwrapped.base_url
+        with pytest.raises(Unauthorized):
+            gym.make("openenv/remote-v0", url=base_url, token="wrong")
+        with pytest.raises(Unauthorized):
+            asyncio.run(AsyncSession(base_url, token="wrong").connect())
     finally:
         env.close()
     assert our_containers(engine) == []

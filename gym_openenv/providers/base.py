@@ -3,7 +3,7 @@
 from abc import ABC, abstractmethod
 from typing import Any
 
-import httpx
+from gym_openenv.endpoint import Endpoint
 
 __all__ = ["Provider"]
 
@@ -32,14 +32,16 @@ class Provider(ABC):
         """The server's recent output, for error messages."""
         return ""
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """How to reach the started server: its URL and token (see :mod:`gym_openenv.endpoint`)."""
+        if self.base_url is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return Endpoint.parse(self.base_url, self.token)
+
     def health(self, timeout: float = 5.0) -> bool:
         """Whether ``/health`` answers now."""
-        if self.base_url is None:
-            return False
-        try:
-            return _get_health(self.base_url, timeout, self.token)
-        except httpx.HTTPError:
-            return False
+        return self.base_url is not None and self.endpoint.health(timeout)
 
     def __enter__(self) -> "Provider":
         self.start()
@@ -48,13 +50,3 @@ class Provider(ABC):
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-
-def _get_health(base_url: str, timeout: float, token: str | None = None) -> bool:
-    if base_url.startswith("http+unix://"):
-        transport = httpx.HTTPTransport(uds=base_url.removeprefix("http+unix://"))
-        url = "http://localhost/health"
-    else:
-        transport, url = None, base_url.rstrip("/") + "/health"
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(transport=transport, timeout=timeout, headers=headers) as http:
-        return http.get(url).status_code == 200

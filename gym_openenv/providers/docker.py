@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import httpx
 
 from gym_openenv.errors import ServerStartError
 from gym_openenv.manifest import split_target
@@ -318,6 +317,7 @@ class DockerProvider(Provider):
                 environment["OPENENV_ENV_KWARGS"] = json.dumps(self.env_kwargs)
             if os.environ.get("OPENENV_TOKEN") and "OPENENV_TOKEN" not in environment:
                 environment["OPENENV_TOKEN"] = os.environ["OPENENV_TOKEN"]  # the client sends it; the server must expect it
+            self.token = environment.get("OPENENV_TOKEN") or None  # the health checks send it too
             self.container = self._client.containers.run(
                 self.image,
                 command=self.command(),
@@ -348,20 +348,19 @@ class DockerProvider(Provider):
             time.sleep(0.05)
 
     def _await_health(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                try:
-                    if http.get(f"{self.base_url}/health").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass  # not listening yet
-                self.container.reload()
-                if self.container.status in ("exited", "dead"):
-                    code = self.container.attrs["State"]["ExitCode"]
-                    raise ServerStartError(f"{self._name()}: container exited with code {code}\n{self.logs()}")
-                time.sleep(0.1)
-        raise ServerStartError(f"{self._name()}: /health did not answer within {self.startup_timeout}s\n{self.logs()}")
+        def stopped() -> str | None:
+            self.container.reload()
+            if self.container.status not in ("exited", "dead"):
+                return None
+            code = self.container.attrs["State"]["ExitCode"]
+            return f"{self._name()}: container exited with code {code}\n{self.logs()}"
+
+        try:
+            self.endpoint.wait_healthy(self.startup_timeout, stopped=stopped, max_backoff=0.5)
+        except ServerStartError as e:
+            if self.container.status in ("exited", "dead"):
+                raise  # stopped() said why, with the logs
+            raise ServerStartError(f"{self._name()}: {e}\n{self.logs()}") from None
 
     def _name(self) -> str:
         return self.environment or self.image

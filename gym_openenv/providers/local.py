@@ -123,14 +123,17 @@ class LocalProcessProvider(Provider):
         return line.split(maxsplit=1)[1].strip()
 
     def _await_health(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
+        def stopped() -> str | None:
+            if self.process.poll() is None:
+                return None
+            return f"{self.environment}: server exited with code {self.process.returncode}\n{self.logs()}"
+
+        try:
+            self.endpoint.wait_healthy(self.startup_timeout, stopped=stopped, max_backoff=0.5)
+        except ServerStartError as e:
             if self.process.poll() is not None:
-                raise ServerStartError(f"{self.environment}: server exited with code {self.process.returncode}\n{self.logs()}")
-            if self.health(timeout=2.0):
-                return
-            time.sleep(0.05)
-        raise ServerStartError(f"{self.environment}: /health did not answer within {self.startup_timeout}s\n{self.logs()}")
+                raise
+            raise ServerStartError(f"{self.environment}: {e}\n{self.logs()}") from None
 
     def logs(self, limit: int = 4000) -> str:
         """The tail of the server's stderr."""

@@ -14,11 +14,8 @@ server: it was not ours to stop.
 
 import os
 import re
-import time
 
-import httpx
-
-from gym_openenv.errors import ServerStartError, Unauthorized
+from gym_openenv.endpoint import Endpoint
 from gym_openenv.providers.base import Provider
 
 __all__ = ["RemoteProvider", "hf_space_url"]
@@ -57,53 +54,24 @@ class RemoteProvider(Provider):
         backoff: float = 0.1,
         max_backoff: float = 5.0,
     ):
-        if not re.match(r"^(https?|http\+unix)://", url):
-            raise ValueError(f"url must start with http://, https:// or http+unix://, got {url!r}")
-        self.url = url.rstrip("/")
+        self.url = Endpoint.parse(url).url  # checks the scheme
         self.token = token or os.environ.get("OPENENV_TOKEN")
         self.connect_timeout = connect_timeout
         self.backoff = backoff
         self.max_backoff = max_backoff
+        #: /health requests the last successful start() needed
         self.attempts = 0
 
     def start(self) -> str:
         if self.base_url is not None:
             return self.base_url
-        deadline = time.monotonic() + self.connect_timeout
-        delay, last_error = self.backoff, "no attempt"
-        self.attempts = 0
-        while True:
-            self.attempts += 1
-            try:
-                status = self._get("/health", timeout=min(10.0, self.connect_timeout)).status_code
-                if status == 200:
-                    self.base_url = self.url
-                    return self.base_url
-                last_error = f"HTTP {status}"
-                if status in (401, 403):
-                    raise Unauthorized(f"{self.url}: the server requires a bearer token (HTTP {status}); pass token= or set OPENENV_TOKEN")
-            except httpx.HTTPError as e:
-                last_error = f"{type(e).__name__}: {e}"
-            if time.monotonic() + delay > deadline:
-                raise ServerStartError(f"{self.url} did not become healthy within {self.connect_timeout}s ({self.attempts} attempts; last: {last_error})")
-            time.sleep(delay)
-            delay = min(delay * 2, self.max_backoff)
-
-    def _get(self, path: str, timeout: float) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        if self.url.startswith("http+unix://"):
-            transport = httpx.HTTPTransport(uds=self.url.removeprefix("http+unix://"))
-            base = "http://localhost"
-        else:
-            transport, base = None, self.url
-        with httpx.Client(transport=transport, timeout=timeout, headers=headers) as http:
-            return http.get(base + path)
+        endpoint = Endpoint.parse(self.url, self.token)
+        self.attempts = endpoint.wait_healthy(self.connect_timeout, backoff=self.backoff, max_backoff=self.max_backoff)
+        self.base_url = self.url
+        return self.base_url
 
     def health(self, timeout: float = 5.0) -> bool:
-        try:
-            return self._get("/health", timeout).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return Endpoint.parse(self.url, self.token).health(timeout)
 
     def stop(self) -> None:
         self.base_url = None
