@@ -80,7 +80,7 @@ def test_openenv_websocket_survives_fuzzed_frames(small_server):
                 return  # a close ends the session by design; not a fault
             ws.send(payload)
             reply = json.loads(ws.recv(timeout=10))
-            assert reply["type"] in ("observation", "state", "error", "partial_observation"), reply
+            assert reply["type"] in ("observation", "state", "error", "partial_observation", "mcp"), reply
             if reply["type"] == "partial_observation":
                 assert json.loads(ws.recv(timeout=10))["type"] == "observation"
             if reply["type"] == "error":

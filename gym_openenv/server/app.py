@@ -3,6 +3,8 @@
 Routes (OpenEnv's, unchanged): ``GET /health``, ``POST /reset``, ``POST /step``,
 ``GET /state``, ``GET /schema``, ``GET /metadata``, ``WS /ws``; plus
 ``WS /ws/batch``, the batched binary extension advertised in ``/metadata``;
+MCP JSON-RPC at ``POST /mcp`` and ``WS /mcp`` (tools of an
+:class:`~gym_openenv.server.mcp.MCPEnvironment`; a JSON-RPC error elsewhere);
 with ``settings.web``, the ``/web`` page (:mod:`gym_openenv.server.web`).
 As in OpenEnv, the HTTP ``/reset`` and ``/step`` routes are stateless (a fresh
 environment per request); sessions live on the WebSockets.
@@ -11,7 +13,7 @@ Example:
     >>> from gym_openenv.servers.echo.server.environment import EchoEnvironment
     >>> app = create_app(EchoEnvironment)
     >>> sorted(r.path for r in app.routes if not r.path.startswith(("/docs", "/redoc", "/openapi")))
-    ['/health', '/metadata', '/reset', '/schema', '/state', '/step', '/ws', '/ws/batch']
+    ['/health', '/mcp', '/mcp', '/metadata', '/reset', '/schema', '/state', '/step', '/ws', '/ws/batch']
 """
 
 import asyncio
@@ -28,6 +30,7 @@ from gym_openenv.protocol import encode_json, observation_payload
 from gym_openenv.server.batch_ws import serve_batch_connection
 from gym_openenv.server.environment import Environment
 from gym_openenv.server.host import EnvHost, ServerSettings, StepTimeout
+from gym_openenv.server.mcp import add_mcp_http_route, mcp_action, serve_mcp_websocket
 from gym_openenv.server.limits import BodyLimit
 from gym_openenv.server.openenv_ws import serve_openenv_session
 from gym_openenv.server.web import add_web_routes, web_authorized
@@ -80,6 +83,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=host.settings.max_message_bytes, body_timeout=host.settings.body_timeout)
     _add_guards(app, host.settings)
     _add_http_routes(app, host)
+    add_mcp_http_route(app, host)
     if host.settings.web:
         add_web_routes(app, host, bearer_authorized=lambda headers: _authorized(headers, host.settings.token))
 
@@ -110,6 +114,11 @@ def _add_websocket_routes(app: FastAPI, host: EnvHost) -> None:
     async def openenv_session(ws: WebSocket) -> None:
         if await _admit(ws, host.settings.token):
             await serve_openenv_session(ws, host)
+
+    @app.websocket("/mcp")
+    async def mcp_session(ws: WebSocket) -> None:
+        if await _admit(ws, host.settings.token):
+            await serve_mcp_websocket(ws, host)
 
     @app.websocket("/ws/batch")
     async def batch_connection(ws: WebSocket) -> None:
@@ -179,7 +188,7 @@ def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
         if not isinstance(data, dict):
             raise HTTPException(status_code=422, detail="body must be {'action': {...}}")
         try:
-            action = (await host.specs()).action.build(data)
+            action = mcp_action(host.env_cls, data) or (await host.specs()).action.build(data)
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
         observation = await with_fresh_env(lambda env: env.step(action), http)

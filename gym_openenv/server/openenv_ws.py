@@ -25,12 +25,13 @@ from gym_openenv.protocol import (
     error_reply,
     observation_payload,
 )
+from gym_openenv.server.mcp import MCPMessage, mcp_action, on_mcp_message
 from gym_openenv.server.host import Client, EnvHost, StepTimeout
 from gym_openenv.server.sessions import CapacityError, Session
 
 __all__ = ["serve_openenv_session"]
 
-_incoming = pydantic.TypeAdapter(IncomingMessage)
+_incoming = pydantic.TypeAdapter(IncomingMessage | MCPMessage)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -112,7 +113,7 @@ async def _handle(text: str, connection: _Connection) -> bool:
         return True
     kind = raw.get("type") if isinstance(raw, dict) else None
     if not isinstance(kind, str) or (kind not in _HANDLERS and kind != "close"):
-        await send(error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {kind!r}; expected one of reset, step, state, close"))
+        await send(error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {kind!r}; expected one of reset, step, state, mcp, close"))
         return True
     try:
         message = _incoming.validate_python(raw)
@@ -179,7 +180,7 @@ async def _on_reset(message: ResetMessage, connection: _Connection) -> None:
 
 async def _on_step(message: StepMessage, connection: _Connection) -> None:
     await _usable(connection)
-    action = (await connection.host.specs()).action.build(message.data)
+    action = mcp_action(connection.host.env_cls, message.data) or (await connection.host.specs()).action.build(message.data)
     env = connection.session.env
     if not message.stream:
         observation = await connection.call(env.step, action)
@@ -241,4 +242,8 @@ async def _on_state(message: Any, connection: _Connection) -> None:
     await connection.send({"type": "state", "data": state})
 
 
-_HANDLERS = {"reset": _on_reset, "step": _on_step, "state": _on_state}
+async def _on_mcp(message: MCPMessage, connection: _Connection) -> None:
+    await on_mcp_message(message, connection.session, connection.host, connection.send)
+
+
+_HANDLERS = {"reset": _on_reset, "step": _on_step, "state": _on_state, "mcp": _on_mcp}
