@@ -150,6 +150,14 @@ class _BatchServer:
             chunks.append(self._chunk(rows[reply.autoreset_rows], reply.autoreset, autoreset=True))
         return chunks
 
+    async def release(self, env_indices: np.ndarray) -> None:
+        """Close these envs' sessions; the others keep theirs (and their slots)."""
+        ids = self.session_ids[self._positions(env_indices)].tolist()
+        for e in env_indices.tolist():
+            del self._position[e]
+        self.env_indices = np.setdiff1d(self.env_indices, env_indices)
+        await self.connection.close_sessions(ids)
+
     async def close(self) -> None:
         await self.connection.close()
         if self.slots is not None:
@@ -180,6 +188,12 @@ class _PlainServer:
         calls = [self.sessions[int(e)].reset() for e in reset_indices]
         calls += [self.sessions[int(e)].step(row) for e, row in zip(env_indices, rows)]
         return [await _plain_chunk(np.concatenate([reset_indices, env_indices]), calls)]
+
+    async def release(self, env_indices: np.ndarray) -> None:
+        """Close these envs' sessions; the others keep theirs."""
+        leaving = [self.sessions.pop(int(e)) for e in env_indices]
+        self.env_indices = np.setdiff1d(self.env_indices, env_indices)
+        await asyncio.gather(*(s.close() for s in leaving), return_exceptions=True)
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
@@ -286,6 +300,35 @@ class SessionPool:
         old = self.servers[k]
         await old.close()
         await self._connect(k, url, old.env_indices)
+
+    async def move(self, env_indices: np.ndarray, url: str) -> None:
+        """Fresh sessions for ``env_indices`` on ``url`` (a new connection); their old ones are closed.
+
+        The other envs keep their sessions. A connection left without envs is
+        closed but stays in :attr:`servers`, so server numbers in failures stay valid.
+        """
+        k = len(self.servers)
+        self.servers.append(None)
+        try:
+            await self._connect(k, url, env_indices)
+        except BaseException:
+            server = self.servers.pop()
+            if server is not None:
+                await server.close()
+            raise
+        previous = np.unique(self._server_of[env_indices]).tolist()
+        self._server_of[env_indices] = k
+        for j in previous:
+            old = self.servers[j]
+            leaving = env_indices[np.isin(env_indices, old.env_indices)]
+            if len(leaving) == len(old.env_indices):
+                old.env_indices = leaving[:0]
+                await old.close()
+                continue
+            try:
+                await old.release(leaving)
+            except OpenEnvError:
+                pass  # its server is gone, and the sessions with it
 
     @property
     def batched(self) -> bool:
