@@ -26,12 +26,13 @@ from gymnasium.vector.async_vector_env import AsyncState
 from gymnasium.vector.utils import batch_space
 
 from gym_openenv.client import DEFAULT_TIMEOUT, LoopThread
+from gym_openenv.elastic import ElasticRecovery
 from gym_openenv.env import resolve_server
 from gym_openenv.errors import RequestTimeout
 from gym_openenv.providers import Provider
 from gym_openenv.schema import EnvSchema
 from gym_openenv.batching import action_columns, assemble, flag_rows, same_step_rows
-from gym_openenv.recovery import Recovered, Recovery
+from gym_openenv.recovery import Recovered
 from gym_openenv.session_pool import Chunk, SessionPool
 
 __all__ = ["OpenEnvVectorEnv"]
@@ -52,6 +53,10 @@ class OpenEnvVectorEnv(VectorEnv):
         on_server_failure: ``"restart"`` (default): a server that dies is restarted (or, if
             not ours, reconnected), its envs start new episodes flagged in
             ``info["openenv_restarted"]``; ``"raise"``: raise :class:`~gym_openenv.ConnectionLost`.
+            Where the provider sets ``replacement_timeout`` (Ray does), envs of a server whose
+            replacement is slower than that move to the surviving servers, and back once it
+            is up (:mod:`gym_openenv.elastic`); :meth:`add_servers` and :meth:`remove_servers`
+            grow and shrink the set of servers.
         shared_memory: let servers on this machine hand large array observations over in
             shared memory instead of the socket (falls back by itself where they cannot).
         timeout: seconds to wait for any reply.
@@ -97,6 +102,7 @@ class OpenEnvVectorEnv(VectorEnv):
         self._providers: list[Provider] = []
         self._provider_of_url: dict[str, Provider] = {}
         self._pool: SessionPool | None = None
+        self._start_server = None  # starts one more server like ours (None: url=/urls= given)
         try:
             server_urls = self._start_servers(environment, env_kwargs, url, urls, num_servers, provider, provider_options, token)
             token = token or next((p.token for p in self._providers if getattr(p, "token", None)), None) or os.environ.get("OPENENV_TOKEN")
@@ -110,7 +116,9 @@ class OpenEnvVectorEnv(VectorEnv):
             self.observation_space = batch_space(self.single_observation_space, num_envs)
             self._pool = SessionPool(server_urls, num_envs, protocol=protocol, timeout=timeout, token=token, shared_memory=shared_memory)
             self._loop.run(self._pool.open(), timeout)
-            self._recovery = Recovery(self._pool, self._provider_of_url, on_server_failure)
+            self._recovery = ElasticRecovery(
+                self._pool, self._provider_of_url, on_server_failure, providers=self._providers, start_server=self._start_server
+            )
         except BaseException:
             self.close()
             raise
@@ -139,8 +147,10 @@ class OpenEnvVectorEnv(VectorEnv):
         if not isinstance(provider, Provider):  # every provider that starts a server takes server_args
             options.setdefault("server_args", ["--max-sessions", str(max(256, per_server))])
 
-        def start(_: int) -> tuple[str, Provider]:
+        def start(_: int = 0) -> tuple[str, Provider]:
             return resolve_server(environment, env_kwargs, None, provider, options)
+
+        self._start_server = start
 
         with ThreadPoolExecutor(count) as pool:  # servers boot in parallel
             futures = [pool.submit(start, k) for k in range(count)]
@@ -176,6 +186,8 @@ class OpenEnvVectorEnv(VectorEnv):
                 raise ValueError(f"expected {self.num_envs} seeds, got {len(seed)}")
             seeds = list(seed)
         env_ids = np.arange(self.num_envs)
+        if self._recovery.replacement_ready:  # every env starts over anyway: no flags needed
+            self._loop.run(self._recovery.rebalance())
         # No outer bound: every request inside is bounded by `timeout`, and recovery by the provider's.
         outcome = self._loop.run(self._reset_and_recover(env_ids, seeds, options))
         self._needs_reset[:] = False
@@ -192,6 +204,30 @@ class OpenEnvVectorEnv(VectorEnv):
         # Envs on a replaced server that were not in this call: their next step resets them.
         self._needs_reset[outcome.replaced] = True
         self._lost[outcome.replaced] = True
+
+    def _start_over(self, envs: np.ndarray) -> None:
+        # Envs moved to fresh sessions: their next step resets them, flagged openenv_restarted.
+        self._needs_reset[envs] = True
+        self._lost[envs] = True
+
+    def add_servers(self, count: int) -> None:
+        """Start ``count`` more servers (same provider and options) and spread the envs evenly.
+
+        The fewest envs needed move to the new servers; they start new episodes at their
+        next step, flagged in ``info["openenv_restarted"]``. The others are not touched.
+        """
+        if self._pending:
+            raise AlreadyPendingCallError("add_servers() called with steps pending; recv() them first", self._state.value)
+        self._start_over(self._loop.run(self._recovery.add_servers(count)))
+
+    def remove_servers(self, count: int) -> None:
+        """Move the envs of the ``count`` most recently added servers to the others, then stop them.
+
+        Moved envs start new episodes at their next step, flagged in ``info["openenv_restarted"]``.
+        """
+        if self._pending:
+            raise AlreadyPendingCallError("remove_servers() called with steps pending; recv() them first", self._state.value)
+        self._start_over(self._loop.run(self._recovery.remove_servers(count)))
 
     def step(self, actions: Any):
         self.step_async(actions)
@@ -224,6 +260,8 @@ class OpenEnvVectorEnv(VectorEnv):
             raise ValueError(f"env_ids must be distinct indices in [0, {self.num_envs}), got {env_ids.tolist()}")
         if self._busy[env_ids].any():
             raise ValueError(f"envs {env_ids[self._busy[env_ids]].tolist()} already have a step pending; recv() first")
+        if not self._pending and self._recovery.replacement_ready:
+            self._start_over(self._loop.run(self._recovery.rebalance()))
         columns = action_columns(self._schema.action, actions, len(env_ids))
         needs_reset = self._needs_reset[env_ids]
         reset_ids, step_ids = env_ids[needs_reset], env_ids[~needs_reset]
@@ -293,6 +331,8 @@ class OpenEnvVectorEnv(VectorEnv):
     # lifecycle
 
     def close_extras(self, **kwargs: Any) -> None:
+        if getattr(self, "_recovery", None) is not None:
+            self._recovery.close()  # replacements still starting
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
