@@ -4,6 +4,8 @@
   against our servers and any OpenEnv server.
 * :class:`BatchConnection`: many sessions over one ``/ws/batch`` connection
   (msgpack, columnar), for servers that advertise it.
+* :class:`BatchSession`: one session on a batch connection (what ``gym.make``
+  uses where the server offers the batch protocol).
 * :class:`EnvClient`: a typed client (actions and observations as model
   instances) in OpenEnv's style, async with a :meth:`EnvClient.sync` facade;
   ``gym_openenv/servers/<name>/client.py`` subclass it.
@@ -25,11 +27,12 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from gym_openenv.endpoint import Endpoint
-from gym_openenv.errors import ConnectionLost, RequestTimeout, server_error
+from gym_openenv.errors import ConnectionLost, RequestTimeout, ServerError, server_error
 from gym_openenv.models import Action, Observation, State
 from gym_openenv.protocol import (
     BatchClose,
@@ -39,6 +42,7 @@ from gym_openenv.protocol import (
     BatchRequest,
     BatchReset,
     BatchResult,
+    BatchState,
     BatchStep,
     decode_batch_reply,
     decode_json,
@@ -52,6 +56,7 @@ from gym_openenv.spaces import from_wire, to_plain
 __all__ = [
     "AsyncSession",
     "BatchConnection",
+    "BatchSession",
     "EnvClient",
     "LoopThread",
     "StepResult",
@@ -299,6 +304,10 @@ class BatchConnection:
         request = BatchStep.model_construct(ids=ids, actions=actions, reset_ids=list(reset_ids), autoreset=autoreset)
         return await self.request(request, timeout)
 
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None
+
     async def close_sessions(self, ids: list[int]) -> BatchClosed:
         return await self.request(BatchClose.model_construct(ids=ids))
 
@@ -314,6 +323,97 @@ class BatchConnection:
     async def close(self) -> None:
         """Close the connection and with it every session on it (idempotent)."""
         await self._drop("closed by the client")
+
+
+class BatchSession:
+    """One session on the batch protocol (a batch of one): what ``gym.make`` uses
+    wherever the server offers it, with shared-memory arrays from a co-located server.
+
+    Same interface as :class:`AsyncSession` (OpenEnv payload dicts in and out).
+    A dropped or timed-out connection is reopened, with a new session, at the next
+    :meth:`reset`; a :meth:`step` on it raises :class:`~gym_openenv.ConnectionLost`.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, shared_memory: bool = True):
+        self.base_url = base_url
+        self.timeout = timeout
+        self.token = token
+        self.shared_memory = shared_memory and same_machine(base_url)
+        self._connection: BatchConnection | None = None
+        self._id = 0
+        self._slots: Any = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.is_open
+
+    async def connect(self) -> "BatchSession":
+        if self.connected:
+            return self
+        await self._drop()
+        from gym_openenv.shm import ObservationSlots  # only clients that take the batch path need it
+
+        connection = BatchConnection(self.base_url, timeout=self.timeout, token=self.token)
+        await connection.connect()
+        try:
+            opened = await connection.open(1, shm=self.shared_memory)
+            if opened.shm is not None:
+                try:
+                    self._slots = ObservationSlots.open(opened.shm)
+                except (OSError, ValueError, KeyError, TypeError):  # out of reach: arrays in the frame
+                    await connection.close_sessions(opened.ids)
+                    opened = await connection.open(1, shm=False)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection, self._id = connection, opened.ids[0]
+        return self
+
+    def _payload(self, reply: BatchResult) -> dict[str, Any]:
+        if reply.errors:
+            error = reply.errors[0]
+            raise ServerError(error.code, error.message, {"episode_lost": error.episode_lost})
+        observation = {}
+        for key, column in reply.observation.items():
+            value = column[0]
+            # Out of the shared slot (rewritten at the next call) or off the frame's read-only bytes: one copy.
+            observation[key] = self._slots.views[key][0].copy() if key in reply.shm else value.copy() if isinstance(value, np.ndarray) else value
+        metadata = reply.metadata[0] if reply.metadata else {}
+        return {"observation": observation, "reward": reply.reward[0], "done": reply.done[0], "truncated": reply.truncated[0], "metadata": metadata}
+
+    async def reset(self, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+        await self.connect()
+        seed = kwargs.pop("seed", None)
+        reply = await self._connection.reset([self._id], [seed], to_plain(kwargs, keep_arrays=False) or None, timeout)
+        return self._payload(reply)
+
+    async def step(self, action: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        if self._connection is None:
+            raise ConnectionLost("not connected: call reset() first")
+        reply = await self._connection.step([self._id], {k: [v] for k, v in action.items()}, timeout=timeout)
+        return self._payload(reply)
+
+    async def state(self) -> dict[str, Any]:
+        if self._connection is None:
+            raise ConnectionLost("not connected: call reset() first")
+        return (await self._connection.request(BatchState.model_construct(ids=[self._id]))).states[0]
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        slots, self._slots = self._slots, None
+        if connection is not None:
+            await connection.close()
+        if slots is not None:
+            slots.close()
+
+    async def close(self) -> None:
+        """End the session (idempotent)."""
+        await self._drop()
+
+
+def same_machine(url: str) -> bool:
+    """Whether a server URL is on this machine (loopback or a Unix socket)."""
+    return Endpoint.parse(url).is_local
 
 
 @dataclass

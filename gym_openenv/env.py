@@ -17,8 +17,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, LoopThread
-from gym_openenv.errors import ConnectionLost, RequestTimeout
+from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, BatchSession, LoopThread, fetch_json
+from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout
+from gym_openenv.protocol import BATCH_CAPABILITY
 from gym_openenv.providers import Provider, make_provider
 from gym_openenv.registry import load_registry
 from gym_openenv.schema import EnvSchema
@@ -68,6 +69,14 @@ def _provider_hints(environment: str) -> tuple[str, ...]:
     return ()
 
 
+async def _offers_batch(base_url: str, token: str | None) -> bool:
+    try:
+        meta = await fetch_json(base_url, "/metadata", token)
+    except OpenEnvError:
+        return False  # /metadata is optional in OpenEnv
+    return isinstance(meta, dict) and BATCH_CAPABILITY in (meta.get("capabilities") or [])
+
+
 def _is_image(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[2] in (1, 3)
 
@@ -94,6 +103,9 @@ class OpenEnvEnv(gym.Env):
         action_space, observation_space: replace the spaces derived from the server's schema
             (a space, or ``{field: space}``); checked against the schema (see :mod:`gym_openenv.schema`).
         hints: use the built-in spaces of well-known upstream environments (:mod:`gym_openenv.hints`).
+        protocol: ``"auto"`` (the batched binary protocol, a batch of one, where the server
+            offers it; OpenEnv's JSON protocol otherwise), ``"batch"`` or ``"openenv"``.
+        shared_memory: take large arrays from a server on this machine through shared memory.
         **env_kwargs: arguments for the environment (``game="breakout"``).
     """
 
@@ -114,6 +126,8 @@ class OpenEnvEnv(gym.Env):
         action_space: Any = None,
         observation_space: Any = None,
         hints: bool = True,
+        protocol: str = "auto",
+        shared_memory: bool = True,
         **env_kwargs: Any,
     ):
         self.render_mode = render_mode
@@ -122,7 +136,7 @@ class OpenEnvEnv(gym.Env):
         self.timeout = timeout
         self._loop = LoopThread.shared()
         self._provider: Provider | None = None
-        self._session: AsyncSession | None = None
+        self._session: AsyncSession | BatchSession | None = None
         self.base_url, self._provider = resolve_server(environment, env_kwargs, url, provider, provider_options, token)
         try:
             token = token or getattr(self._provider, "token", None) or os.environ.get("OPENENV_TOKEN")
@@ -135,7 +149,11 @@ class OpenEnvEnv(gym.Env):
             self.metadata = {**type(self).metadata, "render_modes": ["rgb_array"] if _is_image(self.observation_space) else []}
             if render_mode is not None and render_mode not in self.metadata["render_modes"]:
                 raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-            self._session = AsyncSession(self.base_url, timeout=timeout, token=token)
+            if protocol not in ("auto", "batch", "openenv"):
+                raise ValueError(f"protocol must be 'auto', 'batch' or 'openenv', got {protocol!r}")
+            self._batched = protocol == "batch" or (protocol == "auto" and self._loop.run(_offers_batch(self.base_url, token), timeout))
+            self._shared_memory = shared_memory
+            self._session = self._new_session(token)
             self._loop.run(self._session.connect(), timeout)
         except BaseException:
             self.close()
@@ -177,7 +195,13 @@ class OpenEnvEnv(gym.Env):
         if self._provider is not None:
             self._provider.stop()
             self.base_url = self._provider.start()
-        self._session = AsyncSession(self.base_url, timeout=self.timeout, token=self._session.token)
+        self._session = self._new_session(self._session.token)
+
+    def _new_session(self, token: str | None) -> "AsyncSession | BatchSession":
+        """A batch of one on the binary protocol where the server offers it, else an OpenEnv session."""
+        if self._batched:
+            return BatchSession(self.base_url, timeout=self.timeout, token=token, shared_memory=self._shared_memory)
+        return AsyncSession(self.base_url, timeout=self.timeout, token=token)
 
     @property
     def spec(self) -> "gym.envs.registration.EnvSpec | None":

@@ -40,6 +40,8 @@ __all__ = [
     "BatchRequest",
     "BatchReset",
     "BatchResult",
+    "BatchState",
+    "BatchStates",
     "BatchStep",
     "RowError",
     "CloseMessage",
@@ -236,12 +238,19 @@ class BatchStep(BatchRequest):
     autoreset: StrictBool = False
 
 
+class BatchState(BatchRequest):
+    """The state (``episode_id``, ``step_count``, ...) of sessions ``ids``."""
+
+    type: Literal["state"] = "state"
+    ids: _Ids
+
+
 class BatchClose(BatchRequest):
     type: Literal["close"] = "close"
     ids: _Ids
 
 
-_REQUEST = TypeAdapter(Annotated[BatchOpen | BatchReset | BatchStep | BatchClose, Field(discriminator="type")])
+_REQUEST = TypeAdapter(Annotated[BatchOpen | BatchReset | BatchStep | BatchState | BatchClose, Field(discriminator="type")])
 
 
 def parse_batch_request(message: Any) -> BatchRequest:
@@ -277,6 +286,13 @@ class BatchOpened:
     shm: dict[str, Any] | None = None
     seq: int | None = None
     type: str = "opened"
+
+
+@dataclass
+class BatchStates:
+    states: list[dict[str, Any]]
+    seq: int | None = None
+    type: str = "states"
 
 
 @dataclass
@@ -354,7 +370,7 @@ class BatchResult:
         )
 
 
-def decode_batch_reply(raw: bytes) -> BatchOpened | BatchClosed | BatchResult | dict[str, Any]:
+def decode_batch_reply(raw: bytes) -> BatchOpened | BatchClosed | BatchStates | BatchResult | dict[str, Any]:
     """A batch reply frame -> its model; an error reply stays a dict (``{"type": "error", ...}``)."""
     message = decode_msgpack(raw)
     if not isinstance(message, dict):
@@ -366,6 +382,8 @@ def decode_batch_reply(raw: bytes) -> BatchOpened | BatchClosed | BatchResult | 
         return BatchOpened(ids=message["ids"], shm=message.get("shm"), seq=message.get("seq"))
     if kind == "closed":
         return BatchClosed(ids=message["ids"], seq=message.get("seq"))
+    if kind == "states":
+        return BatchStates(states=message["states"], seq=message.get("seq"))
     if kind == "error":
         return message
     raise ValueError(f"unknown batch reply type {kind!r}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gym_openenv.client import AsyncSession, BatchConnection, fetch_json
+from gym_openenv.client import AsyncSession, BatchConnection, fetch_json, same_machine
 from gym_openenv.endpoint import Endpoint
 from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout, ServerError
 from gym_openenv.protocol import BATCH_CAPABILITY, BatchResult, RowError
@@ -111,7 +111,7 @@ class _BatchServer:
         self.connection = BatchConnection(url, timeout=timeout, token=token)
         self.session_ids: np.ndarray | None = None
         self._position = {int(e): i for i, e in enumerate(env_indices)}
-        self._shared_memory = shared_memory and _same_machine(url)
+        self._shared_memory = shared_memory and same_machine(url)
         self.slots: ObservationSlots | None = None
 
     async def open(self) -> None:

@@ -6,6 +6,7 @@ Requests and replies are the ``Batch*`` models of :mod:`gym_openenv.protocol`::
     {"type": "reset", "ids": [...], "seeds": [...], "options": {...}}
     {"type": "step", "ids": [...], "actions": {field: column}, "reset_ids": [...], "autoreset": false}
                                                     -> {"type": "batch", observation columns, "errors": [...]}
+    {"type": "state", "ids": [...]}                -> {"type": "states", "states": [...]}
     {"type": "close", "ids": [...]}                -> {"type": "closed", "ids": [...]}
 
 Every reply echoes the request's ``seq``. Each row of a batch reply is its
@@ -33,6 +34,8 @@ from gym_openenv.protocol import (
     BatchOpened,
     BatchReset,
     BatchResult,
+    BatchState,
+    BatchStates,
     BatchStep,
     ErrorCode,
     RowError,
@@ -45,6 +48,7 @@ from gym_openenv.protocol import (
 from gym_openenv.server.host import EnvHost
 from gym_openenv.server.sessions import CapacityError, Session
 from gym_openenv.shm import MIN_SHARED_BYTES, ObservationSlots
+from gym_openenv.spaces import to_plain
 
 __all__ = ["serve_batch_connection"]
 
@@ -201,6 +205,14 @@ class _Connection:
     async def on_step(self, request: BatchStep) -> BatchResult:
         return await self._call(request.reset_ids, None, None, request.ids, request.actions, request.autoreset)
 
+    async def on_state(self, request: BatchState) -> BatchStates:
+        sessions = self.lookup(request.ids)
+        results = await self._run(sessions, [lambda s=s: to_plain(s.env.state, keep_arrays=True) for s in sessions])
+        failed = next((r for r in results if isinstance(r, RowError)), None)
+        if failed is not None:
+            raise _BatchError(ErrorCode(failed.code), f"session {request.ids[failed.row]}: {failed.message}")
+        return BatchStates(states=results)
+
     async def _call(self, reset_ids, seeds, options, step_ids, columns, autoreset) -> BatchResult:
         resetting = self.lookup(reset_ids)
         stepping = self.lookup(step_ids)
@@ -340,6 +352,7 @@ _HANDLERS: dict[str, Callable[[_Connection, Any], Awaitable[Any]]] = {
     "open": _Connection.on_open,
     "reset": _Connection.on_reset,
     "step": _Connection.on_step,
+    "state": _Connection.on_state,
     "close": _Connection.on_close,
 }
 
