@@ -77,7 +77,9 @@ def test_our_gym_env_drives_an_openenv_server(openenv_template_server):
         assert isinstance(env.action_space, spaces.Text)  # from its /schema: message: str
         obs, info = env.reset(seed=3)
         obs, reward, terminated, truncated, info = env.step("compat")
-        assert obs == "compat" and info["message_length"] == 6
+        # Its observation schema: echoed_message: str, message_length: int (both map to spaces).
+        assert env.observation_space.contains(obs)
+        assert obs["echoed_message"] == "compat" and int(obs["message_length"]) == 6
         assert not terminated and not truncated
     finally:
         env.close()
