@@ -172,7 +172,8 @@ function buildActionForm(info) {
     if (onlySpaceField && control.input.tagName === "SELECT") page.actionSelect = control.input;
     const space = info.spaces.action.fields[name];
     const hint = [space, optional ? "optional" : null].filter(Boolean).join(" · ");
-    const target = optional && !prop["x-gym-space"] ? extras : container;
+    const toolCall = toolEnvironment && (name === "tool_name" || name === "arguments");
+    const target = optional && !prop["x-gym-space"] && !toolCall ? extras : container;
     target.append(
       el("label", { class: "field", for: control.input.id }, el("span", { class: "name" }, name), hint ? el("span", { class: "muted" }, hint) : ""),
       control.node ?? control.input,
@@ -348,7 +349,11 @@ function toolPicker(name) {
   };
   input.addEventListener("change", choose);
   page.refreshTools();
-  return { input, node: el("div", {}, input, names, chips, description), read: () => input.value };
+  // MCP's ListToolsAction, as a step of its own (tools also load by themselves
+  // after Reset where the server answers MCP inside the session).
+  const list = el("button", { type: "button", class: "chip" }, "list tools");
+  list.addEventListener("click", () => act(() => step({ type: "list_tools" }, 1)));
+  return { input, node: el("div", {}, input, names, el("div", { class: "tools" }, chips, list), description), read: () => input.value };
 }
 
 function readAction() {
@@ -415,9 +420,8 @@ async function loadTools() {
   }
 }
 
-async function step() {
-  const action = readAction(); // a malformed JSON field throws here, before anything is sent
-  const repeat = Math.max(1, Math.min(1000, Math.floor(Number($("#repeat").value)) || 1));
+// A malformed JSON field throws in readAction, before anything is sent.
+async function step(action = readAction(), repeat = Math.max(1, Math.min(1000, Math.floor(Number($("#repeat").value)) || 1))) {
   let episode = page.episodes[page.episodes.length - 1];
   if (!episode) {
     episode = { steps: 0, return: 0, end: "running" };
