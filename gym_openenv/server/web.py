@@ -5,12 +5,12 @@ or ``gym-openenv serve NAME --web``) adds these routes to the app:
 
 * ``GET /web``: the page (static HTML, JavaScript and CSS from ``web_page/``,
   no build step);
-* ``GET /web/info``: name, description, ``/metadata``, ``/schema`` and the
-  spaces, for the page to build its action form from;
+* ``GET /web/info``: ``/metadata``, ``/schema``, the spaces and the session
+  limits, for the page to build its form from;
 * ``WS /web/ws``: an OpenEnv session exactly like ``/ws`` (same messages, same
   session cap, same idle reaper), except that image fields of observations
   (``uint8`` ``(H, W)``/``(H, W, 1|3|4)`` boxes over 0..255) arrive as PNG
-  data URLs instead of nested lists.
+  data URLs instead of lists of numbers.
 
 Auth is the server's bearer token. A browser cannot put a header on a
 WebSocket, so ``/web?token=TOKEN`` trades the token for a cookie (HttpOnly,
@@ -166,7 +166,6 @@ def add_web_routes(app: FastAPI, host: EnvHost, bearer_authorized: Callable[[Any
             "metadata": await host.metadata(),
             "schema": {name: getattr(specs, name).json_schema() for name in ("action", "observation", "state")},
             "spaces": {name: _describe_model(spec) for name, spec in models.items()},
-            "image_fields": sorted(image_fields(specs.observation)),
             "limits": {"max_sessions": host.settings.max_sessions, "idle_timeout": host.settings.idle_timeout},
         }
 

@@ -142,6 +142,11 @@ function renderHeader(info) {
     }
     if (model.info_fields.length) spaces.lastChild.append(el("div", { class: "muted" }, "info: " + model.info_fields.join(", ")));
   }
+  const { max_sessions: maxSessions, idle_timeout: idle } = info.limits;
+  spaces.append(
+    el("dt", {}, "session"),
+    el("dd", { class: "muted" }, `one of at most ${maxSessions}; ${idle ? `closed after ${idle} s idle` : "never closed for idling"}`),
+  );
 }
 
 // --- the action form, from the action schema ------------------------------------
