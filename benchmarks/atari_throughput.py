@@ -4,6 +4,10 @@ Every contender steps ``num_envs`` Pong games with random actions, (210, 160, 3)
 RGB observations, v5 settings (frameskip 4, sticky actions 0.25), and resets
 games as they end; a step of N envs counts N steps.
 
+* ``ale_make`` / ``openenv_make`` (N = 1 only): one ``gym.make("ALE/Pong-v5")``
+  vs one ``gym.make("openenv/atari-v0")`` (a server in a child process, the
+  batched binary protocol as a batch of one, frames through shared memory),
+  reset when an episode ends, as ``DummyVecEnv`` would;
 * ``gym_openenv``: ``gym.make_vec("openenv/atari-v0", num_envs=N)``, servers in
   child processes (one per core), the batched binary protocol;
 * ``gymnasium_async`` / ``gymnasium_sync``: ``AsyncVectorEnv`` (one process
@@ -51,7 +55,7 @@ from gym_openenv.providers import LocalProcessProvider
 RESULTS = Path(__file__).parent / "results"
 ATARI_ID = "openenv/atari-v0"
 ENVIRONMENT = "gym_openenv.servers.atari.server.environment:AtariEnvironment"
-CONTENDERS = ("gym_openenv", "gymnasium_async", "gymnasium_sync", "ale_vector", "envpool", "openenv_client")
+CONTENDERS = ("ale_make", "openenv_make", "gym_openenv", "gymnasium_async", "gymnasium_sync", "ale_vector", "envpool", "openenv_client")
 
 
 @dataclass
@@ -84,6 +88,23 @@ def parse_args() -> Args:
 class Runner:
     step: Callable[[], None]
     close: Callable[[], None]
+
+
+def single_runner(env_id: str, num_envs: int, seed: int, **kwargs) -> Runner | None:
+    """One gymnasium Env (only for num_envs == 1), reset when its episode ends."""
+    if num_envs != 1:
+        return None
+    gym.register_envs(ale_py)
+    env = gym.make(env_id, **kwargs)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+
+    def step() -> None:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+
+    return Runner(step, env.close)
 
 
 def vector_runner(envs: gym.vector.VectorEnv, seed: int) -> Runner:
@@ -184,7 +205,9 @@ def openenv_client_runner(num_envs: int, seed: int) -> Runner:
     return Runner(lambda: loop.run_until_complete(step_all()), close)
 
 
-BUILDERS: dict[str, Callable[[int, int], Runner]] = {
+BUILDERS: dict[str, Callable[[int, int], Runner | None]] = {
+    "ale_make": lambda n, seed: single_runner("ALE/Pong-v5", n, seed),
+    "openenv_make": lambda n, seed: single_runner(ATARI_ID, n, seed, game="pong"),
     "gym_openenv": gym_openenv_runner,
     "gymnasium_async": lambda n, seed: gymnasium_runner(n, seed, "async"),
     "gymnasium_sync": lambda n, seed: gymnasium_runner(n, seed, "sync"),
@@ -210,12 +233,13 @@ def print_table(results: dict[str, dict[int, float]], sizes: list[int]) -> None:
     print(header)
     for name, row in results.items():
         print(f"{name:>16}" + "".join(f"{row[n]:10.0f}" if n in row else f"{'-':>10}" for n in sizes))
-    if "gym_openenv" not in results:
-        return
-    print(f"\n{'x gym_openenv':>16}" + "".join(f"{n:>10}" for n in sizes))
-    base = results["gym_openenv"]
-    for name, row in results.items():
-        print(f"{name:>16}" + "".join(f"{row[n] / base[n]:10.2f}" if n in row and n in base else f"{'-':>10}" for n in sizes))
+    if "gym_openenv" in results:
+        print(f"\n{"gym_openenv / x":>16}" + "".join(f"{n:>10}" for n in sizes))
+        base = results["gym_openenv"]
+        for name, row in results.items():
+            print(f"{name:>16}" + "".join(f"{base[n] / row[n]:10.2f}" if n in row and n in base else f"{'-':>10}" for n in sizes))
+    if results.get("ale_make", {}).get(1) and results.get("openenv_make", {}).get(1):
+        print(f"\nsingle env: openenv_make / ale_make = {results['openenv_make'][1] / results['ale_make'][1]:.2f}x")
 
 
 def plot(results: dict[str, dict[int, float]], path: Path) -> None:
@@ -264,8 +288,12 @@ def main() -> None:
             try:
                 for name in names:
                     bar.set_description(f"starting {name} x{n}")
-                    runners[name] = BUILDERS[name](n, args.seed)
-                    runners[name].step()  # warm-up: the first step pays for lazy set-up
+                    runner = BUILDERS[name](n, args.seed)
+                    if runner is None:  # not a contender at this size
+                        bar.update(args.repeats)
+                        continue
+                    runners[name] = runner
+                    runner.step()  # warm-up: the first step pays for lazy set-up
                 for _ in range(args.repeats):
                     for name, runner in runners.items():
                         bar.set_description(f"{name} x{n}")

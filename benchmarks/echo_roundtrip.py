@@ -2,7 +2,10 @@
 
 Both talk to the same echo server process, one request at a time:
 
-* ``gym_openenv``: ``gym.make("openenv/remote-v0", url=...)``, ``env.step("hello")``;
+* ``gym_openenv``: ``gym.make("openenv/remote-v0", url=...)``, ``env.step("hello")``
+  (the batched binary protocol, a batch of one);
+* ``gym_openenv_json``: the same env forced onto OpenEnv's JSON protocol
+  (``protocol="openenv"``), the path taken against foreign servers;
 * ``openenv_client``: OpenEnv's ``GenericEnvClient`` (openenv-core), sync wrapper;
 * ``openenv_client_async``: the same client awaited on its own event loop.
 
@@ -32,6 +35,10 @@ def main() -> None:
         env.reset()
         rows.append({"contender": "gym_openenv", "round_trips_per_s": rate(lambda: env.step("hello"), 1, args.seconds)})
         env.close()
+        env = gym.make("openenv/remote-v0", url=server.base_url, protocol="openenv")
+        env.reset()
+        rows.append({"contender": "gym_openenv_json", "round_trips_per_s": rate(lambda: env.step("hello"), 1, args.seconds)})
+        env.close()
 
         client = GenericEnvClient(base_url=server.base_url).sync()
         with client:
@@ -49,7 +56,7 @@ def main() -> None:
                 return n / elapsed
 
         rows.append({"contender": "openenv_client_async", "round_trips_per_s": asyncio.run(run_async())})
-    base = rows[1]["round_trips_per_s"]
+    base = next(r["round_trips_per_s"] for r in rows if r["contender"] == "openenv_client")
     for row in rows:
         print(f"{row['contender']:>22}: {row['round_trips_per_s']:8,.0f} round trips/s ({row['round_trips_per_s'] / base:4.2f}x openenv_client)")
     write_results("echo_roundtrip", vars(args), rows)

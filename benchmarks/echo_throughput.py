@@ -20,12 +20,17 @@ a step of N envs counts N steps.
     python benchmarks/echo_throughput.py                  # 2 s per point
     python benchmarks/echo_throughput.py --seconds 5 --num-envs 1,16,64,256
 
+It also times opening sessions: ``gym.make_vec("openenv/remote-v0", urls=...,
+num_envs=N)`` for ``--open`` sessions against servers already running (the
+cost on top of starting the server processes).
+
 Writes benchmarks/results/echo_throughput.{json,png}; prints steps/s and ratios.
 """
 
 import argparse
 import asyncio
 import os
+import time
 
 import gymnasium as gym
 from openenv.core.generic_client import GenericEnvClient
@@ -78,12 +83,28 @@ def bench_openenv_client(n: int, seconds: float, num_servers: int) -> float:
             s.stop()
 
 
+def bench_open(n: int, num_servers: int) -> float:
+    """Seconds for make_vec to open ``n`` sessions on servers that are already up."""
+    servers = [LocalProcessProvider(ECHO, server_args=["--max-sessions", str(n)]) for _ in range(num_servers)]
+    try:
+        urls = [s.start() for s in servers]
+        start = time.perf_counter()
+        envs = gym.make_vec("openenv/remote-v0", num_envs=n, urls=urls)
+        elapsed = time.perf_counter() - start
+        envs.close()
+        return elapsed
+    finally:
+        for s in servers:
+            s.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-envs", default="1,4,16,64,256", help="comma-separated env counts")
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per point")
     parser.add_argument("--max-async", type=int, default=64, help="largest AsyncVectorEnv (one process per env)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--open", type=int, default=1000, help="sessions to open for the opening time (0: skip)")
     args = parser.parse_args()
     counts = [int(x) for x in args.num_envs.split(",")]
     contenders = args.contenders.split(",")
@@ -108,6 +129,10 @@ def main() -> None:
     print_table(rows, baseline="gym_openenv")
     per_step_us = {r["num_envs"]: 1e6 / r["steps_per_s"] for r in rows if r["contender"] == "gym_openenv"}
     print("gym_openenv cost per step (us):", {n: round(v, 1) for n, v in per_step_us.items()})
+    if args.open:
+        seconds = bench_open(args.open, num_servers)
+        print(f"opening {args.open} sessions on {num_servers} running servers: {seconds:.2f} s")
+        rows.append({"contender": "gym_openenv_open", "num_envs": args.open, "open_seconds": seconds})
     write_results("echo_throughput", vars(args), rows)
     print("plot:", plot_rates("echo_throughput", "echo: steps/s vs num_envs (2 cores)", rows))
 
