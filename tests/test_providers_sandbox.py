@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import gymnasium as gym
 import numpy as np
@@ -97,3 +98,21 @@ def test_the_sandbox_has_no_network_a_read_only_system_and_a_private_tmp(tmp_pat
 def test_host_and_uds_options_are_rejected():
     with pytest.raises(ValueError, match="Unix socket of its own"):
         SandboxProvider(ECHO, uds="/tmp/x.sock")
+
+
+def test_a_venv_under_tmp_works_in_the_sandbox():
+    # The interpreter lives in a venv under /tmp, the sandbox's /tmp is private: its
+    # folders (and gym_openenv's) must be bound back, read-only.
+    with tempfile.TemporaryDirectory(prefix="openenv-venv-", dir="/tmp") as venv:
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True, timeout=300)
+        python = os.path.join(venv, "bin", "python")
+        code = (
+            "import sys, gymnasium as gym, gym_openenv\n"
+            "from gym_openenv.providers.sandbox import interpreter_paths\n"
+            "assert sys.prefix in interpreter_paths(), interpreter_paths()\n"
+            "env = gym.make('openenv/echo-v0', provider='sandbox')\n"
+            "env.reset(); print(env.step('from a venv')[0]); env.close()\n"
+        )
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300, cwd=venv)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip() == "from a venv"

@@ -5,7 +5,9 @@ Example:
 
 The server gets no network at all (its own empty network namespace): it
 serves on a Unix socket in a private directory, the one path it can write
-besides a private ``/tmp``. The rest of the file system is read-only, it
+besides a private ``/tmp`` (over which the interpreter's own folders are bound
+again, read-only, should a venv or a clone live under ``/tmp``:
+:func:`interpreter_paths`). The rest of the file system is read-only, it
 runs in its own PID, IPC and UTS namespaces with no capabilities, and it dies
 with the provider's child process (``--die-with-parent``), so nothing it
 starts outlives :meth:`~SandboxProvider.stop`.
@@ -14,6 +16,7 @@ starts outlives :meth:`~SandboxProvider.stop`.
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -24,7 +27,7 @@ import psutil
 
 from gym_openenv.providers.local import LocalProcessProvider
 
-__all__ = ["SandboxProvider", "bwrap_command"]
+__all__ = ["SandboxProvider", "bwrap_command", "interpreter_paths"]
 
 # bubblewrap's --die-with-parent fires when the *thread* that forked it exits,
 # and the vector env starts servers from short-lived pool threads: every
@@ -32,7 +35,20 @@ __all__ = ["SandboxProvider", "bwrap_command"]
 _SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="openenv-sandbox-spawner")
 
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+def interpreter_paths() -> list[str]:
+    """What the server's interpreter needs that a private ``/tmp`` would hide: this
+    interpreter's prefixes (a venv, its base), its site-packages and the folder
+    gym_openenv is imported from (a clone, an editable install), where they are under ``/tmp``."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    candidates = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, package_parent]
+    candidates += site.getsitepackages() + [os.path.dirname(sys.executable)]
+    found: set[str] = set()
+    for path in candidates:
+        for form in (os.path.abspath(path), os.path.realpath(path)):  # a venv's python is a symlink
+            if os.path.isdir(form) and form.startswith("/tmp/"):
+                found.add(form)
+    # A folder inside another bound one comes with it.
+    return sorted(p for p in found if not any(p != q and p.startswith(q + os.sep) for q in found))
 
 
 def bwrap_command(
@@ -53,7 +69,8 @@ def bwrap_command(
     if bwrap is None:
         raise FileNotFoundError("the sandbox provider needs bubblewrap: apt-get install bubblewrap")
     cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    cmd += ["--ro-bind", _REPO_ROOT, _REPO_ROOT]  # bound again over the private /tmp, in case it lives there
+    for path in interpreter_paths():  # bound again over the private /tmp: a venv or clone may live there
+        cmd += ["--ro-bind", path, path]
     for path in writable:
         cmd += ["--bind", path, path]
     for path in read_only:

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 
+import psutil
 import uvicorn
 
 from gym_openenv.manifest import import_object, split_target
@@ -76,11 +77,23 @@ def _exit_with_parent(parent_pid: int, server: uvicorn.Server) -> None:
     while True:
         time.sleep(0.25)
         if os.getppid() != parent_pid:
+            # No one waits for results any more: end the environments' own processes
+            # (sandboxes, browsers) first, so running steps return and every session
+            # closes cleanly (a sandbox's files go with it).
+            _kill_descendants()
             server.should_exit = True
-            time.sleep(3.0)  # grace for a clean shutdown, then make sure
+            time.sleep(8.0)  # grace for a clean shutdown, then make sure
             if os.getpgrp() == os.getpid():  # our own group: take its children too
                 os.killpg(os.getpgrp(), signal.SIGKILL)
             os._exit(1)
+
+
+def _kill_descendants() -> None:
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass  # ended by itself
 
 
 def main(argv: list[str] | None = None) -> None:

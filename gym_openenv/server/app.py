@@ -37,6 +37,9 @@ from gym_openenv.server.web import add_web_routes, web_authorized
 
 __all__ = ["create_app", "env_kwargs_from_environ"]
 
+#: Seconds a stopping server waits for running steps to return so their environments close cleanly.
+DRAIN_TIMEOUT = 3.0
+
 
 def env_kwargs_from_environ() -> dict[str, Any]:
     """Environment arguments from ``OPENENV_ENV_KWARGS`` (JSON), as the
@@ -74,6 +77,7 @@ def create_app(
         finally:
             reaper.cancel()
             await host.sessions.close_all()
+            await host.drain(timeout=DRAIN_TIMEOUT)  # closes wait for running steps
             host.shutdown()
 
     app = FastAPI(title=f"{env_cls.__name__} (gym_openenv)", lifespan=lifespan)

@@ -330,6 +330,14 @@ class EnvHost:
             return dict(data)
         return {k: v for k, v in data.items() if k in self._reset_params}
 
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until no environment call runs and every
+        close, deferred ones included, is done: the server's way out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._in_flight or self._pending) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
     def shutdown(self) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:

@@ -8,14 +8,21 @@ outlives the step.
 
 from __future__ import annotations
 
+import glob
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 
 import gymnasium as gym
+import httpx
 import psutil
 import pytest
 
 import gym_openenv.registry
+from gym_openenv.providers import LocalProcessProvider
 from gym_openenv.servers.coding.models import CodeAction
 from gym_openenv.servers.coding.server.environment import CodingEnvironment
 from gym_openenv.servers.repl.models import ReplAction
@@ -208,6 +215,120 @@ def test_printing_a_gigabyte_is_cut_off(coding):
 def test_huge_file_is_refused(coding):
     observation = run(coding, "open('big', 'wb').write(b'x' * (100 << 20))")
     assert observation.status != "ok"  # RLIMIT_FSIZE: SIGXFSZ or EFBIG
+
+
+# --- budgets for the whole sandbox ------------------------------------------------
+
+_FOUR_CHILDREN = """
+import os, time
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(300 << 20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1  # touch every page: resident, not just reserved
+        time.sleep(2)
+        os._exit(0)
+    kids.append(pid)
+print([os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) for k in kids])
+"""
+
+
+def test_memory_is_one_budget_for_all_processes_of_the_sandbox():
+    env = CodingEnvironment(max_timeout=30, memory_mb=512)
+    try:
+        env.reset()
+        # Four children of 300 MiB each: 1.2 GiB together, 300 MiB each.
+        observation = run(env, _FOUR_CHILDREN, timeout=25)
+        codes = eval(observation.stdout)
+        if env.sandbox.budget is not None:
+            assert codes.count(-9) >= 2, codes  # the OOM killer ends children inside the sandbox
+            assert env.sandbox.budget.oom_kills() >= 2
+        else:  # documented fallback (no writable cgroup): each process has the whole limit
+            assert codes == [0, 0, 0, 0]
+    finally:
+        env.close()
+
+
+def test_processes_are_one_budget_for_the_sandbox():
+    env = CodingEnvironment(max_timeout=30, max_processes=16)
+    try:
+        env.reset()
+        code = "import os, time\nn = 0\ntry:\n    for _ in range(64):\n        if os.fork() == 0:\n            time.sleep(3)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n)"
+        started = int(run(env, code, timeout=10).stdout)
+        assert started < 16  # the program itself and its children share the 16
+    finally:
+        env.close()
+
+
+def test_the_workspace_is_size_limited_and_not_on_disk():
+    env = CodingEnvironment(max_timeout=30, workspace_mb=64)
+    try:
+        env.reset()
+        code = "import os\nwritten = 0\ntry:\n    for i in range(20):\n        with open(f'f{i}', 'wb') as f:\n            f.write(b'x' * (8 << 20))\n        written += 8\nexcept OSError as e:\n    print(e.strerror)\nprint(written)"
+        observation = run(env, code, timeout=20)
+        if env.sandbox.workspace_on_tmpfs:
+            assert observation.stdout.splitlines() == ["No space left on device", "64"], observation.stdout
+            assert os.path.ismount(env.sandbox.workspace)
+        else:  # documented fallback: files are capped one by one, not in total
+            assert observation.stdout.splitlines() == ["160"]
+    finally:
+        env.close()
+    assert not env.sandbox.root.exists()
+
+
+_CLIENT = """
+import sys, gymnasium as gym, gym_openenv
+env = gym.make("openenv/coding-v0", **({"url": sys.argv[1]} if len(sys.argv) > 1 else {}))
+env.reset()
+print(getattr(env.unwrapped._provider, "pid", None), flush=True)
+env.step({"code": "open('/workspace/mid-step', 'wb').write(b'x' * (8 << 20))\\nimport time\\ntime.sleep(120)", "timeout": float(sys.argv[2]) if len(sys.argv) > 2 else 60.0})
+"""
+
+
+def _sandboxes_of(server_pid: int) -> list[str]:
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"gym_openenv_sandbox_{server_pid}_*"))
+
+
+def _mounts_of(server_pid: int) -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line for line in f if f"gym_openenv_sandbox_{server_pid}_" in line]
+
+
+def _kill_mid_step(client: subprocess.Popen, server_pid: int) -> None:
+    deadline = time.monotonic() + 120
+    while not any(os.path.exists(os.path.join(d, "workspace", "mid-step")) for d in _sandboxes_of(server_pid)):
+        assert client.poll() is None and time.monotonic() < deadline, client.stderr.read() if client.poll() is not None else "no step"
+        time.sleep(0.1)
+    client.kill()
+    client.wait()
+
+
+def _wait_until(condition, limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def test_a_client_killed_mid_step_leaves_nothing_behind_its_own_server():
+    client = subprocess.Popen([sys.executable, "-c", _CLIENT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server_pid = int(client.stdout.readline())
+    _kill_mid_step(client, server_pid)
+    assert _wait_until(lambda: not psutil.pid_exists(server_pid), 30)
+    assert _sandboxes_of(server_pid) == [] and _mounts_of(server_pid) == []
+
+
+def test_a_client_killed_mid_step_leaves_nothing_behind_on_a_shared_server():
+    with LocalProcessProvider("gym_openenv.servers.coding.server.environment:CodingEnvironment") as server:
+        client = subprocess.Popen([sys.executable, "-c", _CLIENT, server.base_url, "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client.stdout.readline()
+        _kill_mid_step(client, server.pid)
+        # The step ends at its 3 s limit; then the session closes and its sandbox goes.
+        assert _wait_until(lambda: _sandboxes_of(server.pid) == [], 30), _sandboxes_of(server.pid)
+        assert _mounts_of(server.pid) == []
+        assert httpx.get(server.base_url + "/health").json()["active_sessions"] == 0
 
 
 # --- secrets -------------------------------------------------------------------

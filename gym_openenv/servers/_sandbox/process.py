@@ -79,12 +79,21 @@ class SandboxProcess:
         output_limit: int,
         pass_fds: tuple[int, ...],
         sweep: Callable[[], None],
+        admit: Callable[[int], None] | None = None,
     ) -> SandboxProcess:
+        """Start bwrap. With ``admit``, the process waits at a gate (a shell reading one
+        line) until ``admit(pid)`` has moved it into the sandbox's cgroup, then becomes
+        bwrap (``exec`` keeps the pid): nothing of the sandbox runs outside the cgroup."""
         status_read, status_write = os.pipe()
+        argv = [*bwrap_args, "--json-status-fd", str(status_write), "--", *command]
+        gate_read = gate_write = None
+        if admit is not None:
+            gate_read, gate_write = os.pipe()
+            argv = ["/bin/sh", "-c", 'read -r _ && exec "$@" </dev/null', "sandbox-gate", *argv]
         try:
             popen = subprocess.Popen(
-                [*bwrap_args, "--json-status-fd", str(status_write), "--", *command],
-                stdin=subprocess.DEVNULL,
+                argv,
+                stdin=gate_read if gate_read is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=(status_write, *pass_fds),
@@ -98,6 +107,18 @@ class SandboxProcess:
             )
         finally:
             os.close(status_write)
+            if gate_read is not None:
+                os.close(gate_read)
+        if gate_write is not None:
+            try:
+                admit(popen.pid)
+                os.write(gate_write, b"go\n")
+            except BaseException:
+                popen.kill()
+                popen.wait()
+                raise
+            finally:
+                os.close(gate_write)
         return cls(popen, status_read, output_limit, sweep)
 
     @property

@@ -9,6 +9,22 @@ soft, then execs the program). When the server runs as root, each
 sandbox runs as its own unprivileged uid: the process-count limit then counts
 only that sandbox's processes, and every leftover process is found by uid.
 
+Budgets for the whole sandbox, not per process, where the machine allows:
+
+============================  ================================================  ==========================================
+limit                         with a cgroup / as root                           fallback
+============================  ================================================  ==========================================
+memory (``memory_bytes``)     one cgroup for all of the sandbox's processes     ``RLIMIT_AS`` per process: N processes
+                              and its tmpfs files (:mod:`.budget`)              may hold N times ``memory_bytes``
+processes (``max_processes``) the same cgroup's ``pids.max``                    ``RLIMIT_NPROC``: per uid (exact as root,
+                                                                                where each sandbox has its own uid)
+``/workspace`` size           a tmpfs of ``workspace_bytes`` (needs             a directory under ``$TMPDIR``: each file is
+(``workspace_bytes``)         CAP_SYS_ADMIN); nothing of it is ever on disk     capped (``max_file_bytes``), the total not
+============================  ================================================  ==========================================
+
+A sandbox's directory carries the server's pid in its name; a later sandbox
+removes those of servers that died without cleaning up (killed with SIGKILL).
+
 Example:
     >>> sandbox = Sandbox()                                        # doctest: +SKIP
     >>> run = sandbox.start(["/usr/bin/python3", "-c", "print(6 * 7)"])  # doctest: +SKIP
@@ -18,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import shutil
@@ -29,9 +46,10 @@ from pathlib import Path
 
 import psutil
 
+from gym_openenv.servers._sandbox.budget import CgroupBudget
 from gym_openenv.servers._sandbox.process import SandboxProcess
 
-__all__ = ["Sandbox", "SandboxLimits", "SandboxUnavailable", "find_bwrap", "find_prlimit", "find_python"]
+__all__ = ["Sandbox", "SandboxLimits", "SandboxUnavailable", "find_bwrap", "find_prlimit", "find_python", "remove_orphans"]
 
 #: Where things are inside the sandbox.
 WORKSPACE = "/workspace"
@@ -50,6 +68,10 @@ _ENV = {
 }
 # Outer uids for sandboxes: far above any real account, one per sandbox.
 _UID_RANGE = (1 << 24, 1 << 30)
+#: Prefix of every sandbox's directory (and cgroup): ``<prefix><server pid>_<random>``.
+_PREFIX = "gym_openenv_sandbox_"
+_MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -85,7 +107,8 @@ def find_python() -> str:
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Resource limits for one run (``setrlimit``, plus tmpfs sizes and the output cap)."""
+    """Resource limits: per run (``setrlimit``, ``/tmp`` size, the output cap) and for the
+    whole sandbox (``memory_bytes`` and ``max_processes`` again, in its cgroup; ``workspace_bytes``)."""
 
     cpu_seconds: int = 10
     memory_bytes: int = 1 << 30
@@ -94,6 +117,7 @@ class SandboxLimits:
     max_open_files: int = 256
     tmp_bytes: int = 64 << 20
     max_output_bytes: int = 1 << 20
+    workspace_bytes: int = 256 << 20
 
     def __post_init__(self):
         for name, value in vars(self).items():
@@ -129,8 +153,11 @@ class Sandbox:
         self.python = find_python()
         # Root gives each sandbox its own uid; otherwise runs share ours.
         self.uid = random.SystemRandom().randrange(*_UID_RANGE) if os.geteuid() == 0 else None
-        self.root = Path(tempfile.mkdtemp(prefix="gym_openenv_sandbox_"))
+        remove_orphans()
+        self.root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}_"))
         self.root.chmod(0o711)  # the sandbox uid must reach workspace/ and runtime/
+        self.budget = CgroupBudget.create(self.root.name, self.limits.memory_bytes, self.limits.max_processes)
+        self.workspace_on_tmpfs = False
         self.runtime = self.root / "runtime"
         self.runtime.mkdir(mode=0o755)
         self.runtime.chmod(0o755)
@@ -149,10 +176,13 @@ class Sandbox:
 
     def clear_workspace(self) -> None:
         """Empty ``/workspace`` (a new episode starts with nothing in it)."""
-        if self.workspace.exists():
+        if self.workspace_on_tmpfs:
+            _unmount(self.workspace)  # a fresh tmpfs below; a running sandbox keeps its old one until it ends
+        elif self.workspace.exists():
             shutil.rmtree(self.workspace)
-        self.workspace.mkdir(mode=0o700)
-        if self.uid is not None:
+        self.workspace.mkdir(mode=0o700, exist_ok=True)
+        self.workspace_on_tmpfs = _mount_tmpfs(self.workspace, self.limits.workspace_bytes, self.uid)
+        if self.uid is not None and not self.workspace_on_tmpfs:
             os.chown(self.workspace, self.uid, self.uid)
 
     def start(self, program: list[str], limits: SandboxLimits | None = None, pass_fds: tuple[int, ...] = ()) -> SandboxProcess:
@@ -166,7 +196,13 @@ class Sandbox:
         process_base = 0 if self.uid is not None else _count_processes(os.getuid())
         launch = [self.prlimit, *limits.prlimit_args(process_base), "--", *program]
         return SandboxProcess.spawn(
-            self._bwrap_args(limits), launch, uid=self.uid, output_limit=limits.max_output_bytes, pass_fds=pass_fds, sweep=self.kill_all
+            self._bwrap_args(limits),
+            launch,
+            uid=self.uid,
+            output_limit=limits.max_output_bytes,
+            pass_fds=pass_fds,
+            sweep=self.kill_all,
+            admit=self.budget.admit if self.budget else None,
         )
 
     def _bwrap_args(self, limits: SandboxLimits) -> list[str]:
@@ -192,7 +228,10 @@ class Sandbox:
         return args
 
     def kill_all(self) -> None:
-        """Kill every process running as this sandbox's uid (nothing outlives a run)."""
+        """Kill every process of this sandbox: its cgroup's, and those running as its uid
+        (nothing outlives a run)."""
+        if self.budget is not None:
+            self.budget.kill_all()
         if self.uid is None:
             return
         deadline = time.monotonic() + 2.0
@@ -220,7 +259,42 @@ class Sandbox:
             return
         self._closed = True
         self.kill_all()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.budget is not None:
+            self.budget.remove()
+        _remove_root(self.root)
+
+
+def remove_orphans() -> None:
+    """Remove sandbox directories, workspace mounts and cgroups of servers that are gone."""
+
+    def orphaned(name: str) -> bool:
+        pid = name.removeprefix(_PREFIX).partition("_")[0]
+        return name.startswith(_PREFIX) and pid.isdigit() and not psutil.pid_exists(int(pid))
+
+    temp = Path(tempfile.gettempdir())
+    for root in temp.glob(f"{_PREFIX}*"):
+        if orphaned(root.name):
+            _remove_root(root)
+    CgroupBudget.remove_orphans(orphaned)
+
+
+def _remove_root(root: Path) -> None:
+    workspace = root / "workspace"
+    if os.path.ismount(workspace):
+        _unmount(workspace)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _mount_tmpfs(target: Path, size: int, uid: int | None) -> bool:
+    """Mount a tmpfs of ``size`` bytes at ``target``; False where we may not mount (not root,
+    no CAP_SYS_ADMIN): the workspace then stays a plain directory."""
+    owner = f",uid={uid},gid={uid}" if uid is not None else ""
+    options = f"size={size},nr_inodes={max(1024, size // 4096)},mode=0700{owner}"
+    return _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options.encode()) == 0
+
+
+def _unmount(target: Path) -> None:
+    _libc.umount2(str(target).encode(), _MNT_DETACH)
 
 
 def _kill(pid: int) -> None:

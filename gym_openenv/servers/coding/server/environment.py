@@ -42,8 +42,10 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
             (a task drawn at each reset, seeded by ``reset(seed=...)``).
         max_attempts: submissions per task episode.
         max_timeout: cap on ``CodeAction.timeout`` (seconds).
-        memory_mb: address-space limit per run.
-        max_processes: process/thread limit per run.
+        memory_mb: memory budget of the whole sandbox, its processes and files together
+            (a cgroup; where none can be made, an address-space limit per process).
+        max_processes: process/thread budget of the sandbox.
+        workspace_mb: size of ``/workspace`` (a tmpfs where the server may mount one).
     """
 
     action_type = CodeAction
@@ -57,6 +59,7 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
         max_timeout: float = 60.0,
         memory_mb: int = 1024,
         max_processes: int = 64,
+        workspace_mb: int = 256,
     ):
         self._tasks = load_tasks()
         if task is not None and task != "random" and task not in self._tasks:
@@ -68,7 +71,7 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
         self.task = task
         self.max_attempts = max_attempts
         self.max_timeout = float(max_timeout)
-        self._limits = SandboxLimits(memory_bytes=memory_mb << 20, max_processes=max_processes)
+        self._limits = SandboxLimits(memory_bytes=memory_mb << 20, max_processes=max_processes, workspace_bytes=workspace_mb << 20)
         self._sandbox = Sandbox(self._limits)
         self._sandbox.add_runtime_file("harness.py", _HARNESS.read_text())
         self._rng = random.Random()

@@ -41,8 +41,10 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
         task: None (free-form), a task id (see ``gym_openenv/servers/repl/server/tasks.py``) or "random".
         max_steps: steps per task episode before it is truncated (free-form sessions never end).
         max_timeout: cap on ``ReplAction.timeout`` (seconds).
-        memory_mb: address-space limit of the interpreter.
-        max_processes: process/thread limit in the sandbox.
+        memory_mb: memory budget of the whole sandbox, its processes and files together
+            (a cgroup; where none can be made, an address-space limit per process).
+        max_processes: process/thread budget of the sandbox.
+        workspace_mb: size of ``/workspace`` (a tmpfs where the server may mount one).
         cpu_seconds: CPU time the interpreter may use in one episode.
     """
 
@@ -57,6 +59,7 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
         max_timeout: float = 60.0,
         memory_mb: int = 1024,
         max_processes: int = 64,
+        workspace_mb: int = 256,
         cpu_seconds: int = 600,
     ):
         if task is not None and task != "random" and task not in TASKS:
@@ -68,7 +71,7 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
         self.task = task
         self.max_steps = max_steps
         self.max_timeout = float(max_timeout)
-        limits = SandboxLimits(cpu_seconds=cpu_seconds, memory_bytes=memory_mb << 20, max_processes=max_processes)
+        limits = SandboxLimits(cpu_seconds=cpu_seconds, memory_bytes=memory_mb << 20, max_processes=max_processes, workspace_bytes=workspace_mb << 20)
         self._sandbox = Sandbox(limits)
         self._session = ReplSession(self._sandbox, limits)
         self._rng = random.Random()
