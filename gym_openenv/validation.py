@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from packaging.requirements import Requirement
 
+from gym_openenv.endpoint import Endpoint
 from gym_openenv.manifest import MANIFEST_FILE, Manifest, import_object, make_importable
 from gym_openenv.registry import RegistryEntry, find_folder, folder_entry, manifest_of
 
@@ -108,13 +109,9 @@ class ServerChecks:
         self.timeout = timeout
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        if self.url.startswith("http+unix://"):
-            transport, url = httpx.HTTPTransport(uds=self.url.removeprefix("http+unix://")), f"http://localhost{path}"
-        else:
-            transport, url = None, self.url + path
-        with httpx.Client(transport=transport, timeout=self.timeout, headers=headers) as http:
-            return http.request(method, url, **kwargs)
+        endpoint = Endpoint.parse(self.url, self.token)
+        with endpoint.http_client(self.timeout) as http:
+            return http.request(method, endpoint.http_url(path), **kwargs)
 
     def _json(self, path: str) -> Any:
         response = self._request("GET", path)
