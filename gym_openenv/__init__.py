@@ -11,7 +11,8 @@ Example:
     <class 'gym_openenv.servers.echo.models.EchoAction'>
 """
 
-from gym_openenv.auto import AutoAction, AutoEnv
+from typing import Any
+
 from gym_openenv.errors import (
     CapacityReached,
     ConnectionLost,
@@ -45,5 +46,16 @@ __all__ = [
     "register_folder",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # AutoEnv/AutoAction import the client; gymnasium imports this package for its plugin ids,
+    # so they load on first use rather than with every `import gymnasium`.
+    if name in ("AutoEnv", "AutoAction"):
+        from gym_openenv import auto
+
+        return getattr(auto, name)
+    raise AttributeError(f"module 'gym_openenv' has no attribute {name!r}")
+
 
 register_all()

@@ -1,33 +1,41 @@
-"""AutoEnv / AutoAction: names from registry.yaml and from installed packages'
-entry points, forgiving spellings, "did you mean", gym envs and typed clients."""
+"""AutoEnv / AutoAction and the one name lookup: registry.yaml, registered folders and
+installed packages' entry points, forgiving spellings, "did you mean", gym envs and typed clients."""
 
 import textwrap
 
 import gymnasium as gym
 import pytest
 
-from gym_openenv.auto import ENTRY_POINT_GROUP, AutoAction, AutoEnv, discover, find_environment, normalize_name, register_plugins
+import gym_openenv
+from gym_openenv import AutoAction, AutoEnv
 from gym_openenv.client import EnvClient
 from gym_openenv.errors import UnknownEnvironment
-from gym_openenv.registry import REGISTRY_PATH, load_registry
+from gym_openenv.registry import ENTRY_POINT_GROUP, REGISTRY_PATH, environments, find, load_registry, normalize_name
 from gym_openenv.servers.echo.client import EchoEnv
 from gym_openenv.servers.echo.models import EchoAction
 
 
-@pytest.mark.parametrize("name", ["coding", "coding-env", "coding_env", "openenv/coding-v0", " coding "])
+def test_public_api_exports_auto_classes():
+    assert gym_openenv.AutoEnv is AutoEnv and gym_openenv.AutoAction is AutoAction
+    assert {"AutoEnv", "AutoAction", "register_folder"} <= set(gym_openenv.__all__)
+
+
+@pytest.mark.parametrize("name", ["coding", "coding-env", "coding_env", "openenv/coding-v0", " coding ", "Coding_Env"])
 def test_spellings_name_the_same_environment(name):
     assert normalize_name(name) == "coding"
-    assert find_environment(name).environment == "gym_openenv.servers.coding.server.environment:CodingEnvironment"
+    assert find(name).environment == "gym_openenv.servers.coding.server.environment:CodingEnvironment"
 
 
 def test_list_environments_is_the_registry():
     listed = AutoEnv.list_environments()
     registered = load_registry(REGISTRY_PATH)
-    assert [info.name for info in listed] == sorted(e.name for e in registered)
-    echo = next(info for info in listed if info.name == "echo")
+    assert {e.name for e in registered} <= {entry.name for entry in listed}
+    echo = next(entry for entry in listed if entry.name == "echo")
     assert echo.id == "openenv/echo-v0" and echo.source == "registry"
     assert echo.server == REGISTRY_PATH.parent / "servers" / "echo"
     assert echo.manifest().client.class_name == "EchoEnv"
+    assert echo.description == echo.manifest().description
+    assert echo.serve_command() == ["gym-openenv", "serve", "echo", "--host", "0.0.0.0", "--port", "8000"]
 
 
 def test_unknown_name_suggests_close_ones():
@@ -45,6 +53,7 @@ def test_auto_action_is_the_manifest_action():
     assert AutoAction.from_env("coding-env") is CodeAction
     assert AutoAction.from_env("openenv/atari-v0") is AtariAction
     assert AutoAction.from_env("echo_env") is EchoAction
+    assert AutoAction.from_env(REGISTRY_PATH.parent / "servers" / "echo") is EchoAction  # a folder of ours: its registry entry
 
 
 def test_from_env_against_a_running_server(echo_server):
@@ -90,7 +99,7 @@ def plugin(tmp_path, monkeypatch):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugdemo\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\nplug-echo = plugdemo:PlugEnvironment\necho = plugdemo:PlugEnvironment\nbroken = plugdemo\n"
+        f"[{ENTRY_POINT_GROUP}]\nplug-echo = plugdemo:PlugEnvironment\necho = plugdemo:PlugEnvironment\nbroken = no_such_package_h6\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     # Server processes import the plugin too.
@@ -100,16 +109,16 @@ def plugin(tmp_path, monkeypatch):
 
 def test_entry_point_environments_are_discovered(plugin):
     with pytest.warns(UserWarning) as caught:
-        found = discover()
+        found = environments()
     messages = " ".join(str(w.message) for w in caught)
     assert "'echo' is already registry's; ignored" in messages
-    assert "entry point 'broken' must name 'module:Class'" in messages
+    assert "entry point 'broken' = 'no_such_package_h6'" in messages and "neither 'module:Class' nor an installed package" in messages
     assert found["echo"].source == "registry"
     assert found["plug_echo"].source == "entry point (plugdemo)"
     assert found["plug_echo"].environment == "plugdemo:PlugEnvironment"
     assert "broken" not in found
     with pytest.warns(UserWarning):
-        register_plugins()
+        gym_openenv.registry.register_all()
     assert gym.spec("openenv/plug_echo-v0").kwargs == {"environment": "plugdemo:PlugEnvironment"}
 
 
