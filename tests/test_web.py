@@ -45,6 +45,7 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 180_000  # generous: the machine is shared, and Chromium, ALE and bwrap start slowly
 TOKEN = "web-page-test-token"
+expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +246,13 @@ def test_atari_pong_is_played_frame_by_frame(browser, artifacts):
             expect(page.locator("#steps li")).to_have_count(30)
             assert page.locator(f'#images img[data-field="{screen}"]').evaluate("img => img.naturalWidth") == 160
 
+            # From the keyboard: a digit picks that action and steps.
             page.fill("#repeat", "1")
-            press(page, "Step")
+            page.locator("body").click(position={"x": 5, "y": 5})  # focus off the form
+            before = operations(page)
+            page.keyboard.press("3")
+            page.wait_for_function(f"Number(document.body.dataset.operations || 0) > {before}", timeout=WAIT_MS)
+            expect(page.locator("#steps li").first).to_contain_text(json.dumps({action_field: 3}, separators=(",", ":")))
             press(page, "Reset")
             rows = page.locator("#episodes tbody tr")
             expect(rows).to_have_count(2)

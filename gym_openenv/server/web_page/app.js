@@ -116,6 +116,7 @@ async function main() {
     event.preventDefault();
     act(step);
   });
+  document.addEventListener("keydown", stepOnDigit);
   setStatus("ready: press Reset", "idle");
 }
 
@@ -183,6 +184,10 @@ function buildActionForm(info) {
       el("label", { class: "field", for: control.input.id }, el("span", { class: "name" }, name), hint ? el("span", { class: "muted" }, hint) : ""),
       control.node ?? control.input,
     );
+    if (control.input === page.actionSelect) {
+      const digits = [...control.input.options].filter((o) => /^[0-9]$/.test(o.value)).map((o) => o.value);
+      if (digits.length) container.append(el("div", { class: "muted" }, `keys ${digits[0]}–${digits[digits.length - 1]}: choose that action and step`));
+    }
     page.readers.push((action) => {
       const value = control.read();
       if (value !== undefined) action[name] = value;
@@ -359,6 +364,19 @@ function toolPicker(name) {
   const list = el("button", { type: "button", class: "chip" }, "list tools");
   list.addEventListener("click", () => act(() => step({ type: "list_tools" }, 1)));
   return { input, node: el("div", {}, input, names, el("div", { class: "tools" }, chips, list), description), read: () => input.value };
+}
+
+// With one Discrete action (Atari, board games), a digit key picks that action
+// and steps, so a game can be played frame by frame from the keyboard.
+function stepOnDigit(event) {
+  const select = page.actionSelect;
+  const typing = event.target.closest && event.target.closest("input, textarea, select");
+  if (!select || typing || event.ctrlKey || event.metaKey || event.altKey || !/^[0-9]$/.test(event.key)) return;
+  const option = [...select.options].find((o) => o.value === event.key);
+  if (!option || page.busy) return;
+  event.preventDefault();
+  select.value = option.value;
+  select.form.requestSubmit();
 }
 
 function readAction() {
