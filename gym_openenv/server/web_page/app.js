@@ -565,7 +565,7 @@ function markLegalActions(fields) {
 
 function renderValue(value) {
   if (value === null || value === undefined) return el("div", { class: "value muted" }, "—");
-  if (typeof value === "string") return el("pre", { class: "value text" }, value);
+  if (typeof value === "string") return el("pre", { class: "value text" }, clip(value, 200000));
   if (typeof value === "number" || typeof value === "boolean") return el("code", { class: "value" }, String(value));
   return el("pre", { class: "value json" }, clip(pretty(value)));
 }
