@@ -3,12 +3,16 @@ gym.make("openenv/remote-v0", url=...) and make_vec, with spaces from their /sch
 
 * the environment `openenv init` generates (its template, unmodified but for the
   session limit its comment tells users to raise);
-* a tool-calling environment on OpenEnv's MCPEnvironment and create_app: OpenEnv
-  routes CallToolAction to a FastMCP server; only the one tool is written here.
+* tests/upstream_style/: environments written the way upstream writes them
+  (pydantic models with every JSON-schema shape, sparse reset observations, a
+  plain-int action with legal actions), each a real uvicorn process, through
+  remote-v0, check_env, make_vec(4) and sampled actions.
 """
 
+import json
 import os
 import socket
+import warnings
 import subprocess
 import sys
 import time
@@ -20,50 +24,11 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+from gymnasium.utils.env_checker import check_env
+
 from gym_openenv.providers.remote import RemoteProvider
 
-MCP_APP = '''
-import uuid
-
-from fastmcp import FastMCP
-from openenv.core.env_server.http_server import create_app
-from openenv.core.env_server.mcp_environment import MCPEnvironment
-from openenv.core.env_server.mcp_types import CallToolAction, CallToolObservation
-from openenv.core.env_server.types import State
-
-
-class CounterToolEnvironment(MCPEnvironment):
-    SUPPORTS_CONCURRENT_SESSIONS = True
-
-    def __init__(self):
-        mcp = FastMCP("counter")
-        self.count = 0
-
-        @mcp.tool()
-        def bump(by: int = 1) -> int:
-            """Add `by` to the counter and return it."""
-            self.count += by
-            return self.count
-
-        super().__init__(mcp)
-        self._state = State(episode_id=str(uuid.uuid4()), step_count=0)
-
-    def reset(self, seed=None, episode_id=None, **kwargs):
-        self.count = 0
-        self._state = State(episode_id=episode_id or str(uuid.uuid4()), step_count=0)
-        return CallToolObservation(tool_name="", result=None, done=False, reward=0.0)
-
-    def _step_impl(self, action, timeout_s=None, **kwargs):
-        raise ValueError(f"only tool calls: {type(action).__name__}")
-
-    @property
-    def state(self):
-        return self._state
-
-
-app = create_app(CounterToolEnvironment, CallToolAction, CallToolObservation, env_name="counter", max_concurrent_envs=8)
-'''
-
+UPSTREAM_STYLE = Path(__file__).resolve().parent / "upstream_style"
 
 def serve(app: str, cwd: Path) -> tuple[str, subprocess.Popen]:
     """Run an ASGI app with uvicorn, as OpenEnv's docs do; its URL once /health answers."""
@@ -110,22 +75,14 @@ def template_server(tmp_path_factory):
     stop(process)
 
 
-@pytest.fixture(scope="module")
-def mcp_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("openenv_mcp")
-    (root / "counter_app.py").write_text(MCP_APP)
-    url, process = serve("counter_app:app", root)
-    yield url
-    stop(process)
-
-
 def test_openenv_template_through_gym_make(template_server):
     env = gym.make("openenv/remote-v0", provider=RemoteProvider(template_server))
     try:
         assert isinstance(env.action_space, spaces.Text)
+        assert set(env.observation_space.spaces) == {"echoed_message", "message_length"}
         obs, info = env.reset(seed=0)
         obs, reward, terminated, truncated, info = env.step("foreign")
-        assert obs == "foreign" and info["message_length"] == 7
+        assert obs["echoed_message"] == "foreign" and obs["message_length"] == 7
         assert reward == pytest.approx(0.7) and not terminated and not truncated
     finally:
         env.close()
@@ -137,40 +94,125 @@ def test_openenv_template_through_make_vec(template_server):
         assert not envs.unwrapped.batched  # plain OpenEnv sessions, one per env
         envs.reset(seed=0)
         obs, reward, *_ = envs.step(np.array(["x", "yy", "zzz"]))
-        assert list(obs) == ["x", "yy", "zzz"]
+        assert list(obs["echoed_message"]) == ["x", "yy", "zzz"] and obs["message_length"].tolist() == [1, 2, 3]
         np.testing.assert_allclose(reward, [0.1, 0.2, 0.3])
     finally:
         envs.close()
 
 
-def call(tool: str) -> dict:
-    return {"type": "call_tool", "tool_name": tool}
+# --- upstream-style servers: every schema shape --------------------------------
 
 
-def test_openenv_mcp_environment_through_gym_make(mcp_server):
-    env = gym.make("openenv/remote-v0", url=mcp_server)
+@pytest.fixture(scope="module")
+def shapes_server():
+    url, process = serve("shapes_env:app", UPSTREAM_STYLE)
+    yield url
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def pick_server():
+    url, process = serve("pick_env:app", UPSTREAM_STYLE)
+    yield url
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def deterministic_server():
+    url, process = serve("declared_deterministic:app", UPSTREAM_STYLE)
+    yield url
+    stop(process)
+
+
+def sampled_steps(env, n: int = 20) -> int:
+    """``n`` steps of ``action_space.sample()``; each must be accepted (a refusal raises)."""
+    env.action_space.seed(0)
+    for _ in range(n):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        if terminated or truncated:
+            env.reset()
+    return n
+
+
+def test_every_schema_shape_through_remote_v0(shapes_server):
+    required = httpx.get(f"{shapes_server}/schema").json()["action"]["required"]
+    env = gym.make("openenv/remote-v0", url=shapes_server)
     try:
-        assert isinstance(env.action_space, spaces.Dict) and set(env.action_space) == {"type", "tool_name"}
-        env.reset(seed=0)
-        for expected in (1, 2):
-            obs, _, _, _, info = env.step(call("bump"))
-            assert obs == "bump" and info["result"]["data"] == expected
-        obs, _, _, _, info = env.step(call("no_such_tool"))
-        assert info["error"]["error_type"] == "tool_not_found"
-        env.reset()
-        assert env.step(call("bump"))[4]["result"]["data"] == 1  # reset cleared the session's counter
+        assert set(env.action_space.spaces) == set(required)
+        assert env.spec.nondeterministic  # reset ignores the seed: remote-v0 does not claim otherwise
+        obs, info = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        assert set(info["missing_fields"]) == set(env.observation_space.spaces)  # a bare Observation
+        assert sampled_steps(env) == 20
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's advice on unbounded Boxes
+            check_env(env.unwrapped)
     finally:
         env.close()
 
 
-def test_openenv_mcp_environment_through_make_vec(mcp_server):
-    envs = gym.make_vec("openenv/remote-v0", url=mcp_server, num_envs=2)
+def test_every_schema_shape_through_make_vec(shapes_server):
+    envs = gym.make_vec("openenv/remote-v0", url=shapes_server, num_envs=4)
     try:
-        envs.reset(seed=0)
-        envs.step({"type": np.array(["call_tool"] * 2), "tool_name": np.array(["bump"] * 2)})
-        obs, _, _, _, info = envs.step({"type": np.array(["call_tool"] * 2), "tool_name": np.array(["bump", "no_such_tool"])})
-        assert list(obs) == ["bump", "no_such_tool"]
-        assert info["result"][0]["data"] == 2  # sessions are separate environments
-        assert info["error"][1]["error_type"] == "tool_not_found"
+        obs, info = envs.reset(seed=0)
+        assert envs.observation_space.contains(obs) and info["_missing_fields"].all()
+        envs.action_space.seed(0)
+        for _ in range(20):
+            obs, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
+            assert envs.observation_space.contains(obs)
+            assert reward.shape == (4,) and (reward >= 1).all()  # reward = steps, in 1..3
     finally:
         envs.close()
+
+
+def test_plain_int_action_with_an_action_space_and_legal_action_mask(pick_server):
+    env = gym.make("openenv/remote-v0", url=pick_server, action_space=spaces.Discrete(5))
+    try:
+        obs, info = env.reset(seed=3)
+        assert env.action_space == spaces.Discrete(5)
+        np.testing.assert_array_equal(np.flatnonzero(info["action_mask"]), obs["legal_actions"])
+        for _ in range(5):  # only legal moves: each fills a slot
+            if not info["action_mask"].any():
+                break
+            obs, reward, terminated, _, info = env.step(env.action_space.sample(mask=info["action_mask"]))
+            assert reward == 1.0
+        assert sampled_steps(env) == 20
+        check_env(env.unwrapped)  # seeded and deterministic, but remote-v0 is not told so
+    finally:
+        env.close()
+
+
+def test_plain_int_action_through_make_vec(pick_server):
+    envs = gym.make_vec("openenv/remote-v0", url=pick_server, num_envs=4, action_space=spaces.Discrete(5))
+    try:
+        obs, info = envs.reset(seed=0)
+        assert info["action_mask"].shape == (4, 5) and info["action_mask"].dtype == np.int8
+        for row in range(4):
+            np.testing.assert_array_equal(np.flatnonzero(info["action_mask"][row]), obs["legal_actions"][row])
+        for _ in range(20):
+            envs.step(envs.action_space.sample())
+    finally:
+        envs.close()
+
+
+def test_spaces_that_disagree_with_the_schema_are_refused(pick_server):
+    with pytest.raises(ValueError, match=r"PickAction.slot: Text.* a Text space needs a string, not integer"):
+        gym.make("openenv/remote-v0", url=pick_server, action_space=spaces.Text(4))
+    with pytest.raises(ValueError, match="pass a dict"):
+        gym.make("openenv/remote-v0", url=pick_server, observation_space=spaces.Box(0, 1, (5,), np.int64))
+    env = gym.make("openenv/remote-v0", url=pick_server, observation_space={"slots": spaces.Box(0, 1, (5,), np.int64)})
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs.shape == (5,) and info["legal_actions"] == np.flatnonzero(obs == 0).tolist()
+    finally:
+        env.close()
+
+
+def test_a_server_that_declares_itself_deterministic_is_checked_as_such(deterministic_server):
+    env = gym.make("openenv/remote-v0", url=deterministic_server)
+    try:
+        assert env.spec.nondeterministic is False
+        check_env(env.unwrapped)
+    finally:
+        env.close()

@@ -47,6 +47,8 @@ class AllShapes(BaseModel):
     bits: List[bool] = Field(min_length=4, max_length=4)
     matrix: List[List[float]]
     pair: Tuple[float, float]
+    names: List[str] = Field(min_length=2, max_length=2)
+    mixed: Tuple[int, str]
     point: Point
     points: List[Point] = Field(max_length=2)
     counts: Dict[str, int]
@@ -77,6 +79,8 @@ VALID = AllShapes(
     bits=[True, False, True, False],
     matrix=[[1.0, 2.0], [3.0]],
     pair=(0.5, -0.5),
+    names=["a", "b"],
+    mixed=(1, "one"),
     point=Point(x=3),
     points=[Point(x=1, y=2.0)],
     counts={"a": 1},
@@ -100,9 +104,11 @@ def test_each_shape_maps_to_its_documented_space():
     assert isinstance(space["either"], JSONText)  # int | str: no one space holds both
     assert space["floats"] == spaces.Sequence(spaces.Box(-np.inf, np.inf, (), np.float64), stack=True)
     assert space["triple"] == spaces.Box(-(2**53), 2**53, (3,), np.int64)
-    assert space["colors"] == spaces.Tuple([spaces.Discrete(2), spaces.Discrete(2)])
+    assert space["colors"] == spaces.MultiDiscrete([2, 2])
     assert space["words"] == BoundedSequence(space["words"].feature_space, 1, 4)
-    assert space["bits"] == spaces.Tuple([spaces.Discrete(2)] * 4)
+    assert space["bits"] == spaces.MultiDiscrete([2, 2, 2, 2])
+    assert space["names"] == BoundedSequence(space["words"].feature_space, 2, 2)
+    assert isinstance(space["mixed"], JSONText)
     assert isinstance(space["matrix"], spaces.Sequence) and isinstance(space["matrix"].feature_space, spaces.Sequence)
     assert space["pair"] == spaces.Box(-np.inf, np.inf, (2,), np.float64)
     assert set(space["point"].spaces) == {"x", "y"} and space["point"]["x"] == spaces.Discrete(10)
@@ -132,7 +138,8 @@ def test_valid_observations_are_inside_the_space_and_round_trip():
     value, missing = OBSERVATION.decode(wire)
     assert OBSERVATION.space.contains(value), {k: OBSERVATION.space[k].contains(v) for k, v in value.items()}
     assert missing == ["maybe"]  # null takes the default and is named
-    assert value["color"] == 1 and value["size"] == 2
+    assert value["color"] == 1 and value["size"] == 2 and value["colors"].tolist() == [0, 1]
+    assert value["bits"].tolist() == [1, 0, 1, 0] and json.loads(value["mixed"]) == [1, "one"]
     assert json.loads(value["extra"]) == {"nested": {"list": [1, None]}}
     assert value["triple"].tolist() == [1, 2, 3] and value["matrix"][1].tolist() == [3.0]
     again = {f.name: f.encode(value[f.name]) for f in OBSERVATION.space_fields if f.name != "maybe"}

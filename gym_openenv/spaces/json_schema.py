@@ -22,8 +22,10 @@ const / one-value ``Literal``               no space: an action always sends the
 ``Optional[T]`` (anyOf with null)           ``T``'s space; null takes the default
 anyOf of several types                      actions: the first branch with a faithful space;
                                             observations: ``Box`` if all numeric, else JSON text
-array with ``minItems == maxItems``,        ``Box``/``MultiDiscrete``/``MultiBinary`` of that
-``tuple[...]`` (prefixItems)                length (nested fixed arrays add dimensions), else ``Tuple``
+array with ``minItems == maxItems``,        ``Box``/``MultiDiscrete`` of that length (nested fixed
+``tuple[...]`` (prefixItems)                arrays add dimensions; enums and booleans: indices),
+                                            other items: a :class:`BoundedSequence` of exactly that
+                                            length; a tuple of differing types: JSON text
 array of free length                        ``Sequence(item, stack=True)`` for numeric items (an
                                             ndarray), else a tuple; :class:`BoundedSequence`
                                             keeps ``minItems``/``maxItems``
@@ -352,20 +354,31 @@ def _tuple(schema: Mapping[str, Any], defs: Mapping[str, Any], role: str) -> Sch
 def _fixed_array(items: list[SchemaSpace], exact: bool) -> SchemaSpace:
     """``len(items)`` values, one per item schema: one array space where they stack."""
     first = items[0].space if items else None
-    same = all(i.space == first for i in items)
     k = len(items)
-    if same and _plain_numeric(items[0]) and isinstance(first, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Discrete)):
+    if not items or any(i.space != first for i in items):
+        return _json_text_of(items)  # tuple[int, str]: no one space holds every position
+    if _plain_numeric(items[0]) and isinstance(first, (spaces.Box, spaces.MultiDiscrete, spaces.Discrete)):
         space = _stacked(first, k)
         return SchemaSpace(space, functools.partial(_array_of, space), to_list, default_value(space), exact)
-    space = spaces.Tuple([i.space for i in items])
+    item = items[0]
+    if isinstance(first, spaces.Discrete):  # enums and booleans: one index per position
+        space = _stacked(first, k)
 
-    def decode(value: Any) -> tuple:
-        return tuple(i.value(v) for i, v in zip(items, value))
+        def decode(value: Any) -> np.ndarray:
+            return np.asarray([item.decode(v) for v in value], dtype=space.dtype)
 
-    def encode(value: Any) -> list:
-        return [i.encode(v) for i, v in zip(items, value)]
+        def encode(value: Any) -> list:
+            return [item.encode(v) for v in value]
 
-    return SchemaSpace(space, decode, encode, tuple(i.default for i in items), exact)
+        return SchemaSpace(space, decode, encode, default_value(space), exact)
+    return _free_array(item, k, k)  # strings, objects: a sequence of exactly k
+
+
+def _json_text_of(items: list[SchemaSpace]) -> SchemaSpace:
+    """A tuple of differing items as JSON text; its sample is every item's default."""
+    schema = {"type": "array", "prefixItems": [{"default": to_list(i.encode(i.default))} for i in items], "minItems": len(items)}
+    space = JSONText(schema)
+    return SchemaSpace(space, _to_json_text, json.loads, space.example, exact=False)
 
 
 def _plain_numeric(item: SchemaSpace) -> bool:
