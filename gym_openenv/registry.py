@@ -67,6 +67,9 @@ REGISTRY_PATH = Path(__file__).resolve().parent / "registry.yaml"
 ENTRY_POINT_GROUP = "gym_openenv.environments"
 ENTRY_POINT = "gym_openenv.env:OpenEnvEnv"
 VECTOR_ENTRY_POINT = "gym_openenv.vector:OpenEnvVectorEnv"
+#: MCP tool environments (and remote-v0, which asks the server which it is): see gym_openenv.tools.
+TOOL_ENTRY_POINT = "gym_openenv.tools:make_env"
+TOOL_VECTOR_ENTRY_POINT = "gym_openenv.tools:make_vec_env"
 KNOWN_PROVIDERS = ("local", "sandbox", "docker", "ray", "remote")
 #: Where an environment folder's own app runs (it is served as built, by its own dependencies).
 FOLDER_PROVIDERS = ("local", "docker", "remote")
@@ -98,6 +101,7 @@ class RegistryEntry:
         max_episode_steps: gymnasium TimeLimit (None: none).
         providers: where it may run; the first is the default.
         source: where it was declared: ``registry``, ``folder`` or ``entry point (<dist>)``.
+        tools: an MCP tool environment: ``gym.make`` gives a :class:`gym_openenv.tools.ToolEnv`.
     """
 
     name: str
@@ -107,6 +111,7 @@ class RegistryEntry:
     max_episode_steps: int | None = None
     providers: tuple[str, ...] = ("local",)
     source: str = "registry"
+    tools: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -155,10 +160,10 @@ class RegistryEntry:
         if self.id not in gymnasium.registry:
             gymnasium.register(
                 id=self.id,
-                entry_point=ENTRY_POINT,
-                vector_entry_point=VECTOR_ENTRY_POINT,
+                entry_point=TOOL_ENTRY_POINT if self.tools else ENTRY_POINT,
+                vector_entry_point=TOOL_VECTOR_ENTRY_POINT if self.tools else VECTOR_ENTRY_POINT,
                 max_episode_steps=self.max_episode_steps,
-                kwargs={"environment": self.environment, **self.kwargs},
+                kwargs={"environment": self.environment, **self.kwargs, **({"tools": True} if self.tools else {})},
             )
         return self.id
 
@@ -340,4 +345,4 @@ def register_all() -> None:
             entry.register()
     if gym_id("remote") not in gymnasium.registry:
         # Any server: nondeterministic unless it says otherwise (/metadata "deterministic", see OpenEnvEnv.spec).
-        gymnasium.register(id=gym_id("remote"), entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, nondeterministic=True)
+        gymnasium.register(id=gym_id("remote"), entry_point=TOOL_ENTRY_POINT, vector_entry_point=TOOL_VECTOR_ENTRY_POINT, nondeterministic=True)

@@ -1,0 +1,1 @@
+"""Calculator: an MCP tool environment (arithmetic tasks solved with tool calls)."""
