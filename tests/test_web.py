@@ -14,8 +14,9 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,9 +68,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def web_server(name: str, kwargs: dict | None = None, env: dict[str, str] | None = None, flag: bool = True) -> Iterator[str]:
+def web_server(name: str, kwargs: dict | None = None, env: dict[str, str] | None = None, web_flag: bool = True) -> Iterator[str]:
     entry = find(name)
-    args = ["--web"] if flag else []
+    args = ["--web"] if web_flag else []
     provider = LocalProcessProvider(entry.environment, kwargs if kwargs is not None else dict(entry.kwargs), server_args=args, env=env, startup_timeout=300)
     with provider:
         yield provider.base_url
@@ -78,25 +79,33 @@ def web_server(name: str, kwargs: dict | None = None, env: dict[str, str] | None
 @contextmanager
 def served_by_the_cli(*args: str) -> Iterator[str]:
     """``gym-openenv serve ARGS --port 0``; yields the URL the server reports."""
+    log = tempfile.TemporaryFile(mode="w+")  # the server logs every request: a pipe nobody reads would fill
     process = subprocess.Popen(
         [sys.executable, "-m", "gym_openenv.cli", "serve", *args, "--port", "0"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         start_new_session=True,  # its own process group, so stopping it takes its children too
     )
+
+    def server_log() -> str:
+        log.seek(0)
+        return log.read()
+
     try:
         line = process.stdout.readline()  # the launcher's first line: OPENENV_LISTENING <url>
-        assert line.startswith("OPENENV_LISTENING "), line + process.stderr.read()
+        assert line.startswith("OPENENV_LISTENING "), line + server_log()
         url = line.split()[1]
         for _ in range(600):
-            assert process.poll() is None, process.stderr.read()
+            assert process.poll() is None, server_log()
             try:
                 if httpx.get(f"{url}/health", timeout=5).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
+        else:
+            raise AssertionError(f"{url} never answered /health\n{server_log()}")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -105,6 +114,7 @@ def served_by_the_cli(*args: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        log.close()
 
 
 @contextmanager
@@ -127,15 +137,19 @@ def operations(page: Page) -> int:
     return int(page.evaluate("Number(document.body.dataset.operations || 0)"))
 
 
-def press(page: Page, button: str) -> None:
-    """Click Reset or Step and wait until the page has the server's answer."""
+def answered(page: Page, act: Callable[[], None]) -> None:
+    """Do ``act`` (a click, a key) and wait until the page has the server's answer."""
     before = operations(page)
-    page.get_by_role("button", name=button, exact=True).click()
+    act()
     page.wait_for_function(f"Number(document.body.dataset.operations || 0) > {before}", timeout=WAIT_MS)
 
 
-def schema_of(url: str, headers: dict[str, str] | None = None) -> dict:
-    return httpx.get(f"{url}/schema", headers=headers, timeout=60).json()
+def press(page: Page, button: str) -> None:
+    answered(page, page.get_by_role("button", name=button, exact=True).click)
+
+
+def schema_of(url: str) -> dict:
+    return httpx.get(f"{url}/schema", timeout=60).json()
 
 
 def space_fields(model: dict, kind: str) -> list[str]:
@@ -185,7 +199,7 @@ def test_the_page_is_off_unless_asked_for(echo_server):
 
 def test_token_is_traded_for_a_cookie_scoped_to_the_page(browser):
     # OPENENV_WEB=1 switches the page on as --web does.
-    with web_server("echo", env={"OPENENV_TOKEN": TOKEN, "OPENENV_WEB": "1"}, flag=False) as url:
+    with web_server("echo", env={"OPENENV_TOKEN": TOKEN, "OPENENV_WEB": "1"}, web_flag=False) as url:
         with httpx.Client(base_url=url, timeout=60) as http:
             assert http.get("/web").status_code == 401
             assert http.get("/web", params={"token": "wrong"}).status_code == 401
@@ -249,9 +263,7 @@ def test_atari_pong_is_played_frame_by_frame(browser, artifacts):
             # From the keyboard: a digit picks that action and steps.
             page.fill("#repeat", "1")
             page.locator("body").click(position={"x": 5, "y": 5})  # focus off the form
-            before = operations(page)
-            page.keyboard.press("3")
-            page.wait_for_function(f"Number(document.body.dataset.operations || 0) > {before}", timeout=WAIT_MS)
+            answered(page, lambda: page.keyboard.press("3"))
             expect(page.locator("#steps li").first).to_contain_text(json.dumps({action_field: 3}, separators=(",", ":")))
             press(page, "Reset")
             rows = page.locator("#episodes tbody tr")
