@@ -153,7 +153,9 @@ def _pack_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         array = np.ascontiguousarray(obj)
         # memoryview: msgpack copies the bytes straight into the frame (no tobytes()).
-        return {NDARRAY_KEY: [array.dtype.str, list(array.shape)], NDARRAY_DATA: memoryview(array).cast("B")}
+        # (an empty array has no bytes to view: memoryview cannot cast a zero-size shape)
+        data = memoryview(array).cast("B") if array.size else b""
+        return {NDARRAY_KEY: [array.dtype.str, list(array.shape)], NDARRAY_DATA: data}
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Enum):

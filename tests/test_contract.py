@@ -1,0 +1,68 @@
+"""One contract over every registered environment, as SB3 tests every VecEnv with one test.
+
+For each entry of ``gym_openenv/registry.yaml``, against real server processes:
+
+* its folder validates (manifest, models, client, app, ``/schema`` agrees with the
+  models, spaces derive, gymnasium's ``check_env`` through the server);
+* the batched binary path and the plain OpenEnv JSON path give identical
+  observations, rewards and flags for the same seeds and actions.
+
+Per-server test files keep only what is particular to their environment.
+"""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import gym_openenv  # noqa: F401  (registers the ids)
+from gym_openenv.providers import LocalProcessProvider
+from gym_openenv.registry import REGISTRY_PATH, load_registry
+from gym_openenv.validation import validate_folder
+
+ENTRIES = load_registry()
+NUM_ENVS = 2
+STEPS = 12
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype == object or b.dtype == object:
+            return a.shape == b.shape and all(_same(x, y) for x, y in zip(a.ravel().tolist(), b.ravel().tolist()))
+        return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    return a == b
+
+
+def _rollout(entry, url: str, protocol: str) -> list[tuple]:
+    envs = gym.make_vec(entry.id, num_envs=NUM_ENVS, url=url, protocol=protocol)
+    try:
+        envs.action_space.seed(0)
+        obs, _ = envs.reset(seed=0)
+        trajectory = [("reset", obs)]
+        for _ in range(STEPS):
+            obs, reward, terminated, truncated, _ = envs.step(envs.action_space.sample())
+            trajectory.append((obs, reward, terminated, truncated))
+        return trajectory
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+def test_folder_validates(entry):
+    report = validate_folder(REGISTRY_PATH.parent / entry.server, entry.kwargs)
+    assert not report.failed, "\n".join(" | ".join(row) for row in report.rows)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+def test_batch_path_equals_openenv_path(entry):
+    with LocalProcessProvider(entry.environment, entry.kwargs) as server:
+        batch = _rollout(entry, server.base_url, "batch")
+        plain = _rollout(entry, server.base_url, "openenv")
+    for t, (b, p) in enumerate(zip(batch, plain)):
+        assert _same(b, p), f"{entry.name}: step {t} differs between the batch and OpenEnv paths:\n{b}\n{p}"
