@@ -174,4 +174,4 @@ def test_dockerfile_missing_is_a_clear_error(tmp_path):
     from gym_openenv.providers.docker import image_source
 
     with pytest.raises(ValueError, match=re.escape("has no Dockerfile (server/Dockerfile)")):
-        image_source(find(register_folder(copy)).environment)
+        image_source(find(register_folder(copy, name="nodocker")).environment)
