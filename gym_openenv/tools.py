@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import httpx
 import numpy as np
 from gymnasium import spaces
 
@@ -199,6 +200,12 @@ class ToolEnv(gym.Env):
         payload = self._loop.run(self._session.step(self.tool_call(action)))
         return self._step_tuple(payload)
 
+    def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Step with a call written by hand or by a language model, checked by the
+        server only: a wrong name or arguments come back in ``info["error"]``."""
+        payload = self._loop.run(self._session.step({"type": "call_tool", "tool_name": str(name), "arguments": dict(arguments or {})}))
+        return self._step_tuple(payload)
+
     def tool_call(self, action: Any) -> dict[str, Any]:
         """An action of :attr:`action_space` -> OpenEnv's ``CallToolAction`` payload.
 
@@ -284,8 +291,17 @@ def _fit_text(value: str, space: spaces.Text) -> str:
 
 
 def _is_tool_server(url: str, token: str | None, timeout: float) -> bool:
-    schema = LoopThread.shared().run(fetch_json(url, "/schema", token), timeout)
-    return is_tool_schema(schema.get("action") or {})
+    """Whether the server's actions are tool calls and ``POST /mcp`` lists its tools
+    (an OpenEnv server older than its /mcp route keeps the plain mapping)."""
+    loop = LoopThread.shared()
+    schema = loop.run(fetch_json(url, "/schema", token), timeout)
+    if not is_tool_schema(schema.get("action") or {}):
+        return False
+    try:
+        loop.run(list_tools(url, token, timeout), timeout)
+    except (OpenEnvError, httpx.HTTPError, ValueError):
+        return False
+    return True
 
 
 def make_env(environment: str | None = None, *, url: str | None = None, tools: bool | None = None, **kwargs: Any) -> gym.Env:

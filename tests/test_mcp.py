@@ -300,3 +300,47 @@ def test_tools_false_keeps_the_plain_schema_mapping(toolbox):
         assert type(env.unwrapped) is OpenEnvEnv
     finally:
         env.close()
+
+
+# --- TRL ----------------------------------------------------------------------
+
+
+def answer_of(question: str) -> float:
+    expression = question.removeprefix("What is ").split("?")[0]
+    assert set(expression) <= set("0123456789+-*() ")  # the calculator's tasks: safe to evaluate
+    return float(eval(expression, {"__builtins__": {}}))
+
+
+def completions_for(prompts: list[str]) -> list:
+    """Right, wrong, absent and OpenAI-style (arguments as a JSON string, in a message) tool calls."""
+    right, wrong, _, right_again = (answer_of(p) for p in prompts)
+    return [
+        f'<tool_call>{{"name": "submit", "arguments": {{"answer": {right}}}}}</tool_call>',
+        f'First {{"name": "add", "arguments": {{"a": 1, "b": 2}}}} then {{"name": "submit", "arguments": {{"answer": {wrong + 1}}}}}',
+        "I cannot use tools.",
+        [{"role": "assistant", "content": json.dumps({"tool": "submit", "arguments": json.dumps({"answer": right_again})})}],
+    ]
+
+
+def test_trl_reward_function_scores_tool_calls():
+    from gym_openenv.integrations.trl import EnvRewardFunction, parse_tool_calls, prompt_dataset
+
+    assert parse_tool_calls('x {"name": "a", "arguments": {}} {"no": 1} {broken <tool_call>{"tool": "b", "arguments": "{\\"k\\": 2}"}</tool_call>') == [
+        ("a", {}),
+        ("b", {"k": 2}),
+    ]
+    env = gym.make("openenv/calculator-v0")
+    envs = gym.make_vec("openenv/calculator-v0", num_envs=2)
+    try:
+        rows = prompt_dataset(env, range(4))
+        prompts, seeds = [r["prompt"] for r in rows], [r["seed"] for r in rows]
+        assert all(p.startswith("What is") for p in prompts) and seeds == [0, 1, 2, 3]
+        assert prompt_dataset(envs, range(4)) == rows
+        completions = completions_for(prompts)
+        assert EnvRewardFunction(env)(prompts, completions, seed=seeds) == [1.0, 0.0, 0.0, 1.0]
+        assert EnvRewardFunction(envs)(prompts, completions, seed=seeds) == [1.0, 0.0, 0.0, 1.0]
+        with pytest.raises(ValueError, match="seed 0"):
+            EnvRewardFunction(env)(prompts[1:2], completions[:1], seed=[0])  # the prompt of another seed
+    finally:
+        env.close()
+        envs.close()

@@ -22,30 +22,93 @@ By default completions are scored by their token ids (TRL's
 ``completion_ids``), which assumes the policy uses the environment's
 tokenizer; pass ``encode=`` (text -> ids in the environment's vocabulary)
 when it does not.
+
+MCP tool environments (:class:`gym_openenv.tools.ToolEnv`, e.g.
+``openenv/calculator-v0``, or ``openenv/remote-v0`` on any OpenEnv tool
+server) work the same way: the prompt is the first observation's text, and a
+completion is scored by replaying its tool calls in a session reset with the
+prompt's seed; its reward is the sum of the calls' rewards. Calls are JSON
+objects ``{"name": ..., "arguments": {...}}`` in the completion, bare or in
+``<tool_call>`` tags (:func:`parse_tool_calls`)::
+
+    env = gym.make("openenv/calculator-v0")
+    rows = prompt_dataset(env, seeds=range(256))             # prompts: the tasks
+    reward = EnvRewardFunction(env)                          # a completion that submits the right answer scores 1.0
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["EnvRewardFunction", "prompt_dataset"]
+__all__ = ["EnvRewardFunction", "parse_tool_calls", "prompt_dataset"]
 
 Encode = Callable[[str], Sequence[int]]
+ToolCall = tuple[str, dict[str, Any]]
 
 
 def _is_vector(env: Any) -> bool:
     return isinstance(env, gym.vector.VectorEnv)
 
 
-def _texts(info: dict[str, Any], count: int, text_key: str) -> list[str]:
-    if text_key not in info:
-        raise ValueError(f"text_key: the environment's info has no {text_key!r} (keys: {sorted(info)})")
-    value = info[text_key]
+def _texts(obs: Any, info: dict[str, Any], count: int, text_key: str) -> list[str]:
+    """The conversation text: ``info[text_key]``, else a text observation (a tool environment's task)."""
+    if text_key in info:
+        value = info[text_key]
+    elif isinstance(obs, str) or (isinstance(obs, (tuple, list)) and obs and all(isinstance(o, str) for o in obs)):
+        value = obs
+    else:
+        raise ValueError(f"text_key: the environment's info has no {text_key!r} (keys: {sorted(info)}) and its observation is not text")
     return [str(value)] if count == 1 and isinstance(value, str) else [str(v) for v in value]
+
+
+def _tool_sessions(env: Any) -> list[Any] | None:
+    """The tool-environment sessions of ``env`` (one, or each of a :class:`~gym_openenv.tools.ToolVectorEnv`), else None."""
+    from gym_openenv.tools import ToolEnv, ToolVectorEnv
+
+    if isinstance(env, ToolVectorEnv):
+        return [e.unwrapped for e in env.envs]
+    if not _is_vector(env) and isinstance(env.unwrapped, ToolEnv):
+        return [env.unwrapped]
+    return None
+
+
+_JSON = json.JSONDecoder()
+
+
+def parse_tool_calls(text: str) -> list[ToolCall]:
+    """The tool calls written in ``text``, in order: JSON objects with ``name`` (or
+    ``tool``) and ``arguments`` (an object, or a JSON string of one, as OpenAI
+    writes it), bare or inside ``<tool_call>...</tool_call>`` tags (the Hermes and
+    Qwen chat-template format). Anything else in the text is ignored.
+
+    Example:
+        >>> parse_tool_calls('Let me add. <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>')
+        [('add', {'a': 1, 'b': 2})]
+    """
+    calls: list[ToolCall] = []
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = _JSON.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            name, arguments = value.get("name", value.get("tool")), value.get("arguments", {})
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments)
+                except json.JSONDecodeError:
+                    arguments = None
+            if isinstance(name, str) and isinstance(arguments, dict):
+                calls.append((name, arguments))
+        start = text.find("{", end)
+    return calls
 
 
 def prompt_dataset(
@@ -58,15 +121,15 @@ def prompt_dataset(
     rows: list[dict[str, Any]] = []
     if not _is_vector(env):
         for seed in seeds:
-            _, info = env.reset(seed=seed)
-            rows.append({"prompt": _texts(info, 1, text_key)[0], "seed": seed})
+            obs, info = env.reset(seed=seed)
+            rows.append({"prompt": _texts(obs, info, 1, text_key)[0], "seed": seed})
         return rows
     n = env.num_envs
     for start in range(0, len(seeds), n):
         chunk = seeds[start : start + n]
         padded = chunk + [chunk[-1]] * (n - len(chunk))
-        _, info = env.reset(seed=padded)
-        texts = _texts(info, n, text_key)
+        obs, info = env.reset(seed=padded)
+        texts = _texts(obs, info, n, text_key)
         rows += [{"prompt": text, "seed": seed} for text, seed in zip(texts, chunk)]
     return rows
 
@@ -77,13 +140,18 @@ class EnvRewardFunction:
     Args:
         env: a single environment or a vector environment (one batched step
             per ``num_envs`` completions) with a ``Dict(tokens=Box, length=Discrete)``
-            action space and the conversation's text in ``info[text_key]``.
+            action space and the conversation's text in ``info[text_key]``;
+            or a tool environment (:class:`~gym_openenv.tools.ToolEnv` or
+            :class:`~gym_openenv.tools.ToolVectorEnv`, whose sessions take
+            completions in turn), which scores the completion's tool calls.
         encode: text -> token ids in the environment's vocabulary; when None,
-            TRL's ``completion_ids`` are used as they are.
+            TRL's ``completion_ids`` are used as they are (not used for tool environments).
         seed_key: the dataset column holding each prompt's reset seed.
-        text_key: the ``info`` key holding the conversation text, checked
-            against the prompt so a reward never scores the wrong question.
+        text_key: the ``info`` key holding the conversation text (else the text
+            observation), checked against the prompt so a reward never scores the wrong question.
         name: what TRL logs the reward as.
+        parse_calls: completion text -> tool calls, for tool environments.
+        max_calls: tool calls replayed per completion at most; the episode's end stops them sooner.
 
     Completions longer than the action's token box are cut to fit.
     """
@@ -95,17 +163,24 @@ class EnvRewardFunction:
         seed_key: str = "seed",
         text_key: str = "text",
         name: str = "env_reward",
+        parse_calls: Callable[[str], list[ToolCall]] = parse_tool_calls,
+        max_calls: int = 16,
     ):
-        space = env.single_action_space if _is_vector(env) else env.action_space
-        if not (isinstance(space, gym.spaces.Dict) and {"tokens", "length"} <= set(space.spaces)):
-            raise ValueError(f"env: expected a Dict action space with 'tokens' and 'length', got {space}")
         self.env = env
         self.encode = encode
         self.seed_key = seed_key
         self.text_key = text_key
+        self.parse_calls = parse_calls
+        self.max_calls = max_calls
+        self.__name__ = name  # TRL names reward columns after __name__
+        self.tool_sessions = _tool_sessions(env)
+        if self.tool_sessions is not None:
+            return
+        space = env.single_action_space if _is_vector(env) else env.action_space
+        if not (isinstance(space, gym.spaces.Dict) and {"tokens", "length"} <= set(space.spaces)):
+            raise ValueError(f"env: expected a tool environment or a Dict action space with 'tokens' and 'length', got {space}")
         self.max_tokens = int(space["tokens"].shape[0])
         self.token_dtype = space["tokens"].dtype
-        self.__name__ = name  # TRL names reward columns after __name__
 
     def __call__(
         self,
@@ -122,8 +197,14 @@ class EnvRewardFunction:
         seeds = [int(s) for s in kwargs[self.seed_key]]
         if not len(prompts) == len(completions) == len(seeds):
             raise ValueError(f"got {len(prompts)} prompts, {len(completions)} completions and {len(seeds)} seeds")
-        ids = self._completion_ids(completions, completion_ids)
         prompt_texts = [_prompt_text(p) for p in prompts]
+        if self.tool_sessions is not None:
+            sessions = self.tool_sessions
+            return [
+                self._score_tool_calls(sessions[i % len(sessions)], seed, prompt, _completion_text(completion))
+                for i, (seed, prompt, completion) in enumerate(zip(seeds, prompt_texts, completions))
+            ]
+        ids = self._completion_ids(completions, completion_ids)
         if not _is_vector(self.env):
             return [self._score_one(s, p, i) for s, p, i in zip(seeds, prompt_texts, ids)]
         rewards: list[float] = []
@@ -149,9 +230,20 @@ class EnvRewardFunction:
         if prompt is not None and prompt != text:
             raise ValueError(f"seed {seed}: the session starts with {text!r}, not with the prompt {prompt!r}")
 
+    def _score_tool_calls(self, session: Any, seed: int, prompt: str | None, text: str) -> float:
+        obs, info = session.reset(seed=seed)
+        self._check_prompt(seed, prompt, _texts(obs, info, 1, self.text_key)[0])
+        total = 0.0
+        for name, arguments in self.parse_calls(text)[: self.max_calls]:
+            _, reward, terminated, truncated, _ = session.call_tool(name, arguments)
+            total += reward
+            if terminated or truncated:
+                break
+        return total
+
     def _score_one(self, seed: int, prompt: str | None, ids: list[int]) -> float:
-        _, info = self.env.reset(seed=seed)
-        self._check_prompt(seed, prompt, _texts(info, 1, self.text_key)[0])
+        obs, info = self.env.reset(seed=seed)
+        self._check_prompt(seed, prompt, _texts(obs, info, 1, self.text_key)[0])
         _, reward, *_ = self.env.step(self._action(ids))
         return float(reward)
 
@@ -160,8 +252,8 @@ class EnvRewardFunction:
         # A short last batch fills the spare sessions with a copy of its last item.
         seeds = seeds + [seeds[-1]] * (n - used)
         ids = ids + [ids[-1]] * (n - used)
-        _, info = self.env.reset(seed=seeds)
-        for seed, prompt, text in zip(seeds, prompts, _texts(info, n, self.text_key)):
+        obs, info = self.env.reset(seed=seeds)
+        for seed, prompt, text in zip(seeds, prompts, _texts(obs, info, n, self.text_key)):
             self._check_prompt(seed, prompt, text)
         actions = [self._action(i) for i in ids]
         batched = {
