@@ -312,6 +312,17 @@ def test_validate_url_of_our_server(echo_server):
     assert "healthy" in table["GET /health"] and "echo" in table["GET /metadata"] and "passed" in table["gymnasium check_env"]
 
 
+def test_validate_url_lists_the_tools_of_an_mcp_server():
+    from gym_openenv.providers import LocalProcessProvider
+    from gym_openenv.registry import find
+
+    with LocalProcessProvider(find("calculator").environment) as server:
+        result = run(["validate", "--url", server.base_url])
+    assert result.returncode == 0, result.stdout + result.stderr
+    detail = " ".join(rows(result.stdout)["POST /mcp"].split())
+    assert "tools:" in detail and "add" in detail, detail
+
+
 def test_validate_url_of_nothing():
     result = run(["validate", "--url", f"http://127.0.0.1:{free_port()}", "--timeout", "5"])
     assert result.returncode == 1
