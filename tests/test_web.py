@@ -333,6 +333,33 @@ def test_browsergym_click_changes_the_screenshot(browser, artifacts):
             page.screenshot(path=artifacts / "browsergym.png", full_page=True)
 
 
+def test_calculator_tools_are_picked_called_and_their_errors_shown(browser, artifacts):
+    with web_server("calculator") as url, web_page(browser, f"{url}/web") as page:
+        page.fill("#seed", "0")
+        press(page, "Reset")
+        tools = page.locator("#action-fields .tools button.chip")
+        # The tools load with the episode (MCP tools/list inside the session, not a step) ...
+        expect(tools).to_have_text(["add", "divide", "multiply", "submit", "subtract", "list tools"])
+        expect(page.locator("#step-count")).to_have_text("0")
+        # ... and picking one fills the arguments with its parameters.
+        tools.filter(has_text="multiply").click()
+        assert json.loads(page.locator('[data-field="arguments"]').input_value()) == {"a": None, "b": None}
+        page.fill('[data-field="arguments"]', '{"a": 6, "b": 7}')
+        press(page, "Step")
+        expect(page.locator('#observation [data-field="result"]')).to_contain_text("42")
+        expect(page.locator("#error")).to_be_hidden()
+        # A tool that fails: the environment's error, in the banner.
+        tools.filter(has_text="divide").click()
+        page.fill('[data-field="arguments"]', '{"a": 1, "b": 0}')
+        press(page, "Step")
+        expect(page.locator("#error")).to_contain_text("division by zero")
+        # MCP's ListToolsAction as a step of its own.
+        answered(page, tools.filter(has_text="list tools").click)
+        expect(page.locator("#steps li").first).to_contain_text('{"type":"list_tools"}')
+        expect(page.locator("#step-count")).to_have_text("3")
+        page.screenshot(path=artifacts / "calculator.png", full_page=True)
+
+
 # --- a session like any other: the cap and the idle reaper apply ---------------------
 
 
