@@ -7,19 +7,43 @@ value copied once (from the server's shared slots with one ``np.take`` per
 chunk, no per-env Python work); infos follow gymnasium's ``key``/``_key`` masks.
 """
 
+import copy
 import functools
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
 from gymnasium.vector.utils import batch_space, iterate
 
 from gym_openenv.session_pool import Chunk, SlotColumn
 from gym_openenv.spaces import FieldSpec, ModelSpec, describe, from_wire, text_contains
 
-__all__ = ["action_columns", "assemble", "flag_rows", "same_step_rows"]
+__all__ = ["action_columns", "assemble", "batched_space", "flag_rows", "same_step_rows"]
 
 Batch = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+
+
+def batched_space(space: spaces.Space, n: int) -> spaces.Space:
+    """gymnasium's ``batch_space``, without a deep copy per env of spaces it cannot stack.
+
+    ``batch_space`` deep-copies a Text (Graph, Sequence, ...) space for each of the ``n``
+    envs: with a large charset that took minutes for 1,000 envs. These share their
+    (immutable) definition instead; each copy still gets its own random generator.
+    """
+    if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiBinary, spaces.MultiDiscrete)):
+        return batch_space(space, n)
+    if isinstance(space, spaces.Dict):
+        return spaces.Dict({k: batched_space(s, n) for k, s in space.spaces.items()})
+    if isinstance(space, spaces.Tuple):
+        return spaces.Tuple(tuple(batched_space(s, n) for s in space.spaces))
+    return spaces.Tuple(tuple(_own_rng_copy(space) for _ in range(n)))
+
+
+def _own_rng_copy(space: spaces.Space) -> spaces.Space:
+    twin = copy.copy(space)
+    twin._np_random = None  # seeded (or drawn) on first use, independently of the others
+    return twin
 
 
 def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, num_envs: int) -> Batch:

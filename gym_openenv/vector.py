@@ -23,7 +23,6 @@ import numpy as np
 from gymnasium.error import AlreadyPendingCallError, NoAsyncCallError
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
-from gymnasium.vector.utils import batch_space
 
 from gym_openenv.client import DEFAULT_TIMEOUT, LoopThread
 from gym_openenv.elastic import ElasticRecovery
@@ -31,7 +30,7 @@ from gym_openenv.env import resolve_server
 from gym_openenv.errors import RequestTimeout
 from gym_openenv.providers import Provider
 from gym_openenv.schema import EnvSchema
-from gym_openenv.batching import action_columns, assemble, flag_rows, same_step_rows
+from gym_openenv.batching import action_columns, assemble, batched_space, flag_rows, same_step_rows
 from gym_openenv.recovery import Recovered
 from gym_openenv.session_pool import Chunk, SessionPool
 
@@ -112,8 +111,8 @@ class OpenEnvVectorEnv(VectorEnv):
             self._schema = schema
             self.single_action_space = schema.action.space
             self.single_observation_space = schema.observation.space
-            self.action_space = batch_space(self.single_action_space, num_envs)
-            self.observation_space = batch_space(self.single_observation_space, num_envs)
+            self.action_space = batched_space(self.single_action_space, num_envs)
+            self.observation_space = batched_space(self.single_observation_space, num_envs)
             self._pool = SessionPool(server_urls, num_envs, protocol=protocol, timeout=timeout, token=token, shared_memory=shared_memory)
             self._loop.run(self._pool.open(), timeout)
             self._recovery = ElasticRecovery(
