@@ -56,11 +56,20 @@ class Execution:
 class SandboxProcess:
     """A ``bwrap`` process and the pipes to it; made by :meth:`Sandbox.start`."""
 
-    def __init__(self, popen: subprocess.Popen, status_fd: int, output_limit: int, sweep: Callable[[], None]):
+    def __init__(
+        self,
+        popen: subprocess.Popen,
+        status_fd: int,
+        output_limit: int,
+        sweep: Callable[[], None],
+        oom_kills: Callable[[], int] | None = None,
+    ):
         self.popen = popen
         self._status_fd = status_fd
         self._output_limit = output_limit
         self._sweep = sweep
+        self._oom_kills = oom_kills
+        self._oom_kills_before = oom_kills() if oom_kills else 0
         self._eof: set[int] = set()
         self._reply_buffer = b""
         self._program_pid: int | None = None
@@ -80,6 +89,7 @@ class SandboxProcess:
         pass_fds: tuple[int, ...],
         sweep: Callable[[], None],
         admit: Callable[[int], None] | None = None,
+        oom_kills: Callable[[], int] | None = None,
     ) -> SandboxProcess:
         """Start bwrap. With ``admit``, the process waits at a gate (a shell reading one
         line) until ``admit(pid)`` has moved it into the sandbox's cgroup, then becomes
@@ -119,7 +129,7 @@ class SandboxProcess:
                 raise
             finally:
                 os.close(gate_write)
-        return cls(popen, status_read, output_limit, sweep)
+        return cls(popen, status_read, output_limit, sweep, oom_kills)
 
     @property
     def alive(self) -> bool:
@@ -239,6 +249,8 @@ class SandboxProcess:
         elif code > 128 and code - 128 in signal.valid_signals():
             name = signal.Signals(code - 128).name
             result.status, result.note = ExecStatus.KILLED, f"killed by signal {name}"
+            if self._oom_kills and self._oom_kills() > self._oom_kills_before:
+                result.note += " (the sandbox's memory budget was used up)"
         else:
             result.status, result.note = ExecStatus.ERROR, f"exited with code {code}"
         return result

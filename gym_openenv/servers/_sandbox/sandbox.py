@@ -203,6 +203,7 @@ class Sandbox:
             pass_fds=pass_fds,
             sweep=self.kill_all,
             admit=self.budget.admit if self.budget else None,
+            oom_kills=self.budget.oom_kills if self.budget else None,
         )
 
     def _bwrap_args(self, limits: SandboxLimits) -> list[str]:
