@@ -21,9 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from gymnasium import spaces
 
 from gym_openenv.client import AsyncSession, fetch_json
+from gym_openenv.endpoint import Endpoint
 from gym_openenv.errors import OpenEnvError
 from gym_openenv.hints import find_hint
 from gym_openenv.spaces import ModelSpec
@@ -126,7 +128,16 @@ class EnvSchema:
 
 
 async def _probe(base_url: str, token: str | None) -> Mapping[str, Any]:
-    """One reset observation, on a session of its own (closed before the environment's opens)."""
+    """One reset observation. OpenEnv's ``POST /reset`` resets a throwaway environment
+    outside the session table, so a server that allows one session still has it free."""
+    endpoint = Endpoint.parse(base_url, token)
+    try:
+        async with endpoint.async_http_client(60.0) as http:
+            response = await http.post(endpoint.http_url("/reset"), json={})
+        if response.status_code == 200:
+            return response.json().get("observation") or {}
+    except httpx.HTTPError:
+        pass  # no HTTP reset: a session of its own, closed before the environment's opens
     session = AsyncSession(base_url, token=token)
     try:
         await session.connect()

@@ -355,7 +355,12 @@ def text_contains(space: spaces.Text, value: Any) -> bool:
 def describe(space: spaces.Space) -> str:
     """A short name for a space in error messages (a Text repr lists its whole charset)."""
     if isinstance(space, spaces.Text):
-        return f"Text(min_length={space.min_length}, max_length={space.max_length})"
+        return f"{type(space).__name__}(min_length={space.min_length}, max_length={space.max_length})"
+    if isinstance(space, spaces.Dict):
+        inner = ", ".join(f"{k}: {describe(s)}" for k, s in space.spaces.items())
+        return f"Dict({inner if len(inner) <= 400 else inner[:397] + '...'})"
+    if isinstance(space, spaces.Sequence):
+        return f"{type(space).__name__}({describe(space.feature_space)}, stack={space.stack})"
     return short(space, 120)
 
 
