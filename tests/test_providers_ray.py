@@ -1,6 +1,8 @@
 """The ray provider on a local Ray cluster started here: one server per actor,
-the vector env spreading sessions over them, every actor and server gone after close()."""
+the vector env spreading sessions over them, every actor and server gone after close().
+(tests/test_ray_elastic.py covers a multi-node cluster: lost and added nodes.)"""
 
+import threading
 import time
 
 import gymnasium as gym
@@ -20,7 +22,8 @@ ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
 def cluster():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster needs no token
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+        # address="local": a new cluster, even while another (a test's, a benchmark's) runs on this machine.
+        ray.init(address="local", num_cpus=4, resources={"chromium_slot": 2}, include_dashboard=False, log_to_driver=False)
         yield
         ray.shutdown()
 
@@ -46,7 +49,8 @@ def free_cpus_become(n: float, timeout: float = 20.0) -> bool:
 
 
 def test_make_vec_spreads_sessions_over_actors_restarts_a_lost_one_and_leaves_nothing():
-    envs = gym.make_vec("openenv/echo-v0", num_envs=6, provider="ray", num_servers=3)
+    # A free CPU is left, so the replacement is waited for (on a busy machine, for up to 60 s).
+    envs = gym.make_vec("openenv/echo-v0", num_envs=6, provider="ray", num_servers=3, provider_options={"replacement_timeout": 60})
     try:
         placements = [p.placement for p in envs.unwrapped._providers]
         assert len({p["actor_pid"] for p in placements}) == 3 and len({p["url"] for p in placements}) == 3
@@ -102,4 +106,55 @@ def test_an_actor_that_cannot_be_placed_is_a_clear_error_and_is_removed():
     provider = RayProvider(ECHO, resources={"no_such_node_type": 1}, startup_timeout=2)
     with pytest.raises(ServerStartError, match="no Ray actor started within 2"):
         provider.start()
+    assert provider.actor is None
+
+
+def test_servers_ask_for_what_they_need_and_several_fit_on_one_node():
+    free = ray.available_resources()
+    ask = {"num_cpus": 0.5, "memory": 64 * 2**20, "resources": {"chromium_slot": 1}}
+    providers = [RayProvider(ECHO, **ask) for _ in range(2)]
+    try:
+        for provider in providers:
+            provider.start()
+        assert providers[0].placement["node_id"] == providers[1].placement["node_id"]
+        deadline = time.monotonic() + 20  # resource accounting lags actor starts
+        while ray.available_resources().get("chromium_slot", 0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        now = ray.available_resources()
+        assert now["CPU"] == pytest.approx(free["CPU"] - 1)
+        assert now["memory"] == pytest.approx(free["memory"] - 2 * 64 * 2**20)
+        assert now.get("chromium_slot", 0) == 0
+        # No token set: the servers demand one drawn for this process, and our clients send it.
+        assert providers[0].token == providers[1].token
+        assert httpx.get(f"{providers[0].base_url}/schema").status_code == 401
+        headers = {"Authorization": f"Bearer {providers[0].token}"}
+        assert httpx.get(f"{providers[0].base_url}/schema", headers=headers).status_code == 200
+        third = RayProvider(ECHO, startup_timeout=2, **ask)
+        with pytest.raises(ServerStartError, match="the actor asks for .*chromium_slot"):
+            third.start()  # every slot is taken
+    finally:
+        for provider in providers:
+            provider.stop()
+    assert free_cpus_become(free["CPU"])
+
+
+def test_stop_cancels_an_actor_still_waiting_for_room():
+    provider = RayProvider(ECHO, resources={"no_such_node_type": 1}, startup_timeout=300)
+    errors = []
+
+    def start() -> None:
+        try:
+            provider.start()
+        except ServerStartError as e:
+            errors.append(e)
+
+    starting = threading.Thread(target=start)
+    starting.start()
+    deadline = time.monotonic() + 60
+    while provider.actor is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    provider.stop()
+    starting.join(60)  # far less than the 300 s it would otherwise wait
+    assert not starting.is_alive()
+    assert "stopped before its Ray actor started" in str(errors[0])
     assert provider.actor is None
