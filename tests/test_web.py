@@ -395,3 +395,18 @@ def test_the_idle_reaper_ends_the_pages_session_and_reset_opens_a_new_one(browse
         expect(page.locator("#error")).to_be_hidden()
         press(page, "Step")
         expect(page.locator("#error")).to_be_hidden()
+
+
+def test_numbers_and_json_are_shown_as_a_person_reads_them(browser):
+    with echo_server_with() as provider, web_page(browser, f"{provider.base_url}/web") as page:
+        shown = page.evaluate(
+            """async () => {
+                const { formatNumber, pretty } = await import("/web/static/dom.js");
+                return {
+                    numbers: [3, -0.5, 0.1 + 0.2, 100000.4, 1e-9, 2.5e12].map(formatNumber),
+                    board: pretty({ board: [[1, 0], [0, 1]], empty: {} }),
+                };
+            }"""
+        )
+    assert shown["numbers"] == ["3", "-0.5", "0.3", "100000", "1e-9", "2500000000000"]
+    assert shown["board"] == '{\n  "board": [\n    [1, 0],\n    [0, 1]\n  ],\n  "empty": {}\n}'

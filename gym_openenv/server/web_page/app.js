@@ -1,89 +1,18 @@
 // The /web page: one OpenEnv session over /web/ws, a form built from /web/info.
-// Plain browser JavaScript, no build step; gym_openenv/server/web.py serves it.
-"use strict";
+// Plain browser modules, no build step; gym_openenv/server/web.py serves them.
+
+import { $, clip, el, formatNumber, pretty } from "./dom.js";
+import { ActionForm } from "./form.js";
+import { Session } from "./session.js";
 
 const IMAGE_PREFIX = "data:image/png;base64,";
 const STEP_LOG_LENGTH = 200; // steps of the current episode kept in the list
-const TEXT_AREA_LENGTH = 8192; // Text fields at least this long get a multi-line box
-
-const $ = (selector) => document.querySelector(selector);
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key in node && typeof value !== "string") node[key] = value;
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children);
-  return node;
-}
-
-// --- the session: OpenEnv's WebSocket messages, one request at a time --------
-
-class Session {
-  constructor({ onPartial, onClose, onUnexpected }) {
-    this.ws = null;
-    this.waiting = []; // resolvers of sent requests, in order (the server answers in order)
-    this.onPartial = onPartial;
-    this.onClose = onClose;
-    this.onUnexpected = onUnexpected;
-  }
-
-  get open() {
-    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
-  }
-
-  async connect() {
-    if (this.open) return;
-    const url = new URL("/web/ws", location.href);
-    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(url);
-    await new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onclose = (event) => reject(new Error(`could not open a session (WebSocket closed, code ${event.code}${event.reason ? ": " + event.reason : ""})`));
-    });
-    ws.onmessage = (event) => this.receive(JSON.parse(event.data));
-    ws.onclose = (event) => this.closed(event);
-    this.ws = ws;
-  }
-
-  async request(message) {
-    await this.connect();
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      this.ws.send(JSON.stringify(message));
-    });
-  }
-
-  receive(message) {
-    if (message.type === "partial_observation") {
-      this.onPartial(message.data);
-      return;
-    }
-    const waiter = this.waiting.shift();
-    if (waiter) waiter.resolve(message);
-    else this.onUnexpected(message); // e.g. the capacity error sent before the server closes
-  }
-
-  closed(event) {
-    this.ws = null;
-    const reason = `the session ended (WebSocket closed, code ${event.code}${event.reason ? ": " + event.reason : ""})`;
-    for (const waiter of this.waiting.splice(0)) waiter.reject(new Error(reason));
-    this.onClose(event);
-  }
-}
-
-// --- page state ----------------------------------------------------------------
 
 const page = {
-  info: null,
   session: null,
+  form: null,
   busy: false,
   episodes: [], // {steps, return, end}
-  readers: [], // functions adding one form control's value to an action
-  tools: [], // tool environments: [{name, description, input_schema}]
 };
 
 async function main() {
@@ -105,16 +34,16 @@ async function main() {
     showError({ code: `HTTP ${response.status}`, message: await response.text() });
     return;
   }
-  page.info = await response.json();
-  renderHeader(page.info);
-  buildActionForm(page.info);
+  const info = await response.json();
+  renderHeader(info);
+  page.form = new ActionForm($("#action-fields"), info, { onListTools: () => act(() => step({ type: "list_tools" }, 1)) });
   $("#reset-form").addEventListener("submit", (event) => {
     event.preventDefault();
     act(reset);
   });
   $("#action-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    act(step);
+    act(() => step(page.form.read(), repeatCount()));
   });
   document.addEventListener("keydown", stepOnDigit);
   setStatus("ready: press Reset", "idle");
@@ -150,243 +79,9 @@ function renderHeader(info) {
   );
 }
 
-// --- the action form, from the action schema ------------------------------------
-
-function buildActionForm(info) {
-  const schema = info.schema.action;
-  const required = new Set(schema.required || []);
-  const properties = Object.entries(schema.properties || {}).filter(([name]) => name !== "metadata");
-  const container = $("#action-fields");
-  const toolEnvironment = "tool_name" in (schema.properties || {}) && "arguments" in (schema.properties || {});
-  if (toolEnvironment) {
-    page.toolEnvironment = true;
-    page.tools = toolList(info.metadata.tools);
-  }
-  const spaceFields = properties.filter(([, prop]) => prop["x-gym-space"]);
-  // Optional fields outside the space (settings such as a game name) fold away.
-  const extras = el("div");
-  for (const [name, rawProp] of properties) {
-    const prop = resolve(rawProp, schema.$defs || {});
-    const optional = !required.has(name);
-    const onlySpaceField = spaceFields.length === 1 && spaceFields[0][0] === name;
-    let control;
-    if (toolEnvironment && name === "tool_name") control = toolPicker(name);
-    else control = controlFor(name, prop, { optional, meanings: onlySpaceField ? info.metadata.action_meanings : null });
-    control.input.id = `action-${name}`;
-    control.input.name = name;
-    control.input.dataset.field = name;
-    if (onlySpaceField && control.input.tagName === "SELECT") page.actionSelect = control.input;
-    const space = info.spaces.action.fields[name];
-    const hint = [space, optional ? "optional" : null].filter(Boolean).join(" · ");
-    const toolCall = toolEnvironment && (name === "tool_name" || name === "arguments");
-    const target = optional && !prop["x-gym-space"] && !toolCall ? extras : container;
-    target.append(
-      el("label", { class: "field", for: control.input.id }, el("span", { class: "name" }, name), hint ? el("span", { class: "muted" }, hint) : ""),
-      control.node ?? control.input,
-    );
-    if (control.input === page.actionSelect) {
-      const digits = [...control.input.options].filter((o) => /^[0-9]$/.test(o.value)).map((o) => o.value);
-      if (digits.length) container.append(el("div", { class: "muted" }, `keys ${digits[0]}–${digits[digits.length - 1]}: choose that action and step`));
-    }
-    page.readers.push((action) => {
-      const value = control.read();
-      if (value !== undefined) action[name] = value;
-    });
-  }
-  if (extras.children.length) {
-    container.append(el("details", { class: "extras" }, el("summary", {}, `optional fields (${extras.children.length / 2})`), extras));
-  }
-  if (!properties.length) container.append(el("p", { class: "muted" }, "This action has no fields."));
-}
-
-function resolve(prop, defs) {
-  if (prop.$ref) return resolve(defs[prop.$ref.split("/").pop()] || {}, defs);
-  const options = prop.anyOf || prop.oneOf;
-  if (options) {
-    // Optional[X] is anyOf [X, null]: the form shows X; an empty control sends nothing.
-    const concrete = options.filter((option) => option.type !== "null");
-    if (concrete.length === 1) return { ...resolve(concrete[0], defs), ...withoutUnion(prop) };
-  }
-  return prop;
-}
-
-function withoutUnion(prop) {
-  const { anyOf, oneOf, ...rest } = prop;
-  return rest;
-}
-
-// One control per field: {input, node?, read() -> value or undefined (send nothing)}.
-// An optional field left empty (or on "default") is not sent: the server's default applies.
-function controlFor(name, prop, { optional, meanings }) {
-  const space = prop["x-gym-space"];
-  const defaultOption = () => (optional ? [el("option", { value: "" }, "(default)")] : []);
-  if (space && space.type === "Discrete") {
-    const options = defaultOption();
-    for (let i = 0; i < space.n; i++) {
-      const value = space.start + i;
-      const label = meanings && meanings.length === space.n ? `${value}: ${meanings[i]}` : String(value);
-      options.push(el("option", { value: String(value), dataset: { label } }, label));
-    }
-    const input = el("select", { dataset: { start: String(space.start) } }, ...options);
-    submitOnEnter(input);
-    return { input, read: () => (input.value === "" ? undefined : Number(input.value)) };
-  }
-  const literals = prop.enum ?? (prop.const !== undefined ? [prop.const] : null);
-  if (literals) {
-    const options = literals.map((value, i) => el("option", { value: String(i) }, JSON.stringify(value)));
-    const input = el("select", {}, ...defaultOption(), ...options);
-    return { input, read: () => (input.value === "" ? undefined : literals[Number(input.value)]) };
-  }
-  if ((space && space.type === "Box" && space.shape.length === 0) || prop.type === "number" || prop.type === "integer") {
-    const integer = space ? !/f/.test(space.dtype) : prop.type === "integer";
-    const low = space ? Number(space.low) : prop.minimum;
-    const high = space ? Number(space.high) : prop.maximum;
-    const input = el("input", {
-      type: "number",
-      step: integer ? "1" : "any",
-      min: Number.isFinite(low) ? String(low) : null,
-      max: Number.isFinite(high) ? String(high) : null,
-      placeholder: prop.default !== undefined ? `default ${prop.default}` : "",
-    });
-    return { input, read: () => (input.value.trim() === "" ? undefined : Number(input.value)) };
-  }
-  if (prop.type === "boolean") {
-    if (optional) {
-      const input = el("select", {}, ...defaultOption(), el("option", { value: "true" }, "true"), el("option", { value: "false" }, "false"));
-      return { input, read: () => (input.value === "" ? undefined : input.value === "true") };
-    }
-    const input = el("input", { type: "checkbox" });
-    return { input, read: () => input.checked };
-  }
-  if ((space && space.type === "Text") || prop.type === "string") {
-    const maxLength = space ? space.max_length : prop.maxLength;
-    const multiline = maxLength !== undefined && maxLength >= TEXT_AREA_LENGTH;
-    const input = multiline ? el("textarea", { rows: 8, spellcheck: "false", class: "code" }) : el("input", { type: "text", spellcheck: "false" });
-    if (multiline) submitOnCtrlEnter(input);
-    return { input, read: () => (optional && input.value === "" ? undefined : input.value) };
-  }
-  // Arrays, objects, Box with a shape, MultiDiscrete, Dict ...: JSON.
-  return jsonControl(name, template(space, prop), optional);
-}
-
-function jsonControl(name, initial, optional) {
-  const input = el("textarea", { rows: 3, spellcheck: "false", class: "code", placeholder: optional ? initial : null });
-  if (!optional) input.value = initial;
-  submitOnCtrlEnter(input);
-  return {
-    input,
-    read: () => {
-      if (input.value.trim() === "") return undefined;
-      try {
-        return JSON.parse(input.value);
-      } catch (error) {
-        throw new Error(`${name}: not valid JSON (${error.message})`);
-      }
-    },
-  };
-}
-
-function template(space, prop) {
-  if (space && space.type === "Box") {
-    const low = Number(space.low);
-    const fill = Number.isFinite(low) && low > 0 ? low : 0;
-    const build = (dims) => (dims.length ? Array.from({ length: dims[0] }, () => build(dims.slice(1))) : fill);
-    return JSON.stringify(build(space.shape));
-  }
-  if (space && (space.type === "MultiBinary" || space.type === "MultiDiscrete")) {
-    const n = space.type === "MultiBinary" ? space.n : space.nvec;
-    return JSON.stringify(Array.isArray(n) ? n.map(() => 0) : Array.from({ length: n }, () => 0));
-  }
-  if (prop.default !== undefined) return JSON.stringify(prop.default);
-  return prop.type === "array" ? "[]" : "{}";
-}
-
-function submitOnEnter(select) {
-  select.addEventListener("keydown", (event) => {
-    if (event.key === "Enter") {
-      event.preventDefault();
-      select.form.requestSubmit();
-    }
-  });
-}
-
-function submitOnCtrlEnter(textarea) {
-  textarea.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-      event.preventDefault();
-      textarea.form.requestSubmit();
-    }
-  });
-}
-
-// Tool environments (MCP): a tool picker; `arguments` stays a JSON box that
-// the picker fills with the chosen tool's parameters.
-function toolList(tools) {
-  if (!Array.isArray(tools)) return [];
-  return tools
-    .filter((tool) => tool && typeof tool.name === "string")
-    .map((tool) => ({ name: tool.name, description: tool.description || "", input_schema: tool.input_schema || tool.inputSchema || {} }));
-}
-
-function toolPicker(name) {
-  const input = el("input", { type: "text", list: "tool-names", spellcheck: "false", placeholder: "tool name" });
-  const names = el("datalist", { id: "tool-names" });
-  const chips = el("div", { class: "tools" });
-  const description = el("div", { class: "muted" });
-  const choose = () => {
-    const tool = page.tools.find((t) => t.name === input.value);
-    description.textContent = tool ? tool.description : "";
-    for (const chip of chips.children) chip.classList.toggle("chosen", chip.textContent === input.value);
-    const args = document.querySelector('[data-field="arguments"]');
-    if (tool && args) {
-      const skeleton = {};
-      for (const [key, prop] of Object.entries(tool.input_schema.properties || {})) skeleton[key] = prop.default ?? null;
-      args.value = JSON.stringify(skeleton, null, 2);
-    }
-  };
-  page.refreshTools = () => {
-    names.replaceChildren(...page.tools.map((tool) => el("option", { value: tool.name }, tool.description)));
-    chips.replaceChildren(
-      ...page.tools.map((tool) => {
-        const chip = el("button", { type: "button", class: "chip", title: tool.description }, tool.name);
-        chip.addEventListener("click", () => {
-          input.value = tool.name;
-          choose();
-        });
-        return chip;
-      }),
-    );
-  };
-  input.addEventListener("change", choose);
-  page.refreshTools();
-  // MCP's ListToolsAction, as a step of its own (tools also load by themselves
-  // after Reset where the server answers MCP inside the session).
-  const list = el("button", { type: "button", class: "chip" }, "list tools");
-  list.addEventListener("click", () => act(() => step({ type: "list_tools" }, 1)));
-  return { input, node: el("div", {}, input, names, el("div", { class: "tools" }, chips, list), description), read: () => input.value };
-}
-
-// With one Discrete action (Atari, board games), a digit key picks that action
-// and steps, so a game can be played frame by frame from the keyboard.
-function stepOnDigit(event) {
-  const select = page.actionSelect;
-  const typing = event.target.closest && event.target.closest("input, textarea, select");
-  if (!select || typing || event.ctrlKey || event.metaKey || event.altKey || !/^[0-9]$/.test(event.key)) return;
-  const option = [...select.options].find((o) => o.value === event.key);
-  if (!option || page.busy) return;
-  event.preventDefault();
-  select.value = option.value;
-  select.form.requestSubmit();
-}
-
-function readAction() {
-  const action = {};
-  for (const read of page.readers) read(action);
-  return action;
-}
-
 // --- reset and step ------------------------------------------------------------------
 
+// Run one operation (reset, steps) with the buttons disabled and its errors shown.
 async function act(operation) {
   if (page.busy) return;
   page.busy = true;
@@ -428,23 +123,22 @@ async function reset() {
   $("#steps").replaceChildren();
   showResult(reply.data, episode);
   await refreshState();
-  if (page.toolEnvironment && !page.tools.length) await loadTools();
+  if (page.form.toolEnvironment && !page.form.tools.length) await loadTools();
 }
 
-// MCP's tools/list on the session's own socket: it is not a step, so the
-// episode is untouched. A server without MCP answers with an error, and the
-// tool name stays free text.
+// MCP's tools/list on the session's own socket: not a step, so the episode is
+// untouched. A server without MCP answers with an error; the tool name then
+// stays free text (and "list tools" asks with a step).
 async function loadTools() {
   const reply = await page.session.request({ type: "mcp", data: { jsonrpc: "2.0", id: 1, method: "tools/list" } });
-  const tools = reply.type === "mcp" && reply.data && reply.data.result ? reply.data.result.tools : null;
-  if (Array.isArray(tools)) {
-    page.tools = toolList(tools);
-    page.refreshTools();
-  }
+  if (reply.type === "mcp" && reply.data && reply.data.result) page.form.setTools(reply.data.result.tools);
 }
 
-// A malformed JSON field throws in readAction, before anything is sent.
-async function step(action = readAction(), repeat = Math.max(1, Math.min(1000, Math.floor(Number($("#repeat").value)) || 1))) {
+function repeatCount() {
+  return Math.max(1, Math.min(1000, Math.floor(Number($("#repeat").value)) || 1));
+}
+
+async function step(action, repeat) {
   let episode = page.episodes[page.episodes.length - 1];
   if (!episode) {
     episode = { steps: 0, return: 0, end: "running" };
@@ -462,6 +156,16 @@ async function step(action = readAction(), repeat = Math.max(1, Math.min(1000, M
     if (reply.data.done || reply.data.truncated) break;
   }
   await refreshState();
+}
+
+// With one Discrete action (Atari, board games), a digit key picks that action
+// and steps, so a game can be played frame by frame from the keyboard.
+function stepOnDigit(event) {
+  const typing = event.target.closest && event.target.closest("input, textarea, select");
+  if (typing || page.busy || event.ctrlKey || event.metaKey || event.altKey || !/^[0-9]$/.test(event.key)) return;
+  if (!page.form.pickDigit(event.key)) return;
+  event.preventDefault();
+  $("#action-form").requestSubmit();
 }
 
 // An error reply is shown as the server sent it; false stops the operation.
@@ -491,9 +195,11 @@ async function refreshState() {
 // --- rendering -------------------------------------------------------------------------
 
 function showResult(data, episode) {
+  const fields = data.observation ?? {};
   renderObservation(data);
-  showObservationErrors(data.observation ?? {});
-  markLegalActions(data.observation ?? {});
+  showObservationErrors(fields);
+  page.form.markLegalActions(fields);
+  if (Array.isArray(fields.tools)) page.form.setTools(fields.tools); // a ListToolsObservation
   const done = Boolean(data.done);
   $("#step-count").textContent = String(episode.steps);
   $("#reward").textContent = data.reward === null || data.reward === undefined ? "—" : formatNumber(data.reward);
@@ -505,11 +211,9 @@ function showResult(data, episode) {
 }
 
 function renderObservation(data) {
-  const fields = data.observation ?? {};
   const images = $("#images");
-  const list = $("#observation");
   const rows = [];
-  for (const [name, value] of Object.entries(fields)) {
+  for (const [name, value] of Object.entries(data.observation ?? {})) {
     if (typeof value === "string" && value.startsWith(IMAGE_PREFIX)) {
       let img = images.querySelector(`img[data-field="${CSS.escape(name)}"]`);
       if (!img) {
@@ -525,11 +229,14 @@ function renderObservation(data) {
     }
     rows.push(el("div", { class: "field", dataset: { field: name } }, el("div", { class: "name" }, name), renderValue(value)));
   }
-  list.replaceChildren(...rows);
-  if (Array.isArray(fields.tools) && page.refreshTools) {
-    page.tools = toolList(fields.tools);
-    page.refreshTools();
-  }
+  $("#observation").replaceChildren(...rows);
+}
+
+function renderValue(value) {
+  if (value === null || value === undefined) return el("div", { class: "value muted" }, "—");
+  if (typeof value === "string") return el("pre", { class: "value text" }, clip(value, 200000));
+  if (typeof value === "number" || typeof value === "boolean") return el("code", { class: "value" }, String(value));
+  return el("pre", { class: "value json" }, clip(pretty(value)));
 }
 
 // Environments that refuse an action inside the observation (OpenSpiel's illegal
@@ -543,39 +250,11 @@ function showObservationErrors(fields) {
   }
 }
 
-// Games that name their legal actions (OpenSpiel's legal_actions, an action_mask)
-// get them marked in the action dropdown; illegal ones stay selectable, so a
-// person can see how the environment answers them.
-function markLegalActions(fields) {
-  const select = page.actionSelect;
-  if (!select) return;
-  let legal = null;
-  if (Array.isArray(fields.legal_actions) && fields.legal_actions.every(Number.isInteger)) legal = new Set(fields.legal_actions);
-  else if (Array.isArray(fields.action_mask)) {
-    const start = Number(select.dataset.start || 0);
-    legal = new Set(fields.action_mask.flatMap((bit, i) => (bit ? [start + i] : [])));
-  }
-  for (const option of select.options) {
-    if (option.value === "") continue;
-    const illegal = legal !== null && !legal.has(Number(option.value));
-    option.textContent = option.dataset.label + (illegal ? " (illegal now)" : "");
-    option.classList.toggle("illegal", illegal);
-  }
-}
-
-function renderValue(value) {
-  if (value === null || value === undefined) return el("div", { class: "value muted" }, "—");
-  if (typeof value === "string") return el("pre", { class: "value text" }, clip(value, 200000));
-  if (typeof value === "number" || typeof value === "boolean") return el("code", { class: "value" }, String(value));
-  return el("pre", { class: "value json" }, clip(pretty(value)));
-}
-
 function renderEpisodes() {
-  const body = $("#episodes tbody");
   const rows = page.episodes.map((episode, i) =>
     el("tr", { class: episode.end }, el("td", {}, String(i + 1)), el("td", {}, String(episode.steps)), el("td", {}, formatNumber(episode.return)), el("td", {}, episode.end)),
   );
-  body.replaceChildren(...rows.reverse());
+  $("#episodes tbody").replaceChildren(...rows.reverse());
 }
 
 function logStep(episode, action, data) {
@@ -612,29 +291,6 @@ function setStatus(text, kind) {
   const status = $("#status");
   status.textContent = text;
   status.className = `status ${kind}`;
-}
-
-function formatNumber(x) {
-  return Number.isInteger(x) ? String(x) : Number(x).toPrecision(6).replace(/\.?0+$/, "");
-}
-
-function clip(text, limit = 20000) {
-  return text.length <= limit ? text : `${text.slice(0, limit)}… (${text.length} characters)`;
-}
-
-// JSON with arrays of numbers on one line, so a board or a vector reads as one.
-function pretty(value, indent = "") {
-  const inner = indent + "  ";
-  if (Array.isArray(value)) {
-    if (value.every((v) => v === null || typeof v !== "object")) return `[${value.map((v) => JSON.stringify(v)).join(", ")}]`;
-    return `[\n${value.map((v) => inner + pretty(v, inner)).join(",\n")}\n${indent}]`;
-  }
-  if (value !== null && typeof value === "object") {
-    const keys = Object.keys(value);
-    if (!keys.length) return "{}";
-    return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${pretty(value[k], inner)}`).join(",\n")}\n${indent}}`;
-  }
-  return JSON.stringify(value) ?? String(value);
 }
 
 main();
