@@ -127,7 +127,38 @@ def test_jsonrpc_over_post_mcp(calculator):
     assert rpc(calculator, "resources/list")["error"]["code"] == -32601
     assert httpx.post(f"{calculator}/mcp", content=b"{not json").json()["error"]["code"] == -32700
     assert httpx.post(f"{calculator}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}).status_code == 202
-    assert rpc(calculator, "initialize", {"protocolVersion": "2025-06-18"})["result"]["capabilities"]["tools"] is not None
+
+
+def test_mcp_session_header(calculator):
+    """MCP's streamable HTTP: initialize names a session in Mcp-Session-Id; requests with it reach that session."""
+    before = httpx.get(f"{calculator}/health").json()["active_sessions"]
+    opened = httpx.post(f"{calculator}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}})
+    assert opened.json()["result"]["capabilities"]["tools"] is not None
+    header = {"mcp-session-id": opened.headers["mcp-session-id"]}
+    assert httpx.get(f"{calculator}/health").json()["active_sessions"] == before + 1
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 1}}}
+    assert httpx.post(f"{calculator}/mcp", json=call, headers=header).json()["result"]["data"] == 2.0
+    assert httpx.delete(f"{calculator}/mcp", headers=header).status_code == 204
+    assert httpx.get(f"{calculator}/health").json()["active_sessions"] == before
+    assert httpx.post(f"{calculator}/mcp", json=call, headers=header).json()["error"]["code"] == -32602  # that session is gone
+    assert httpx.delete(f"{calculator}/mcp", headers=header).status_code == 404
+
+
+def test_a_standard_mcp_client_uses_our_tools(calculator):
+    """fastmcp's own Client (MCP's streamable-HTTP transport: initialize, then tools/*) at POST /mcp."""
+    from fastmcp import Client
+
+    async def session():
+        async with Client(f"{calculator}/mcp") as client:
+            names = [t.name for t in await client.list_tools()]
+            held = httpx.get(f"{calculator}/health").json()["active_sessions"]
+            return names, await client.call_tool("add", {"a": 2, "b": 40}), held
+
+    before = httpx.get(f"{calculator}/health").json()["active_sessions"]
+    names, result, held = asyncio.run(session())
+    assert names == ["add", "divide", "multiply", "submit", "subtract"] and result.data == 42.0
+    assert held == before + 1  # a session of its own (Mcp-Session-Id) ...
+    assert httpx.get(f"{calculator}/health").json()["active_sessions"] == before  # ... ended with the client
 
 
 def test_mcp_inside_the_openenv_session(calculator):

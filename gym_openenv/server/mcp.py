@@ -9,7 +9,9 @@ arguments of every call. Agents reach the tools on three paths, as in OpenEnv:
   ``POST /step``): tool calls that count as steps, with reward and ``done``;
 * MCP JSON-RPC ``tools/list`` and ``tools/call`` at ``POST /mcp`` (one fresh
   environment per request, or a session made with ``openenv/session/create``)
-  and ``WS /mcp`` (one session per connection);
+  and ``WS /mcp`` (one session per connection); ``POST /mcp`` also answers
+  MCP's ``initialize`` handshake, so a standard MCP client (fastmcp's
+  ``Client("http://host/mcp")``) calls the tools too;
 * ``{"type": "mcp", "data": <JSON-RPC request>}`` on ``/ws``, inside the session.
 
 JSON-RPC messages are MCP's own wire models (``mcp_types``, the MCP SDK's
@@ -297,6 +299,8 @@ class MCPMessage(pydantic.BaseModel):
 
 
 _SESSION_METHODS = ("openenv/session/create", "openenv/session/close")
+#: MCP's streamable-HTTP session header.
+_SESSION_HEADER = "mcp-session-id"
 
 
 def _rpc_result(request_id: Any, result: pydantic.BaseModel | dict[str, Any]) -> dict[str, Any]:
@@ -444,6 +448,8 @@ async def _answer_session_method(method: str, params: dict[str, Any], request_id
             session = await host.sessions.open()
         except CapacityError as e:
             return _rpc_error(request_id, mcp_types.INTERNAL_ERROR, str(e))
+        except Exception as e:  # the environment's constructor failed
+            return _rpc_error(request_id, mcp_types.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
         return _rpc_result(request_id, {"session_id": session.id})
     session_id = params.get("session_id")
     if session_id is None:
@@ -457,7 +463,15 @@ async def _answer_session_method(method: str, params: dict[str, Any], request_id
 
 
 def add_mcp_http_route(app: FastAPI, host: EnvHost) -> None:
-    """``POST /mcp`` on every server (a server without tools answers with a JSON-RPC error)."""
+    """``POST /mcp`` (and ``DELETE /mcp``) on every server; a server without tools
+    answers with a JSON-RPC error.
+
+    A client that opens with MCP's ``initialize`` gets a session of its own, named
+    in the ``Mcp-Session-Id`` header as MCP's streamable-HTTP transport does;
+    requests carrying the header reach that session's environment, and
+    ``DELETE /mcp`` with it ends the session (the idle reaper ends forgotten ones).
+    """
+
     @app.post("/mcp")
     async def mcp_jsonrpc(request: Request) -> Response:
         import mcp_types
@@ -466,8 +480,29 @@ def add_mcp_http_route(app: FastAPI, host: EnvHost) -> None:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             return JSONResponse(_rpc_error(None, mcp_types.PARSE_ERROR, f"invalid JSON: {e}"))
+        session_id = request.headers.get(_SESSION_HEADER)
+        if isinstance(body, dict) and body.get("method") == "initialize" and session_id is None and _is_tool_env(host):
+            created = await _answer_session_method("openenv/session/create", {}, body.get("id"), host)
+            if "error" in created:
+                return JSONResponse(created)
+            reply = await answer_jsonrpc(body, None, host.env_cls)
+            return JSONResponse(reply, headers={_SESSION_HEADER: created["result"]["session_id"]})
+        if session_id is not None and isinstance(body, dict) and isinstance(body.get("params", {}), dict):
+            body = {**body, "params": {**body.get("params", {}), "session_id": session_id}}
         reply = await _answer_http(body, host)
         return Response(status_code=202) if reply is None else JSONResponse(reply)
+
+    @app.delete("/mcp")
+    async def end_mcp_session(request: Request) -> Response:
+        session_id = request.headers.get(_SESSION_HEADER)
+        if session_id is None:
+            return JSONResponse({"detail": f"DELETE /mcp needs the {_SESSION_HEADER} header"}, status_code=400)
+        try:
+            host.sessions.get(session_id)
+        except KeyError as e:
+            return JSONResponse({"detail": str(e.args[0])}, status_code=404)
+        await host.sessions.close(session_id)
+        return Response(status_code=204)
 
 
 async def serve_mcp_websocket(ws: WebSocket, host: EnvHost) -> None:
@@ -482,6 +517,10 @@ async def serve_mcp_websocket(ws: WebSocket, host: EnvHost) -> None:
     except CapacityError as e:
         await ws.send_text(json.dumps(_rpc_error(None, mcp_types.INTERNAL_ERROR, str(e))))
         await ws.close(code=1013)
+        return
+    except Exception as e:  # the environment's constructor failed: tell the client why
+        await ws.send_text(json.dumps(_rpc_error(None, mcp_types.INTERNAL_ERROR, f"{type(e).__name__}: {e}")))
+        await ws.close(code=1011)
         return
     run = _session_runner(session, host) if _is_tool_env(host) else None
     try:
