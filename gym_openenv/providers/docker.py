@@ -22,12 +22,16 @@ the context as ``.docker-wheels/`` and ``$OPENENV_DOCKER_PIP_ARGS`` (default
 """
 
 import atexit
+import functools
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
+import re
 import socket
 import tarfile
+import tempfile
 import threading
 import time
 import weakref
@@ -118,14 +122,57 @@ def _context_files(dockerfile: Path, context: Path | None = None) -> list[tuple[
     or of the repository what a gym_openenv server image needs."""
     if context is not None:
         return sorted(_walk(context, context))
-    if not (REPO_ROOT / "pyproject.toml").is_file():
-        raise ServerStartError(f"building images needs a source checkout; {REPO_ROOT} has no pyproject.toml")
     files: list[tuple[str, Path]] = []
     for root in [REPO_ROOT / "gym_openenv", dockerfile.parent.parent, *(REPO_ROOT / name for name in _CONTEXT_FILES)]:
         if root.is_file():
             files.append((root.relative_to(REPO_ROOT).as_posix(), root))
         files += _walk(root, REPO_ROOT)
+    if not (REPO_ROOT / "pyproject.toml").is_file():  # installed from a wheel: REPO_ROOT is site-packages
+        files.append(("pyproject.toml", _installed_pyproject()))
     return sorted(set(files))
+
+
+@functools.cache
+def _installed_pyproject() -> Path:
+    """A ``pyproject.toml`` for images built from an installed (wheel) gym_openenv.
+
+    The Dockerfiles install ``/app`` with pip as a project; without a source checkout
+    this file gives that project the installed distribution's name, version,
+    dependencies, extras and scripts, so the image installs what the wheel did.
+    """
+    dist = importlib.metadata.distribution("gym-openenv")
+    dependencies: list[str] = []
+    extras: dict[str, list[str]] = {}
+    for requirement in dist.requires or []:
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", requirement)
+        if extra is None:
+            dependencies.append(requirement)
+            continue
+        # Drop the extra's own marker; any other marker stays on the requirement.
+        rest = re.sub(r"""\s*(and\s+)?extra\s*==\s*["'][^"']+["']""", "", requirement).strip().rstrip(";").strip()
+        extras.setdefault(extra.group(1), []).append(rest)
+    scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    plugins = {ep.name: ep.value for ep in dist.entry_points if ep.group == "gymnasium.envs"}
+    toml = [
+        "[build-system]",
+        'requires = ["setuptools>=68"]',
+        'build-backend = "setuptools.build_meta"',
+        "[project]",
+        f"name = {json.dumps(dist.metadata['Name'])}",
+        f"version = {json.dumps(dist.version)}",
+        f"dependencies = {json.dumps(dependencies)}",
+        "[project.optional-dependencies]",
+        *(f"{json.dumps(name)} = {json.dumps(reqs)}" for name, reqs in sorted(extras.items())),
+        "[project.scripts]",
+        *(f"{json.dumps(name)} = {json.dumps(value)}" for name, value in sorted(scripts.items())),
+        '[project.entry-points."gymnasium.envs"]',
+        *(f"{json.dumps(name)} = {json.dumps(value)}" for name, value in sorted(plugins.items())),
+        "[tool.setuptools.packages.find]",
+        'include = ["gym_openenv*"]',
+    ]
+    path = Path(tempfile.mkdtemp(prefix="gym-openenv-context-")) / "pyproject.toml"
+    path.write_text("\n".join(toml) + "\n")
+    return path
 
 
 def _wheels(wheel_dir: str | None) -> list[Path]:
