@@ -360,6 +360,20 @@ def test_calculator_tools_are_picked_called_and_their_errors_shown(browser, arti
         page.screenshot(path=artifacts / "calculator.png", full_page=True)
 
 
+@pytest.mark.parametrize("name", ["echo", "repl", "chat", "finrl", "gym"])
+def test_every_other_environment_gets_a_working_page(browser, artifacts, name):
+    """The form comes from each schema as it is: Reset and Step with what it holds."""
+    with web_server(name) as url, web_page(browser, f"{url}/web") as page:
+        expect(page.locator("#action-fields [data-field]").first).to_be_attached()
+        press(page, "Reset")
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#observation .field").first).to_be_attached()
+        press(page, "Step")
+        expect(page.locator("#error")).to_be_hidden()
+        expect(page.locator("#step-count")).to_have_text("1")
+        page.screenshot(path=artifacts / f"{name}.png", full_page=True)
+
+
 # --- a session like any other: the cap and the idle reaper apply ---------------------
 
 
