@@ -22,10 +22,11 @@ environments sharing one server (one session each).
 
 Example:
     >>> import gymnasium as gym, gym_openenv                                  # doctest: +SKIP
-    >>> env = gym.make("openenv/calculator-v0")
-    >>> question, info = env.reset(seed=0)
-    >>> names = [t["name"] for t in info["tools"]]                            # add, divide, ...
-    >>> env.step({"tool": "add", "arguments": {"add": {"a": 2.0, "b": 3.0}}})[0]
+    >>> env = gym.make("openenv/calculator-v0")                               # doctest: +SKIP
+    >>> question, info = env.reset(seed=0)                                    # doctest: +SKIP
+    >>> [t["name"] for t in info["tools"]]                                    # doctest: +SKIP
+    ['add', 'divide', 'multiply', 'submit', 'subtract']
+    >>> env.step({"tool": "add", "arguments": {"add": {"a": 2.0, "b": 3.0}}})[0]   # doctest: +SKIP
     '5.0'
 """
 

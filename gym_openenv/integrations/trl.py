@@ -10,13 +10,14 @@ each batch of completions is scored in one batched reset and one batched step.
 
 This module imports neither TRL nor torch.
 
-Example:
-    >>> import gymnasium as gym, gym_openenv                              # doctest: +SKIP
-    >>> from gym_openenv.integrations.trl import EnvRewardFunction, prompt_dataset
-    >>> envs = gym.make_vec("openenv/chat-v0", num_envs=8, task="arithmetic")
-    >>> rows = prompt_dataset(envs, seeds=range(256))                    # [{"prompt": ..., "seed": ...}]
-    >>> reward = EnvRewardFunction(envs)
-    >>> trainer = GRPOTrainer(model, reward_funcs=[reward], train_dataset=Dataset.from_list(rows), ...)
+Example (``model`` and the trainer's other arguments are yours)::
+
+    import gymnasium as gym, gym_openenv
+    from gym_openenv.integrations.trl import EnvRewardFunction, prompt_dataset
+    envs = gym.make_vec("openenv/chat-v0", num_envs=8, task="arithmetic")
+    rows = prompt_dataset(envs, seeds=range(256))                    # [{"prompt": ..., "seed": ...}]
+    reward = EnvRewardFunction(envs)
+    trainer = GRPOTrainer(model, reward_funcs=[reward], train_dataset=Dataset.from_list(rows), args=...)
 
 By default completions are scored by their token ids (TRL's
 ``completion_ids``), which assumes the policy uses the environment's
