@@ -235,6 +235,11 @@ def test_mcp_environment_base_in_process():
     assert env.state.step_count == 5  # the reset's list_tools and four calls
     with pytest.raises(ValueError, match="takes CallToolAction"):
         env.step("not a tool call")
+
+    async def from_a_running_loop():  # e.g. a notebook cell
+        return env.step(CallToolAction(tool_name="bump")).result["data"]
+
+    assert asyncio.run(from_a_running_loop()) == 5
     env.close()
 
 

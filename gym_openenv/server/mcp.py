@@ -49,6 +49,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
@@ -221,7 +222,14 @@ class MCPEnvironment(Environment[CallToolAction, Observation, State]):
             raise ValueError(f"{type(self).__name__}: tools may not be named {reserved}; these names are the environment's own API")
 
     def _run(self, coro: Awaitable[Any]) -> Any:
-        return self._loop.run_until_complete(coro)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # the usual case: a server worker thread, no loop running
+            return self._loop.run_until_complete(coro)
+        # Called from inside a running loop (the environment used in-process from a
+        # notebook or an async test): the private loop runs on a thread of its own.
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(self._loop.run_until_complete, coro).result()
 
     # the tools
 
