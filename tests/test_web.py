@@ -360,10 +360,14 @@ def test_calculator_tools_are_picked_called_and_their_errors_shown(browser, arti
         page.screenshot(path=artifacts / "calculator.png", full_page=True)
 
 
-@pytest.mark.parametrize("name", ["echo", "repl", "chat", "finrl", "gym"])
-def test_every_other_environment_gets_a_working_page(browser, artifacts, name):
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("echo", None), ("repl", None), ("chat", None), ("finrl", None), ("gym", None)],
+    ids=["echo", "repl", "chat", "finrl", "gym"],
+)
+def test_every_other_environment_gets_a_working_page(browser, artifacts, name, kwargs):
     """The form comes from each schema as it is: Reset and Step with what it holds."""
-    with web_server(name) as url, web_page(browser, f"{url}/web") as page:
+    with web_server(name, kwargs) as url, web_page(browser, f"{url}/web") as page:
         expect(page.locator("#action-fields [data-field]").first).to_be_attached()
         press(page, "Reset")
         expect(page.locator("#error")).to_be_hidden()
@@ -372,6 +376,20 @@ def test_every_other_environment_gets_a_working_page(browser, artifacts, name):
         expect(page.locator("#error")).to_be_hidden()
         expect(page.locator("#step-count")).to_have_text("1")
         page.screenshot(path=artifacts / f"{name}.png", full_page=True)
+
+
+def test_a_short_box_action_gets_a_number_box_per_entry(browser):
+    with web_server("gym", {"env_id": "Pendulum-v1"}) as url, web_page(browser, f"{url}/web") as page:
+        (torque,) = space_fields(schema_of(url)["action"], "Box")
+        expect(page.locator(f'[name="{torque}"]')).to_have_attribute("type", "number")
+        expect(page.locator(f'[name="{torque}"]')).to_have_attribute("max", "2")
+        press(page, "Reset")
+        page.fill(f'[name="{torque}"]', "1.5")
+        press(page, "Step")
+        expect(page.locator("#steps li").first).to_contain_text(json.dumps({torque: [1.5]}, separators=(",", ":")))
+        page.fill(f'[name="{torque}"]', "5")  # past the bound: the server says so
+        press(page, "Step")
+        expect(page.locator("#error")).to_contain_text("VALIDATION_ERROR")
 
 
 # --- a session like any other: the cap and the idle reaper apply ---------------------

@@ -3,6 +3,7 @@
 import { el } from "./dom.js";
 
 const TEXT_AREA_LENGTH = 8192; // Text fields at least this long get a multi-line box
+const BOX_INPUTS = 8; // vectors up to this long get a number box per entry, longer ones JSON
 
 export class ActionForm {
   // container: where the controls go; info: /web/info; onListTools: called by
@@ -136,17 +137,15 @@ function controlFor(name, prop, { optional, meanings }) {
     return { input, read: () => (input.value === "" ? undefined : literals[Number(input.value)]) };
   }
   if ((space && space.type === "Box" && space.shape.length === 0) || prop.type === "number" || prop.type === "integer") {
-    const integer = space ? !/f/.test(space.dtype) : prop.type === "integer";
-    const low = space ? Number(space.low) : prop.minimum;
-    const high = space ? Number(space.high) : prop.maximum;
-    const input = el("input", {
-      type: "number",
-      step: integer ? "1" : "any",
-      min: Number.isFinite(low) ? String(low) : null,
-      max: Number.isFinite(high) ? String(high) : null,
-      placeholder: prop.default !== undefined ? `default ${prop.default}` : "",
-    });
+    const input = numberInput(space, prop, 0);
     return { input, read: () => (input.value.trim() === "" ? undefined : Number(input.value)) };
+  }
+  if (space && space.type === "Box" && space.shape.length === 1 && space.shape[0] <= BOX_INPUTS) {
+    // A short vector (a torque, a joystick): one number box per entry.
+    const inputs = Array.from({ length: space.shape[0] }, (_, i) => numberInput(space, prop, i));
+    for (const input of inputs) input.value = String(boxFill(space, 0));
+    const node = el("div", { class: "vector" }, ...inputs);
+    return { input: inputs[0], node, read: () => inputs.map((input) => Number(input.value)) };
   }
   if (prop.type === "boolean") {
     if (optional) {
@@ -165,6 +164,27 @@ function controlFor(name, prop, { optional, meanings }) {
   }
   // Arrays, objects, Box with a shape, MultiDiscrete, Dict ...: JSON.
   return jsonControl(name, template(space, prop), optional);
+}
+
+// A number box with the space's bounds (entry `index` of a Box's bounds).
+function numberInput(space, prop, index) {
+  const integer = space ? !/f/.test(space.dtype) : prop.type === "integer";
+  const bound = (b) => Number(Array.isArray(b) ? b[index] : b);
+  const low = space ? bound(space.low) : prop.minimum;
+  const high = space ? bound(space.high) : prop.maximum;
+  return el("input", {
+    type: "number",
+    step: integer ? "1" : "any",
+    min: Number.isFinite(low) ? String(low) : null,
+    max: Number.isFinite(high) ? String(high) : null,
+    placeholder: prop.default !== undefined ? `default ${prop.default}` : "",
+  });
+}
+
+// What a Box's form starts at: 0 where the space allows it, else its lower bound.
+function boxFill(space) {
+  const low = Number(Array.isArray(space.low) ? space.low[0] : space.low);
+  return Number.isFinite(low) && low > 0 ? low : 0;
 }
 
 function jsonControl(name, initial, optional) {
@@ -186,8 +206,7 @@ function jsonControl(name, initial, optional) {
 
 function template(space, prop) {
   if (space && space.type === "Box") {
-    const low = Number(space.low);
-    const fill = Number.isFinite(low) && low > 0 ? low : 0;
+    const fill = boxFill(space);
     const build = (dims) => (dims.length ? Array.from({ length: dims[0] }, () => build(dims.slice(1))) : fill);
     return JSON.stringify(build(space.shape));
   }
