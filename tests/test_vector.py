@@ -188,3 +188,40 @@ def test_shared_memory_frames_equal_the_socket_path():
         fast.close()
         plain.close()
     assert set(os.listdir("/dev/shm")) - before == set()  # a memfd leaves no file behind
+
+
+def test_same_step_autoreset_keeps_final_frames_with_shared_memory():
+    import ale_py
+
+    gym.register_envs(ale_py)
+    # 40 frames (10 steps) per episode: episodes end during the test.
+    kwargs = dict(num_envs=2, num_servers=1, game="pong", max_num_frames_per_episode=40, autoreset_mode=AutoresetMode.SAME_STEP)
+    fast = gym.make_vec("openenv/atari-v0", **kwargs)
+    plain = gym.make_vec("openenv/atari-v0", shared_memory=False, **kwargs)
+    native = gym.make_vec("ALE/Pong-v5", num_envs=2, vectorization_mode="sync", max_num_frames_per_episode=40, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+    try:
+        assert fast._pool.servers[0].slots is not None
+        a, _ = fast.reset(seed=3)
+        b, _ = plain.reset(seed=3)
+        c, _ = native.reset(seed=3)
+        np.testing.assert_array_equal(a, c)
+        ended = 0
+        for step in range(25):
+            actions = np.array([step % 6, (step * 5) % 6])
+            a, _, ta, tra, ia = fast.step(actions)
+            b, _, tb, trb, ib = plain.step(actions)
+            c, _, tc, trc, ic = native.step(actions)
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)  # frame-exact with ALE v5, autoreset included
+            np.testing.assert_array_equal(tra, trc)
+            if trc.any():
+                ended += 1
+                for i in np.flatnonzero(trc):
+                    np.testing.assert_array_equal(ia["final_obs"][i], ic["final_obs"][i])
+                    np.testing.assert_array_equal(ib["final_obs"][i], ic["final_obs"][i])
+                    assert not np.array_equal(ia["final_obs"][i], a[i])  # the last frame, not the new first one
+        assert ended >= 2
+    finally:
+        fast.close()
+        plain.close()
+        native.close()

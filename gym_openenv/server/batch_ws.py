@@ -176,7 +176,14 @@ class _Connection:
             return None  # no memfd here: arrays travel in the frame
         self.blocks.append(block)
         self.slot_of.update({i: (block, k) for k, i in enumerate(ids)})
+        for i in ids:
+            self._lend_slot(i)
         return block.describe()
+
+    def _lend_slot(self, i: int) -> None:
+        """Let session ``i``'s environment render into its slot (``Environment.observe_into``)."""
+        block, k = self.slot_of[i]
+        self.sessions[i].env.observe_into({key: view[k] for key, view in block.views.items()})
 
     async def on_close(self, request: BatchClose) -> BatchClosed:
         ids = [i for i in dict.fromkeys(request.ids) if i in self.sessions]
@@ -231,14 +238,30 @@ class _Connection:
             calls += [lambda s=s, a=a: s.env.step(a) for s, a in zip(stepping, actions)]
         sessions = resetting + stepping
         results = await self._run(sessions, calls, native=self.host.native_step_batch and bool(stepping), first_step=len(resetting))
-        reply = self._reply(reset_ids + step_ids, results)
+        ids = reset_ids + step_ids
+        reply = self._reply(ids, results)
         if autoreset:
             ended = [r for r in range(len(resetting), len(sessions)) if reply.done[r] and not isinstance(results[r], RowError)]
             if ended:
+                ended_ids = [ids[r] for r in ended]
+                # The final frames sit in the slots, where an environment may render its reset:
+                # keep them aside, send the reset frames in the frame, put the final ones back.
+                finals = self._read_slots(ended_ids, reply.shm)
                 again = await self._run([sessions[r] for r in ended], [lambda s=sessions[r]: s.env.reset(**self.host.reset_kwargs({})) for r in ended])
                 reply.autoreset_rows = ended
-                reply.autoreset = self._reply([(reset_ids + step_ids)[r] for r in ended], again)
+                reply.autoreset = self._reply(ended_ids, again, use_slots=False)
+                self._write_back(finals)
         return reply
+
+    def _read_slots(self, ids: list[int], keys: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(slot view, copy of its content) for ``keys`` of sessions ``ids``."""
+        views = [self.slot_of[i][0].views[key][self.slot_of[i][1]] for i in ids if i in self.slot_of for key in keys]
+        return [(view, view.copy()) for view in views]
+
+    @staticmethod
+    def _write_back(saved: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for view, content in saved:
+            view[...] = content
 
     async def _actions(self, columns: dict[str, Any], n: int) -> list[Any]:
         if not n:
@@ -285,11 +308,15 @@ class _Connection:
     async def _replace(self, session: Session, stuck: list[asyncio.Future]) -> None:
         """A new environment for a session whose call hung; the old one is closed when that call returns."""
         old = session.env
+        old.observe_into({})  # its step may still finish: not into the slot the new environment gets
         try:
             session.env = await self.host.create_env(self.client)
         except Exception as e:
             session.broken = f"its environment hung and no new one could be built: {type(e).__name__}: {e}"
             return
+        number = next((i for i, s in self.sessions.items() if s is session), None)
+        if number in self.slot_of:
+            self._lend_slot(number)
 
         def close_old(_: Any) -> None:
             task = asyncio.ensure_future(self.host.close_env(old))
@@ -302,10 +329,16 @@ class _Connection:
                 return
         close_old(None)
 
-    def _reply(self, ids: list[int], results: list[Any]) -> BatchResult:
+    def _reply(self, ids: list[int], results: list[Any], use_slots: bool = True) -> BatchResult:
         errors = [RowError(row, r.code, r.message, r.episode_lost) for row, r in enumerate(results) if isinstance(r, RowError)]
         payloads = [None if isinstance(r, RowError) else observation_payload(r, keep_arrays=True) for r in results]
-        in_slots = self._write_slots(payloads, ids)
+        if use_slots:
+            in_slots = self._write_slots(payloads, ids)
+        else:  # arrays travel in the frame; copied, as an environment may have rendered them into its slot
+            in_slots = []
+            for p in payloads:
+                if p is not None:
+                    p["observation"] = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p["observation"].items()}
         reply = BatchResult.of(payloads, fields=next((p["observation"].keys() for p in payloads if p is not None), ()))
         reply.errors, reply.shm = errors, in_slots
         return reply

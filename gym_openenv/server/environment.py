@@ -37,16 +37,19 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from gymnasium import spaces
 
+from gym_openenv.manifest import MANIFEST_FILE, load_manifest
 from gym_openenv.models import Action, Observation, State
 
-__all__ = ["Environment", "EnvironmentMetadata", "FieldSpaces"]
+__all__ = ["Environment", "EnvironmentMetadata", "FieldSpaces", "folder_metadata"]
 
 ActT = TypeVar("ActT")
 ObsT = TypeVar("ObsT")
@@ -105,6 +108,14 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the session holds (processes, browsers, files)."""
 
+    def observe_into(self, buffers: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Write later observations' array fields straight into ``buffers`` (``{field: ndarray}``).
+
+        The batch server lends each session its shared-memory slot this way; an
+        environment that renders into the given array (and returns that array as
+        the field's value) saves the server a copy per step. Ignoring it is fine.
+        """
+
     def field_spaces(self) -> FieldSpaces:
         """Spaces that depend on this instance's configuration.
 
@@ -115,8 +126,11 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
         return {}
 
     def metadata(self) -> EnvironmentMetadata:
-        """Name and description shown by ``GET /metadata``."""
-        return EnvironmentMetadata(name=type(self).__name__, description=(type(self).__doc__ or "").strip())
+        """What ``GET /metadata`` shows: by default the name, version and description
+        written in the environment folder's ``openenv.yaml`` (:func:`folder_metadata`).
+        Override to add what depends on the instance:
+        ``dataclasses.replace(super().metadata(), extra={"game": self.game})``."""
+        return folder_metadata(type(self))
 
     @classmethod
     def step_batch(cls, envs: Sequence[Environment], actions: Sequence[Any]) -> list[Any]:
@@ -127,3 +141,17 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
         exactly what ``[env.step(a) for env, a in zip(envs, actions)]`` would.
         """
         return [env.step(action) for env, action in zip(envs, actions)]
+
+
+def folder_metadata(cls: type) -> EnvironmentMetadata:
+    """Name, version and description from the ``openenv.yaml`` of the folder ``cls`` is
+    defined in (its module's folder, or the one above, as for OpenEnv's
+    ``server/<name>_environment.py``): the one place they are written. Without one,
+    the class name and docstring."""
+    module_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if module_file is not None:
+        for folder in Path(module_file).resolve().parents[:2]:
+            if (folder / MANIFEST_FILE).is_file():
+                manifest = load_manifest(folder)
+                return EnvironmentMetadata(name=manifest.name, description=manifest.description or "", version=manifest.version)
+    return EnvironmentMetadata(name=cls.__name__, description=(cls.__doc__ or "").strip())

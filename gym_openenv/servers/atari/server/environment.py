@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
+from dataclasses import replace
 from typing import Any, Literal
 
 import ale_py
@@ -158,6 +159,22 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
     def close(self) -> None:
         self._env.close()
 
+    def observe_into(self, buffers: dict[str, np.ndarray]) -> None:
+        """Render the screen straight into ``buffers["screen"]`` (the session's
+        shared-memory slot): ALE writes the frame there, nothing is copied."""
+        out = buffers.get("screen")
+        space, env = self._env.observation_space, self._env
+        draw = {"rgb": env.ale.getScreenRGB, "grayscale": env.ale.getScreenGrayscale}.get(env._obs_type)
+        if out is None or out.shape != space.shape or out.dtype != space.dtype or env.sound_obs or draw is None:
+            env.__dict__.pop("_get_obs", None)  # back to fresh arrays (the slot was taken back)
+            return
+
+        def render_into_slot() -> np.ndarray:  # AtariEnv's own _get_obs, with ALE's out= argument
+            draw(out)
+            return out
+
+        env._get_obs = render_into_slot
+
     def field_spaces(self) -> FieldSpaces:
         return {
             "action": {"action_id": self._env.action_space},
@@ -165,13 +182,12 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
         }
 
     def metadata(self) -> EnvironmentMetadata:
-        return EnvironmentMetadata(
-            name="atari",
-            description=f"Atari 2600 {self._state.game_name} via the Arcade Learning Environment, as ALE/<Game>-v5",
-            version=ale_py.__version__,
+        return replace(
+            super().metadata(),
             documentation_url="https://ale.farama.org/environments/",
             extra={
                 "game": self._state.game_name,
+                "ale_py_version": ale_py.__version__,
                 "action_meanings": self._env.get_action_meanings(),
                 "render_fps": self._env.metadata["render_fps"],
             },
