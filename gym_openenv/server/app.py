@@ -166,9 +166,8 @@ def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
     async def metadata() -> dict[str, Any]:
         return await host.metadata()
 
-    async def with_fresh_env(call: Any, request: Request) -> Any:
-        peer = request.client
-        client = host.client(f"HTTP {peer.host}:{peer.port}" if peer else "HTTP")
+    async def with_fresh_env(call: Any) -> Any:
+        client = host.http_client
         try:
             env = await host.create_env(client)
         except StepTimeout as e:
@@ -181,13 +180,13 @@ def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
             await host.close_env(env)  # once the call has returned, if it hung
 
     @app.post("/reset")
-    async def reset(http: Request, request: dict[str, Any] = Body(default_factory=dict)) -> JSONResponse:
+    async def reset(request: dict[str, Any] = Body(default_factory=dict)) -> JSONResponse:
         kwargs = host.reset_kwargs(request)
-        observation = await with_fresh_env(lambda env: env.reset(**kwargs), http)
+        observation = await with_fresh_env(lambda env: env.reset(**kwargs))
         return openenv_response(observation_payload(observation, keep_arrays=False))
 
     @app.post("/step")
-    async def step(http: Request, request: dict[str, Any] = Body(...)) -> JSONResponse:
+    async def step(request: dict[str, Any] = Body(...)) -> JSONResponse:
         data = request.get("action")
         if not isinstance(data, dict):
             raise HTTPException(status_code=422, detail="body must be {'action': {...}}")
@@ -195,9 +194,9 @@ def _add_http_routes(app: FastAPI, host: EnvHost) -> None:
             action = mcp_action(host.env_cls, data) or (await host.specs()).action.build(data)
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
-        observation = await with_fresh_env(lambda env: env.step(action), http)
+        observation = await with_fresh_env(lambda env: env.step(action))
         return openenv_response(observation_payload(observation, keep_arrays=False))
 
     @app.get("/state")
-    async def state(http: Request) -> JSONResponse:
-        return json_response(await with_fresh_env(lambda env: env.state, http))
+    async def state() -> JSONResponse:
+        return json_response(await with_fresh_env(lambda env: env.state))

@@ -17,8 +17,9 @@ Every call runs on the worker budget of the client that asked for it (one
 * A client has at most ``workers_per_client`` calls in flight. A call that
   hangs keeps its thread (threads cannot be killed) *and its client's slot*
   until it returns, so a client whose steps hang uses up only its own slots:
-  every other client's calls still find a worker (the pool has
-  ``max_sessions * workers_per_client`` threads unless ``workers`` says less).
+  every other client's calls still find a worker (the pool has a thread for
+  every budget's every slot unless ``workers`` says less). The stateless HTTP
+  routes share one budget, :attr:`EnvHost.http_client`.
 * Past ``timeout`` :meth:`EnvHost.run` raises :class:`StepTimeout`. When the call
   had started and ``env=`` names the environment it touches, that environment
   is *lost* (``StepTimeout.env_lost``, :meth:`EnvHost.is_lost`): the caller gives
@@ -75,7 +76,7 @@ class ServerSettings:
     step_timeout: float | None = 300.0
     #: environment calls one client (connection) may have in flight, hung ones included
     workers_per_client: int = 4
-    #: worker threads in all (default: max_sessions * workers_per_client, created as needed)
+    #: worker threads in all (default: enough for every budget at once, created as needed)
     workers: int | None = None
     max_message_bytes: int = 64 * 1024 * 1024
     #: seconds a client has to send a request's head (request line and headers)
@@ -114,7 +115,10 @@ class ServerSettings:
 
     @property
     def worker_threads(self) -> int:
-        return self.workers or self.max_sessions * self.workers_per_client
+        # One budget per session's connection, one for the HTTP routes together, one for the
+        # server's own calls, and one close per session: hung calls can then use up only their
+        # own budget, never a thread another budget needs.
+        return self.workers or (self.max_sessions + 2) * self.workers_per_client + self.max_sessions
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,8 @@ class EnvHost:
         # Clients of the server's own calls: probing the class, and closing environments.
         self._own = Client("server", settings.workers_per_client)
         self._closer = Client("closing", max(settings.workers_per_client, settings.max_sessions))
+        #: the stateless HTTP routes share one budget: hung HTTP steps never take a session's workers
+        self.http_client = Client("HTTP routes", settings.workers_per_client)
         self._in_flight: dict[int, int] = {}  # id(env) -> its calls still running
         self._lost: set[int] = set()  # id(env) of environments whose call timed out
         self._close_when_done: dict[int, Environment] = {}
