@@ -288,12 +288,12 @@ env.step({"code": "open('/workspace/mid-step', 'wb').write(b'x' * (8 << 20))\\ni
 
 
 def _sandboxes_of(server_pid: int) -> list[str]:
-    return glob.glob(os.path.join(tempfile.gettempdir(), f"gym_openenv_sandbox_{server_pid}_*"))
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"gym_openenv_sandbox_pid{server_pid}_*"))
 
 
 def _mounts_of(server_pid: int) -> list[str]:
     with open("/proc/mounts") as f:
-        return [line for line in f if f"gym_openenv_sandbox_{server_pid}_" in line]
+        return [line for line in f if f"gym_openenv_sandbox_pid{server_pid}_" in line]
 
 
 def _kill_mid_step(client: subprocess.Popen, server_pid: int) -> None:
@@ -329,6 +329,21 @@ def test_a_client_killed_mid_step_leaves_nothing_behind_on_a_shared_server():
         assert _wait_until(lambda: _sandboxes_of(server.pid) == [], 30), _sandboxes_of(server.pid)
         assert _mounts_of(server.pid) == []
         assert httpx.get(server.base_url + "/health").json()["active_sessions"] == 0
+
+
+def test_a_new_sandbox_removes_those_of_servers_that_died():
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tempfile.mkdtemp(prefix=f"gym_openenv_sandbox_pid{dead.pid}_")
+    os.mkdir(os.path.join(orphan, "workspace"))
+    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", os.path.join(orphan, "workspace")]).returncode == 0
+    env = CodingEnvironment()
+    try:
+        assert not os.path.exists(orphan)
+        assert not mounted or _mounts_of(dead.pid) == []
+        assert env.sandbox.root.exists()  # its own, and live servers' sandboxes, stay
+    finally:
+        env.close()
 
 
 # --- secrets -------------------------------------------------------------------

@@ -37,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import re
 import shutil
 import signal
 import tempfile
@@ -68,7 +69,7 @@ _ENV = {
 }
 # Outer uids for sandboxes: far above any real account, one per sandbox.
 _UID_RANGE = (1 << 24, 1 << 30)
-#: Prefix of every sandbox's directory (and cgroup): ``<prefix><server pid>_<random>``.
+#: Prefix of every sandbox's directory (and cgroup): ``<prefix>pid<server pid>_<random>``.
 _PREFIX = "gym_openenv_sandbox_"
 _MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -154,7 +155,7 @@ class Sandbox:
         # Root gives each sandbox its own uid; otherwise runs share ours.
         self.uid = random.SystemRandom().randrange(*_UID_RANGE) if os.geteuid() == 0 else None
         remove_orphans()
-        self.root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}_"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}pid{os.getpid()}_"))
         self.root.chmod(0o711)  # the sandbox uid must reach workspace/ and runtime/
         self.budget = CgroupBudget.create(self.root.name, self.limits.memory_bytes, self.limits.max_processes)
         self.workspace_on_tmpfs = False
@@ -269,8 +270,8 @@ def remove_orphans() -> None:
     """Remove sandbox directories, workspace mounts and cgroups of servers that are gone."""
 
     def orphaned(name: str) -> bool:
-        pid = name.removeprefix(_PREFIX).partition("_")[0]
-        return name.startswith(_PREFIX) and pid.isdigit() and not psutil.pid_exists(int(pid))
+        owner = re.fullmatch(rf"{_PREFIX}pid(\d+)_\w+", name)
+        return owner is not None and not psutil.pid_exists(int(owner.group(1)))
 
     temp = Path(tempfile.gettempdir())
     for root in temp.glob(f"{_PREFIX}*"):
