@@ -326,8 +326,7 @@ def validate_folder(folder: Path, env_kwargs: dict[str, Any] | None = None, time
 
     try:
         served = report.run("server starts", start, needs=app_ok)
-        if served:
-            report.run("/schema matches models", lambda: check.schema_matches(state["url"]))
+        report.run("/schema matches models", lambda: check.schema_matches(state["url"]), needs=served)
         ServerChecks(state.get("url", ""), timeout=timeout).run(report, needs=served)
     finally:
         if provider is not None:
