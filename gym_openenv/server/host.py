@@ -196,7 +196,7 @@ class EnvHost:
     # running environment code
 
     def client(self, name: str) -> Client:
-        """A fresh worker budget for one client (a connection, an HTTP request)."""
+        """A fresh worker budget for one client: one per WebSocket connection."""
         return Client(name, self.settings.workers_per_client)
 
     async def run(
