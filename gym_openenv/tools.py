@@ -43,14 +43,25 @@ import httpx
 import numpy as np
 from gymnasium import spaces
 
-from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, LoopThread, fetch_json
+from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, EnvClient, LoopThread, StepResult, fetch_json
 from gym_openenv.endpoint import Endpoint
 from gym_openenv.env import OpenEnvEnv, resolve_server
 from gym_openenv.errors import OpenEnvError
 from gym_openenv.providers import Provider
+from gym_openenv.server.mcp import CallToolAction, CallToolObservation, ListToolsObservation
 from gym_openenv.spaces import SchemaSpace, contains, schema_space, text
 
-__all__ = ["ToolEnv", "ToolSpec", "is_tool_schema", "list_tools", "make_env", "make_vec_env", "observation_text"]
+__all__ = [
+    "ToolClient",
+    "ToolEnv",
+    "ToolSpec",
+    "ToolVectorEnv",
+    "is_tool_schema",
+    "list_tools",
+    "make_env",
+    "make_vec_env",
+    "observation_text",
+]
 
 #: The fields of OpenEnv's CallToolAction that make a server a tool environment.
 TOOL_ACTION_FIELDS = frozenset({"tool_name", "arguments"})
@@ -399,3 +410,21 @@ class ToolVectorEnv(gym.vector.SyncVectorEnv):
             server, self._server = self._server, None
             if server is not None:
                 server.stop()
+
+
+class ToolClient(EnvClient):
+    """A typed client for an MCP tool environment, in OpenEnv's style: steps take
+    :class:`~gym_openenv.server.mcp.CallToolAction` or ``ListToolsAction``; a
+    ``ListToolsAction`` step comes back as a ``ListToolsObservation``. Subclasses
+    name their own observation model (``gym_openenv/servers/calculator/client.py``).
+    """
+
+    action_type = CallToolAction
+    observation_type = CallToolObservation
+
+    async def _observation(self, payload: dict[str, Any]) -> StepResult:
+        fields = payload.get("observation") or {}
+        if "tools" not in fields:
+            return await super()._observation(payload)
+        flags = {k: payload[k] for k in ("reward", "done", "truncated", "metadata") if k in payload}
+        return StepResult(ListToolsObservation(**fields, **flags), payload.get("reward"), bool(payload.get("done")), bool(payload.get("truncated")))

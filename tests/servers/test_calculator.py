@@ -14,7 +14,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import gym_openenv  # noqa: F401  (registers openenv/calculator-v0)
-from gym_openenv.server.mcp import CallToolAction
+from gym_openenv.server.mcp import CallToolAction, ListToolsAction, ListToolsObservation
+from gym_openenv.servers.calculator.client import CalculatorEnv
 from gym_openenv.servers.calculator.server.environment import CalculatorEnvironment
 from gym_openenv.tools import ToolEnv, ToolVectorEnv
 
@@ -128,3 +129,14 @@ def test_make_vec_steps_separate_sessions():
         assert all(q.startswith("What is") for q in obs)
     finally:
         envs.close()
+
+
+def test_typed_client():
+    with CalculatorEnv.launch().sync() as env:
+        question = env.reset(seed=4).observation.question
+        result = env.step(call("multiply", a=6, b=7))
+        assert result.observation.result["data"] == 42.0 and result.reward == 0.0
+        listed = env.step(ListToolsAction()).observation
+        assert isinstance(listed, ListToolsObservation) and [t["name"] for t in listed.tools] == TOOLS
+        done = env.step(call("submit", answer=solve(question)))
+        assert done.reward == 1.0 and done.done and env.state().submitted

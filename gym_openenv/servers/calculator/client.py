@@ -1,11 +1,10 @@
 """A typed client for the calculator server, in OpenEnv's style (tool calls as actions)."""
 
-from gym_openenv.client import EnvClient
-from gym_openenv.servers.calculator.models import CalculatorObservation, CalculatorState, CallToolAction
+from gym_openenv.servers.calculator.models import CalculatorObservation, CalculatorState
+from gym_openenv.tools import ToolClient
 
 
-class CalculatorEnv(EnvClient[CallToolAction, CalculatorObservation, CalculatorState]):
-    action_type = CallToolAction
+class CalculatorEnv(ToolClient):
     observation_type = CalculatorObservation
     state_type = CalculatorState
     environment = "gym_openenv.servers.calculator.server.environment:CalculatorEnvironment"
