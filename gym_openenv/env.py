@@ -9,8 +9,12 @@ Example:
     ('hi', 0.2)
 """
 
+import atexit
 import dataclasses
+import itertools
 import os
+import shutil
+import tempfile
 from typing import Any
 
 import gymnasium as gym
@@ -57,8 +61,24 @@ def resolve_server(
     kind = provider or os.environ.get("OPENENV_PROVIDER") or (hints[0] if hints else "local")
     if hints and kind not in hints:
         raise ValueError(f"{environment} cannot run on provider {kind!r}; registry.yaml allows {', '.join(hints)}")
+    if kind == "local" and not {"host", "uds"} & options.keys():
+        # A Unix socket: the server is ours and on this machine, and a local socket costs
+        # far less per message than TCP over loopback (the kernel's TCP path dominated a step).
+        options["uds"] = _socket_path()
     started = make_provider(kind, environment, env_kwargs, **options)
     return started.start(), started
+
+
+_SOCKETS: dict[str, Any] = {}
+
+
+def _socket_path() -> str:
+    """A fresh socket path in this process's private folder (removed at exit)."""
+    if "dir" not in _SOCKETS:
+        _SOCKETS["dir"] = tempfile.mkdtemp(prefix="gym-openenv-")
+        _SOCKETS["next"] = itertools.count()
+        atexit.register(shutil.rmtree, _SOCKETS["dir"], ignore_errors=True)
+    return os.path.join(_SOCKETS["dir"], f"server-{next(_SOCKETS['next'])}.sock")
 
 
 def _provider_hints(environment: str) -> tuple[str, ...]:
