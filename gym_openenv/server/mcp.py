@@ -43,8 +43,6 @@ Example:
     'invalid_args'
 """
 
-from __future__ import annotations
-
 import asyncio
 import dataclasses
 import json
@@ -55,14 +53,13 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
-from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
 
 from gym_openenv.models import Action, Observation, State
 from gym_openenv.server.environment import Environment
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used, so the gym side (gym_openenv.tools) imports this module cheaply
     import mcp_types
+    from fastapi import FastAPI, WebSocket
     from fastmcp import FastMCP
 
     from gym_openenv.server.host import EnvHost
@@ -205,7 +202,7 @@ class MCPEnvironment(Environment[CallToolAction, Observation, State]):
     action_type = CallToolAction
     observation_type = CallToolObservation
 
-    def __init__(self, mcp: FastMCP | None = None):
+    def __init__(self, mcp: "FastMCP | None" = None):
         from fastmcp import FastMCP
 
         if mcp is None:
@@ -233,7 +230,7 @@ class MCPEnvironment(Environment[CallToolAction, Observation, State]):
 
     # the tools
 
-    def list_tools(self) -> list[mcp_types.Tool]:
+    def list_tools(self) -> "list[mcp_types.Tool]":
         """The tools as MCP ``Tool`` models (name, description, input and output schema)."""
         return [t.to_mcp_tool() for t in self._run(self.mcp.list_tools())]
 
@@ -291,7 +288,7 @@ def _tool_error(name: str, kind: ToolErrorType, message: str) -> CallToolObserva
     return CallToolObservation(tool_name=name, error={"error_type": kind.value, "message": message})
 
 
-def _tool_summary(t: mcp_types.Tool) -> dict[str, Any]:
+def _tool_summary(t: "mcp_types.Tool") -> dict[str, Any]:
     return {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
 
 
@@ -328,7 +325,7 @@ def _rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
     return reply
 
 
-def _call_result(observation: CallToolObservation) -> mcp_types.CallToolResult:
+def _call_result(observation: CallToolObservation) -> "mcp_types.CallToolResult":
     import mcp_types
 
     if observation.error is not None:  # MCP reports failed calls as results with isError
@@ -397,11 +394,11 @@ def _initialize_result(env_cls: type, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _is_tool_env(host: EnvHost) -> bool:
+def _is_tool_env(host: "EnvHost") -> bool:
     return issubclass(host.env_cls, MCPEnvironment)
 
 
-def _session_runner(session: Session, host: EnvHost) -> EnvCall:
+def _session_runner(session: "Session", host: "EnvHost") -> EnvCall:
     async def run(fn: Callable[..., Any]) -> Any:
         session.busy += 1
         try:
@@ -413,7 +410,7 @@ def _session_runner(session: Session, host: EnvHost) -> EnvCall:
     return run
 
 
-def _fresh_env_runner(host: EnvHost) -> EnvCall:
+def _fresh_env_runner(host: "EnvHost") -> EnvCall:
     async def run(fn: Callable[..., Any]) -> Any:
         env = await host.run(lambda: host.env_cls(**host.env_kwargs))
         try:
@@ -424,7 +421,7 @@ def _fresh_env_runner(host: EnvHost) -> EnvCall:
     return run
 
 
-async def _answer_http(body: Any, host: EnvHost) -> dict[str, Any] | None:
+async def _answer_http(body: Any, host: "EnvHost") -> dict[str, Any] | None:
     """POST /mcp: stateless, or inside a session made with ``openenv/session/create``."""
     import mcp_types
 
@@ -446,7 +443,7 @@ async def _answer_http(body: Any, host: EnvHost) -> dict[str, Any] | None:
     return await answer_jsonrpc(body, _session_runner(session, host), host.env_cls)
 
 
-async def _answer_session_method(method: str, params: dict[str, Any], request_id: Any, host: EnvHost) -> dict[str, Any]:
+async def _answer_session_method(method: str, params: dict[str, Any], request_id: Any, host: "EnvHost") -> dict[str, Any]:
     import mcp_types
 
     from gym_openenv.server.sessions import CapacityError
@@ -470,7 +467,7 @@ async def _answer_session_method(method: str, params: dict[str, Any], request_id
     return _rpc_result(request_id, {"session_id": session_id, "closed": True})
 
 
-def add_mcp_http_route(app: FastAPI, host: EnvHost) -> None:
+def add_mcp_http_route(app: "FastAPI", host: "EnvHost") -> None:
     """``POST /mcp`` (and ``DELETE /mcp``) on every server; a server without tools
     answers with a JSON-RPC error.
 
@@ -479,6 +476,8 @@ def add_mcp_http_route(app: FastAPI, host: EnvHost) -> None:
     requests carrying the header reach that session's environment, and
     ``DELETE /mcp`` with it ends the session (the idle reaper ends forgotten ones).
     """
+    from fastapi import Request, Response
+    from fastapi.responses import JSONResponse
 
     @app.post("/mcp")
     async def mcp_jsonrpc(request: Request) -> Response:
@@ -513,9 +512,10 @@ def add_mcp_http_route(app: FastAPI, host: EnvHost) -> None:
         return Response(status_code=204)
 
 
-async def serve_mcp_websocket(ws: WebSocket, host: EnvHost) -> None:
+async def serve_mcp_websocket(ws: "WebSocket", host: "EnvHost") -> None:
     """``WS /mcp``: one session per connection, one JSON-RPC request per text frame."""
     import mcp_types
+    from fastapi import WebSocketDisconnect
 
     from gym_openenv.server.sessions import CapacityError
 
@@ -548,7 +548,7 @@ async def serve_mcp_websocket(ws: WebSocket, host: EnvHost) -> None:
         await host.sessions.close(session.id)
 
 
-async def _answer_or_fail(body: Any, run: EnvCall | None, host: EnvHost) -> dict[str, Any] | None:
+async def _answer_or_fail(body: Any, run: EnvCall | None, host: "EnvHost") -> dict[str, Any] | None:
     import mcp_types
 
     from gym_openenv.server.host import StepTimeout
@@ -560,7 +560,7 @@ async def _answer_or_fail(body: Any, run: EnvCall | None, host: EnvHost) -> dict
         return _rpc_error(request_id, mcp_types.INTERNAL_ERROR, str(e))
 
 
-async def on_mcp_message(message: MCPMessage, session: Session, host: EnvHost, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+async def on_mcp_message(message: MCPMessage, session: "Session", host: "EnvHost", send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
     """``{"type": "mcp"}`` on ``/ws``: JSON-RPC inside the connection's session."""
     run = _session_runner(session, host) if _is_tool_env(host) else None
     reply = await _answer_or_fail(message.data, run, host)
