@@ -234,7 +234,7 @@ def print_table(results: dict[str, dict[int, float]], sizes: list[int]) -> None:
     for name, row in results.items():
         print(f"{name:>16}" + "".join(f"{row[n]:10.0f}" if n in row else f"{'-':>10}" for n in sizes))
     if "gym_openenv" in results:
-        print(f"\n{"gym_openenv / x":>16}" + "".join(f"{n:>10}" for n in sizes))
+        print(f"\n{'gym_openenv / x':>16}" + "".join(f"{n:>10}" for n in sizes))
         base = results["gym_openenv"]
         for name, row in results.items():
             print(f"{name:>16}" + "".join(f"{base[n] / row[n]:10.2f}" if n in row and n in base else f"{'-':>10}" for n in sizes))
