@@ -190,6 +190,21 @@ def test_websocket_mcp_route_keeps_one_session(calculator):
         assert httpx.get(f"{calculator}/health").json()["active_sessions"] >= 1
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000, b"\xff\xfe", b"[1, 2]", b"null", b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [1]}'])
+def test_malformed_mcp_requests_get_jsonrpc_errors(body):
+    from fastapi.testclient import TestClient
+
+    from gym_openenv.server import create_app
+    from gym_openenv.servers.calculator.server.environment import CalculatorEnvironment
+
+    with TestClient(create_app(CalculatorEnvironment)) as client:
+        reply = client.post("/mcp", content=body)
+        assert reply.status_code == 200 and reply.json()["error"]["code"] in (-32700, -32600)
+        with client.websocket_connect("/mcp") as ws:
+            ws.send_text(body.decode("utf-8", errors="replace"))
+            assert json.loads(ws.receive_text())["error"]["code"] in (-32700, -32600)
+
+
 def test_openenv_validate_accepts_our_servers(calculator, echo_server):
     from openenv.cli._validation import validate_running_environment
 

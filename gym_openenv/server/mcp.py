@@ -351,6 +351,8 @@ async def answer_jsonrpc(body: Any, run: EnvCall | None, env_cls: type) -> dict[
 
     try:
         request = mcp_types.JSONRPCRequest.model_validate(body)
+    except RecursionError:
+        return _rpc_error(None, mcp_types.INVALID_REQUEST, "not a JSON-RPC 2.0 request: nested too deeply")
     except pydantic.ValidationError as e:
         request_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), (str, int)) else None
         if isinstance(body, dict) and "id" not in body and isinstance(body.get("method"), str):
@@ -485,8 +487,8 @@ def add_mcp_http_route(app: "FastAPI", host: "EnvHost") -> None:
 
         try:
             body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            return JSONResponse(_rpc_error(None, mcp_types.PARSE_ERROR, f"invalid JSON: {e}"))
+        except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested too deeply
+            return JSONResponse(_rpc_error(None, mcp_types.PARSE_ERROR, f"invalid JSON: {type(e).__name__}: {e}"))
         session_id = request.headers.get(_SESSION_HEADER)
         if isinstance(body, dict) and body.get("method") == "initialize" and session_id is None and _is_tool_env(host):
             created = await _answer_session_method("openenv/session/create", {}, body.get("id"), host)
@@ -536,8 +538,8 @@ async def serve_mcp_websocket(ws: "WebSocket", host: "EnvHost") -> None:
             text = await ws.receive_text()
             try:
                 body = json.loads(text)
-            except json.JSONDecodeError as e:
-                reply = _rpc_error(None, mcp_types.PARSE_ERROR, f"invalid JSON: {e}")
+            except (ValueError, RecursionError) as e:
+                reply = _rpc_error(None, mcp_types.PARSE_ERROR, f"invalid JSON: {type(e).__name__}: {e}")
             else:
                 reply = await _answer_or_fail(body, run, host)
             if reply is not None:
