@@ -14,9 +14,9 @@ Pick one per call (``gym.make(id, provider="docker")``), with
 ``$OPENENV_PROVIDER``, or by the registry entry's first ``providers`` hint.
 """
 
-import importlib
 from typing import Any
 
+from gym_openenv.manifest import import_object
 from gym_openenv.providers.base import Provider
 from gym_openenv.providers.local import LocalProcessProvider
 
@@ -36,8 +36,7 @@ def provider_class(kind: str) -> type[Provider]:
     """The provider class registered as ``kind``."""
     if kind not in PROVIDERS:
         raise ValueError(f"unknown provider {kind!r}; available: {', '.join(PROVIDERS)}")
-    module, _, name = PROVIDERS[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return import_object(PROVIDERS[kind])
 
 
 def make_provider(kind: str, environment: str | None, env_kwargs: dict, **options: Any) -> Provider:

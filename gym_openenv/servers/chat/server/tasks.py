@@ -23,7 +23,6 @@ sees and returns plain text. Two tasks ship here; your own is any
 
 from __future__ import annotations
 
-import importlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from gym_openenv.manifest import import_object
 
 __all__ = ["ArithmeticTask", "BUILTIN_TASKS", "ChatTask", "ConstrainedReplyTask", "TaskReply", "load_task"]
 
@@ -194,12 +195,11 @@ def load_task(name: str, kwargs: Mapping[str, Any] | None = None) -> ChatTask:
     if name in BUILTIN_TASKS:
         cls: Any = BUILTIN_TASKS[name]
     else:
-        module_name, sep, attr = name.partition(":")
-        if not sep:
+        if ":" not in name:
             raise ValueError(f"task: {name!r} is neither a built-in task {sorted(BUILTIN_TASKS)} nor 'module:Class'")
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
+            cls = import_object(name)
+        except ImportError as e:
             raise ValueError(f"task: cannot import {name!r}: {e}") from None
         if not (isinstance(cls, type) and issubclass(cls, ChatTask)):
             raise ValueError(f"task: {name!r} is not a ChatTask subclass")
