@@ -328,9 +328,16 @@ def make_env(environment: str | None = None, *, url: str | None = None, tools: b
         tools = url is not None and _is_tool_server(url, kwargs.get("token") or os.environ.get("OPENENV_TOKEN"), kwargs.get("timeout", DEFAULT_TIMEOUT))
     if not tools:
         return OpenEnvEnv(environment, url=url, **kwargs)
+    _refuse_space_overrides(kwargs)
     kwargs.pop("render_mode", None)  # tool results are text: nothing to render
     kwargs.pop("reconnect", None)
     return ToolEnv(environment, url=url, **kwargs)
+
+
+def _refuse_space_overrides(kwargs: dict[str, Any]) -> None:
+    given = sorted({"action_space", "observation_space", "hints"} & set(kwargs))
+    if given:
+        raise ValueError(f"{', '.join(given)}: a tool environment's spaces come from its tools; pass tools=False for the plain schema mapping")
 
 
 def make_vec_env(environment: str | None = None, num_envs: int = 1, *, url: str | None = None, tools: bool | None = None, **kwargs: Any) -> gym.vector.VectorEnv:
@@ -376,8 +383,11 @@ class ToolVectorEnv(gym.vector.SyncVectorEnv):
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         env_option_names = ("timeout", "max_text_length")
         options = {k: kwargs.pop(k) for k in env_option_names if k in kwargs}
-        kwargs.pop("num_servers", None)  # one server holds every session
-        kwargs.pop("protocol", None)  # tool sessions speak OpenEnv's JSON protocol, the only one tool servers have
+        _refuse_space_overrides(kwargs)
+        # OpenEnvVectorEnv's transport options mean nothing here: one server holds every
+        # session, and tool sessions speak OpenEnv's JSON protocol.
+        for name in ("num_servers", "protocol", "shared_memory", "on_server_failure"):
+            kwargs.pop(name, None)
         max_episode_steps = kwargs.pop("max_episode_steps", None)
         self._server_url, self._server = resolve_server(environment, kwargs, url, provider, provider_options, token)
         token = token or getattr(self._server, "token", None)

@@ -351,6 +351,8 @@ def test_tools_false_keeps_the_plain_schema_mapping(toolbox):
         assert type(env.unwrapped) is OpenEnvEnv
     finally:
         env.close()
+    with pytest.raises(ValueError, match="tools=False"):
+        gym.make("openenv/remote-v0", url=toolbox, action_space=spaces.Discrete(2))
 
 
 # --- TRL ----------------------------------------------------------------------
