@@ -167,6 +167,27 @@ def test_docker_builds_the_folders_dockerfile_and_runs_its_cmd(walker_docker):
     assert provider.container is None
 
 
+@pytest.mark.timeout(900)
+def test_docker_publishes_the_port_openenv_yaml_names(walker_docker, tmp_path):
+    """A folder whose image serves on another port than 8000 (upstream's calendar_env: 8004)."""
+    walker_image = gym.make(register_folder(WALKER), provider="docker")
+    image = walker_image.unwrapped._provider.image
+    walker_image.close()
+    copy = tmp_path / "walker_env"
+    shutil.copytree(WALKER, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "openenv.yaml").write_text((copy / "openenv.yaml").read_text().replace("port: 8000", "port: 8004"))
+    (copy / "server" / "Dockerfile").write_text(
+        'ARG WALKER_IMAGE\nFROM ${WALKER_IMAGE}\nCMD ["sh", "-c", "cd /app && uvicorn server.app:app --host 0.0.0.0 --port 8004"]\n'
+    )
+    env = gym.make(register_folder(copy, name="walker_8004"), provider="docker", provider_options={"build_args": {"WALKER_IMAGE": image}})
+    try:
+        assert env.unwrapped._provider.container_port == 8004
+        env.reset(seed=0)
+        assert env.step(1)[0]["position"] in range(8)
+    finally:
+        env.close()
+
+
 def test_dockerfile_missing_is_a_clear_error(tmp_path):
     copy = tmp_path / "nodocker_env"
     shutil.copytree(WALKER, copy, ignore=shutil.ignore_patterns("__pycache__"))

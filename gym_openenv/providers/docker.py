@@ -359,6 +359,8 @@ class DockerProvider(Provider):
             if self.image is None:
                 dockerfile, context = image_source(self.environment)
                 self.image = build_image(dockerfile, context=context, build_args=self.build_args, rebuild=self.rebuild, client=self._client)
+                if context is not None and self.container_port == CONTAINER_PORT:
+                    self.container_port = manifest_of(context).port  # the port the folder's own CMD serves on
             environment = dict(self.extra_env)
             if self.env_kwargs or self.environment is not None:
                 environment["OPENENV_ENV_KWARGS"] = json.dumps(self.env_kwargs)
