@@ -90,8 +90,10 @@ def plot(rows: list[dict]) -> str:
     rate_ax.set(xlabel="servers", ylabel="steps/s", title=f"{rows[0]['num_envs']:,} echo sessions, one learner event loop")
     cpu_ax.set(xlabel="servers", ylabel="learner CPU (cores)", title="learner process CPU use")
     cpu_ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    counts = sorted({r["num_servers"] for r in rows})
     for ax in (rate_ax, cpu_ax):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(counts, [str(n) for n in counts])
         ax.grid(True, alpha=0.3)
         ax.legend()
     rate_ax.set_ylim(bottom=0)
