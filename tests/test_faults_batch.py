@@ -8,6 +8,7 @@ hang or answer with a large observation on command.
 import asyncio
 import os
 import stat
+import time
 
 import gymnasium as gym
 import httpx
@@ -209,3 +210,19 @@ def test_a_reply_over_the_clients_limit_is_reported_not_a_lost_connection(faulty
 
     asyncio.run(run())
     assert httpx.get(faulty_server.base_url + "/health").status_code == 200
+
+
+def test_a_hung_environment_is_closed_only_after_its_step_returns(tmp_path):
+    log = tmp_path / "closes.log"
+    watch = "tests.envs:CloseWatchEnvironment"
+    with LocalProcessProvider(watch, {"log": str(log)}, server_args=["--step-timeout", "1"]) as server:
+        with batch_socket(server.base_url) as ws:
+            ids = ask(ws, {"type": "open", "n": 2})["ids"]
+            ask(ws, {"type": "reset", "ids": ids})
+            reply = ask(ws, {"type": "step", "ids": ids, "actions": {"seconds": [3.0, 0.0]}})
+            assert [e[0] for e in reply["errors"]] == [0] and reply["errors"][0][3]  # episode_lost
+            assert reply["observation"]["slept"][1] == 0.0  # the row after the hung one still ran
+            deadline = time.monotonic() + 30
+            while not log.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert log.read_text().splitlines()[0] == "close"  # never "close during step"

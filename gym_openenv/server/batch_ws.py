@@ -45,7 +45,7 @@ from gym_openenv.protocol import (
     observation_payload,
     parse_batch_request,
 )
-from gym_openenv.server.host import EnvHost
+from gym_openenv.server.host import EnvHost, StepTimeout
 from gym_openenv.server.sessions import CapacityError, Session
 from gym_openenv.shm import MIN_SHARED_BYTES, ObservationSlots
 from gym_openenv.spaces import to_plain
@@ -75,41 +75,56 @@ class _Rows:
         self.results: list[Any] = [_NOT_RUN] * len(calls)
         self.hung: list[int] = []
         self.lock = threading.Lock()
-        self._runs: list[dict[str, Any]] = []
 
     def _work(self, run: dict[str, Any], start: int) -> None:
-        for i in range(start, len(self.calls)):
+        try:
+            for i in range(start, len(self.calls)):
+                with self.lock:
+                    if run["abandoned"]:
+                        return
+                    run["current"] = i
+                result = _guarded(self.calls[i])
+                with self.lock:
+                    if run["abandoned"]:
+                        return  # this row was given up on: its result must not reappear
+                    self.results[i] = result
+        finally:
             with self.lock:
-                if run["abandoned"]:
-                    return
-                run["current"] = i
-            result = _guarded(self.calls[i])
-            with self.lock:
-                if run["abandoned"]:
-                    return  # this row was given up on: its result must not reappear
-                self.results[i] = result
+                run["finished"] = True
+                after = run.get("after")
+            if after is not None:
+                run["loop"].call_soon_threadsafe(after)
 
-    async def run(self, host: EnvHost, client: Any, timeout: float | None) -> list[asyncio.Future]:
-        """Run every call; returns the worker tasks still busy with hung calls."""
-        start, stuck = 0, []
+    async def run(self, host: EnvHost, client: Any, timeout: float | None) -> list[dict[str, Any]]:
+        """Run every call; returns the runs given up on (their worker may still be busy)."""
+        start, abandoned = 0, []
+        loop = asyncio.get_running_loop()
         while start < len(self.calls):
-            run = {"abandoned": False, "current": start}
-            task = asyncio.ensure_future(host.run(self._work, run, start, client=client))
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-            if done:
-                task.result()  # _work catches the environment's errors; anything else is a bug to surface
-                return stuck
+            run: dict[str, Any] = {"abandoned": False, "current": None, "finished": False, "loop": loop}
+            try:
+                await host.run(self._work, run, start, client=client, timeout=timeout)
+                return abandoned  # _work catches the environment's errors
+            except StepTimeout:
+                pass
             with self.lock:
                 run["abandoned"] = True
                 current = run["current"]
-                finished = self.results[current] is not _NOT_RUN
-            if finished:  # it finished as we gave up: only rows after it remain
-                start = current + 1
-                continue
-            self.hung.append(current)
-            stuck.append(task)
+                finished = current is not None and self.results[current] is not _NOT_RUN
+            abandoned.append(run)
+            if current is None:  # never got one of this client's workers: nothing ran
+                return abandoned
+            if not finished:
+                self.hung.append(current)
             start = current + 1
-        return stuck
+        return abandoned
+
+    def when_done(self, run: dict[str, Any], callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop once ``run``'s worker has returned."""
+        with self.lock:
+            if not run["finished"]:
+                run["after"] = callback
+                return
+        callback()
 
 
 class _Connection:
@@ -132,9 +147,11 @@ class _Connection:
         if unknown:
             raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection")
         sessions = [self.sessions[i] for i in ids]
-        for s in sessions:
+        for i, s in zip(ids, sessions):
             if not self.host.sessions.holds(s):
                 raise _BatchError(ErrorCode.SESSION_ERROR, f"session {s.id} expired after {self.host.settings.idle_timeout}s idle")
+            if s.broken:  # its environment hung and no new one could be built
+                raise _BatchError(ErrorCode.SESSION_ERROR, f"session {i} cannot continue: {s.broken}; close it")
         return sessions
 
     async def on_open(self, request: BatchOpen) -> BatchOpened:
@@ -281,7 +298,7 @@ class _Connection:
             s.busy += 1
         rows = _Rows(calls)
         try:
-            stuck = await rows.run(self.host, self.client, self.host.settings.step_timeout)
+            abandoned = await rows.run(self.host, self.client, self.host.settings.step_timeout)
         finally:
             for s in sessions:
                 s.busy -= 1
@@ -291,21 +308,30 @@ class _Connection:
             batch = results.pop()
             count = len(sessions) - first_step
             if isinstance(batch, _Failed) or batch is _NOT_RUN or not isinstance(batch, list) or len(batch) != count:
-                failure = batch if isinstance(batch, _Failed) else _Failed(f"step_batch returned {type(batch).__name__}, not {count} observations")
+                ok = isinstance(batch, _Failed) or batch is _NOT_RUN
+                failure = batch if ok else _Failed(f"step_batch returned {type(batch).__name__}, not {count} observations")
                 results += [failure] * count
             else:
                 results += batch
-        hung = {i for h in rows.hung for i in ([h] if not native or h < first_step else range(first_step, len(sessions)))}
-        for i in sorted(hung):
-            await self._replace(sessions[i], stuck)
+        hung: set[int] = set()
+        for h in rows.hung:  # call h hung: the sessions it touched (all stepping ones for a native batch)
+            touched = [h] if not native or h < first_step else range(first_step, len(sessions))
+            run = next(r for r in abandoned if r["current"] == h)
+            for i in touched:
+                hung.add(i)
+                await self._replace(sessions[i], rows, run)
         timeout = self.host.settings.step_timeout
         return [
             RowError(i, ErrorCode.EXECUTION_ERROR.value, f"the environment call did not finish within {timeout}s; the session has a new environment, reset it", episode_lost=True)
-            if i in hung else RowError(i, ErrorCode.EXECUTION_ERROR.value, r.message) if isinstance(r, _Failed) else r
+            if i in hung
+            else RowError(i, ErrorCode.EXECUTION_ERROR.value, r.message) if isinstance(r, _Failed)
+            else RowError(i, ErrorCode.EXECUTION_ERROR.value, f"not run: no worker of this connection came free within {timeout}s (its earlier calls still hang)")
+            if r is _NOT_RUN
+            else r
             for i, r in enumerate(results)
         ]
 
-    async def _replace(self, session: Session, stuck: list[asyncio.Future]) -> None:
+    async def _replace(self, session: Session, rows: _Rows, run: dict[str, Any]) -> None:
         """A new environment for a session whose call hung; the old one is closed when that call returns."""
         old = session.env
         old.observe_into({})  # its step may still finish: not into the slot the new environment gets
@@ -318,16 +344,13 @@ class _Connection:
         if number in self.slot_of:
             self._lend_slot(number)
 
-        def close_old(_: Any) -> None:
+        def close_old() -> None:
             task = asyncio.ensure_future(self.host.close_env(old))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
-        for task in stuck:  # the hung worker: only when it is done is `old` free to close
-            if not task.done():
-                task.add_done_callback(close_old)
-                return
-        close_old(None)
+        # The worker that hung: only once it has returned is `old` free to close (ALE, Playwright...).
+        rows.when_done(run, close_old)
 
     def _reply(self, ids: list[int], results: list[Any], use_slots: bool = True) -> BatchResult:
         errors = [RowError(row, r.code, r.message, r.episode_lost) for row, r in enumerate(results) if isinstance(r, RowError)]
