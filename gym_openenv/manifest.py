@@ -55,6 +55,7 @@ __all__ = [
     "import_object",
     "load_manifest",
     "make_importable",
+    "parse_manifest",
     "split_target",
 ]
 
