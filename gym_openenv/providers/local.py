@@ -149,7 +149,7 @@ class LocalProcessProvider(Provider):
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         with self._lock:
             if self.process is None:
                 return

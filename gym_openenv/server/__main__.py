@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         # Build one instance before listening: bad arguments fail here, with a
         # traceback the parent shows, instead of on the first client's request.
         asyncio.run(app.state.host.specs())
+        # This process owns its children: at shutdown, steps still running (a sandbox, a
+        # browser) are ended through their processes, so every session closes cleanly.
+        app.state.stop_environment_processes = _kill_descendants
     elif env_kwargs:
         raise SystemExit(f"{args.environment} is a ready app; it takes no environment arguments (got {sorted(env_kwargs)})")
     else:

@@ -76,8 +76,11 @@ def create_app(
             yield
         finally:
             reaper.cancel()
-            await host.sessions.close_all()
-            await host.drain(timeout=DRAIN_TIMEOUT)  # closes wait for running steps
+            await host.sessions.close_all()  # a close waits for its environment's running step
+            stop_processes = getattr(app.state, "stop_environment_processes", None)
+            if host.busy and stop_processes is not None:
+                stop_processes()  # the launcher's: no one waits for these steps; end them, then close
+            await host.drain(timeout=DRAIN_TIMEOUT)
             host.shutdown()
 
     app = FastAPI(title=f"{env_cls.__name__} (gym_openenv)", lifespan=lifespan)

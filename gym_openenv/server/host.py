@@ -336,6 +336,11 @@ class EnvHost:
             return dict(data)
         return {k: v for k, v in data.items() if k in self._reset_params}
 
+    @property
+    def busy(self) -> bool:
+        """Whether an environment call is still running."""
+        return bool(self._in_flight)
+
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until no environment call runs and every
         close, deferred ones included, is done: the server's way out."""

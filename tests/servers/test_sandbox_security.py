@@ -9,6 +9,7 @@ outlives the step.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import gymnasium as gym
 import httpx
 import psutil
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 import gym_openenv.registry
 from gym_openenv.providers import LocalProcessProvider
@@ -329,6 +331,26 @@ def test_a_client_killed_mid_step_leaves_nothing_behind_on_a_shared_server():
         assert _wait_until(lambda: _sandboxes_of(server.pid) == [], 30), _sandboxes_of(server.pid)
         assert _mounts_of(server.pid) == []
         assert httpx.get(server.base_url + "/health").json()["active_sessions"] == 0
+
+
+def test_stopping_a_server_mid_step_leaves_nothing_behind():
+    server = LocalProcessProvider("gym_openenv.servers.coding.server.environment:CodingEnvironment")
+    server.start()
+    try:
+        with ws_connect(server.base_url.replace("http://", "ws://") + "/ws") as ws:  # OpenEnv's JSON session
+            ws.send(json.dumps({"type": "reset"}))
+            ws.recv()
+            code = "open('/workspace/mid-step', 'wb').write(b'x')\nimport time\ntime.sleep(120)"
+            ws.send(json.dumps({"type": "step", "data": {"code": code, "timeout": 50}}))
+            deadline = time.monotonic() + 120
+            while not any(os.path.exists(os.path.join(d, "workspace", "mid-step")) for d in _sandboxes_of(server.pid)):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            pid = server.pid
+            server.stop()  # SIGTERM while the step sleeps in its sandbox
+        assert _sandboxes_of(pid) == [] and _mounts_of(pid) == []
+    finally:
+        server.stop()
 
 
 def test_a_new_sandbox_removes_those_of_servers_that_died():
