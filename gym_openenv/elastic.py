@@ -32,6 +32,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+
 import numpy as np
 
 from gym_openenv.client import fetch_json
@@ -185,6 +186,8 @@ class ElasticRecovery(Recovery):
 
     async def spread(self) -> np.ndarray:
         """Move the fewest envs so every server in :attr:`urls` holds the same number (±1)."""
+        if not self.urls:
+            return np.zeros(0, dtype=np.int64)
         counts = {u: len(self.envs_on(u)) for u in self.urls}
         targets = _even_targets(self.pool.num_envs, list(counts))
         leaving = [self._newest_envs(u, n - targets[u]) for u, n in counts.items() if n > targets[u]]
