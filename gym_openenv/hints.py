@@ -22,7 +22,8 @@ from gymnasium import spaces
 
 __all__ = ["HINTS", "Hint", "find_hint"]
 
-#: A space, or a function of the probe's reset observation fields that returns one.
+#: A space, or a function of the probe (reset observation fields, plus the session's
+#: ``state`` under ``"state"`` where the hint asks for it) that returns one.
 SpaceRule = spaces.Space | Callable[[Mapping[str, Any]], spaces.Space]
 
 
@@ -40,6 +41,7 @@ class Hint:
     action: Mapping[str, SpaceRule] = field(default_factory=dict)
     observation: Mapping[str, SpaceRule] = field(default_factory=dict)
     action_mask: str | None = None
+    needs_state: bool = False
 
     @property
     def needs_probe(self) -> bool:
@@ -75,6 +77,20 @@ def _vector_of(list_field: str, dtype: type = np.float32) -> Callable[[Mapping[s
     return rule
 
 
+def _bounded_vector(probe: Mapping[str, Any]) -> spaces.Space:
+    """dm_control's action: a Box of the task's action_spec (shape and bounds, from the session state)."""
+    spec = (probe.get("state") or {}).get("action_spec") or {}
+    shape = tuple(spec.get("shape") or (1,))
+    low, high = spec.get("minimum", -np.inf), spec.get("maximum", np.inf)
+    return spaces.Box(np.asarray(low, np.float64).reshape(shape), np.asarray(high, np.float64).reshape(shape), dtype=np.float64)
+
+
+def _named_vectors(probe: Mapping[str, Any]) -> spaces.Space:
+    """dm_control's observations: one Box per named array of the task's observation_spec."""
+    spec = (probe.get("state") or {}).get("observation_spec") or {}
+    return spaces.Dict({name: spaces.Box(-np.inf, np.inf, tuple(s.get("shape") or ()), np.float64) for name, s in spec.items()})
+
+
 #: (action schema title, observation schema title) -> hint.
 HINTS: dict[tuple[str, str], Hint] = {
     # Atari (ALE): the minimal action set of the game; the screen in its shape.
@@ -98,6 +114,12 @@ HINTS: dict[tuple[str, str], Hint] = {
     ),
     # Maze: left, up, right, down.
     ("MazeAction", "MazeObservation"): Hint(action={"action": spaces.Discrete(4)}, action_mask="legal_actions"),
+    # dm_control: the loaded task's action_spec and observation_spec (a session's state).
+    ("DMControlAction", "DMControlObservation"): Hint(
+        action={"values": _bounded_vector},
+        observation={"observations": _named_vectors},
+        needs_state=True,
+    ),
     # Snake: the relative turns of the default (3-action) game.
     ("SnakeAction", "SnakeObservation"): Hint(action={"action": spaces.Discrete(3)}),
 }

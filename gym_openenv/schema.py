@@ -78,7 +78,7 @@ class EnvSchema:
         hint = find_hint(action.title, observation.title) if hints and not declared else None
         mask_field = None
         if hint is not None:
-            probe = await _probe(base_url, token) if hint.needs_probe else None
+            probe = await _cached_probe(base_url, token, hint.needs_state) if hint.needs_probe else None
             action_hint, observation_hint = hint.resolve(probe)
             if action_space is None and action_hint:
                 action_space = action_hint
@@ -127,20 +127,40 @@ class EnvSchema:
         return {f.name: f.schema["default"] for f in self.reset_observation.fields if f.schema and f.schema.get("default") is not None}
 
 
-async def _probe(base_url: str, token: str | None) -> Mapping[str, Any]:
-    """One reset observation. OpenEnv's ``POST /reset`` resets a throwaway environment
-    outside the session table, so a server that allows one session still has it free."""
-    endpoint = Endpoint.parse(base_url, token)
-    try:
-        async with endpoint.async_http_client(60.0) as http:
-            response = await http.post(endpoint.http_url("/reset"), json={})
-        if response.status_code == 200:
-            return response.json().get("observation") or {}
-    except httpx.HTTPError:
-        pass  # no HTTP reset: a session of its own, closed before the environment's opens
+#: Probes by (server, with state): a server's configuration (game, task) is fixed while it
+#: runs, and a second env on a one-session server could not open a probe session.
+_PROBES: dict[tuple[str, bool], Mapping[str, Any]] = {}
+
+
+async def _cached_probe(base_url: str, token: str | None, with_state: bool) -> Mapping[str, Any]:
+    key = (base_url, with_state)
+    if key not in _PROBES:
+        _PROBES[key] = await _probe(base_url, token, with_state)
+    return _PROBES[key]
+
+
+async def _probe(base_url: str, token: str | None, with_state: bool = False) -> Mapping[str, Any]:
+    """One reset observation's fields (and, ``with_state``, the session's state under ``"state"``).
+
+    OpenEnv's ``POST /reset`` resets a throwaway environment outside the session
+    table, so a server that allows one session still has it free; the state needs
+    a session of its own, closed before the environment's opens.
+    """
+    if not with_state:
+        endpoint = Endpoint.parse(base_url, token)
+        try:
+            async with endpoint.async_http_client(60.0) as http:
+                response = await http.post(endpoint.http_url("/reset"), json={})
+            if response.status_code == 200:
+                return response.json().get("observation") or {}
+        except httpx.HTTPError:
+            pass  # no HTTP reset: a session
     session = AsyncSession(base_url, token=token)
     try:
         await session.connect()
-        return (await session.reset()).get("observation") or {}
+        fields = dict((await session.reset()).get("observation") or {})
+        if with_state:
+            fields["state"] = await session.state()
+        return fields
     finally:
         await session.close()

@@ -125,11 +125,15 @@ def check(name: str, url: str, args: Args) -> Result:
     required = set(schema["action"].get("required", []))
     env = gym.make("openenv/remote-v0", url=url)
     try:
-        spec = env.unwrapped.schema.action
         result.action, result.observation = describe(env.action_space)[:90], describe(env.observation_space)[:90]
-        sendable = {f.name for f in spec.space_fields} | set(spec.constants)
-        lacking = sorted(required - sendable)
-        result.checks["fields"] = "yes" if not lacking else f"missing {lacking}"
+        schema_of = getattr(env.unwrapped, "schema", None)
+        if schema_of is None:  # an MCP tool environment: its actions are tool calls
+            result.checks["fields"] = f"tool env ({type(env.unwrapped).__name__})"
+        else:
+            spec = schema_of.action
+            sendable = {f.name for f in spec.space_fields} | set(spec.constants)
+            lacking = sorted(required - sendable)
+            result.checks["fields"] = "yes" if not lacking else f"missing {lacking}"
         obs, info = env.reset(seed=0)
         result.checks["reset"] = "yes" if env.observation_space.contains(obs) else "outside the space"
         env.action_space.seed(0)
@@ -147,7 +151,7 @@ def check(name: str, url: str, args: Args) -> Result:
                 try:
                     check_env(env.unwrapped)
                     result.checks["check_env"] = "passes"
-                except CapacityReached:  # its render check makes a second env while this one is open
+                except (CapacityReached, ConnectionLost):  # its render check makes a second env while this one is open
                     check_env(env.unwrapped, skip_render_check=True)
                     result.checks["check_env"] = "passes without the render check (one session allowed)"
         except Exception as e:  # noqa: BLE001

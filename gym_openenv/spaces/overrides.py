@@ -138,14 +138,22 @@ def _(space: spaces.Text, schema: Mapping[str, Any], defs: Mapping[str, Any]) ->
     return None if _kind(schema) == "string" else f"a Text space needs a string, not {_kind(schema)}"
 
 
+def _member_schemas(schema: Mapping[str, Any], names: Any) -> dict[str, Any]:
+    """The schema of each named member of an object: its property, or (a str -> value
+    map, ``Dict[str, List[float]]``) the schema every value has."""
+    properties = schema.get("properties") or {}
+    values = schema.get("additionalProperties")
+    return {n: properties[n] if n in properties else values for n in names if n in properties or isinstance(values, Mapping)}
+
+
 @_misfit.register
 def _(space: spaces.Dict, schema: Mapping[str, Any], defs: Mapping[str, Any]) -> str | None:
-    properties = schema.get("properties") or {}
-    unknown = sorted(set(space.spaces) - set(properties))
+    members = _member_schemas(schema, space.spaces)
+    unknown = sorted(set(space.spaces) - set(members))
     if unknown:
         return f"no properties {unknown}"
     for name, sub in space.spaces.items():
-        problem = _misfit(sub, _non_null(_resolve(properties[name], defs), defs), defs)
+        problem = _misfit(sub, _non_null(_resolve(members[name], defs), defs), defs)
         if problem:
             return f"{name}: {problem}"
     return None
@@ -196,7 +204,8 @@ def _array_codec(space: spaces.Space, schema: Mapping[str, Any], defs: Mapping[s
 
 def _dict_codec(space: spaces.Dict, schema: Mapping[str, Any], defs: Mapping[str, Any]) -> SchemaSpace:
     properties = schema.get("properties") or {}
-    members = {k: override_codec(s, {**properties[k], "$defs": defs}, k) for k, s in space.spaces.items()}
+    schemas = _member_schemas(schema, space.spaces)
+    members = {k: override_codec(s, {**schemas[k], "$defs": defs}, k) for k, s in space.spaces.items()}
     consts = {}
     for name in schema.get("required", ()):
         derived = schema_space(properties.get(name, {}), defs=defs)
