@@ -253,6 +253,29 @@ def test_memory_is_one_budget_for_all_processes_of_the_sandbox():
         env.close()
 
 
+def test_cgroup_v2_layout(tmp_path, monkeypatch):
+    # This machine's memory controller is on cgroup v1, so v2 is exercised on a copy of
+    # its file layout: which files get which limits, and that nothing is made without
+    # the controllers (the kernel's own checks are not reproduced here).
+    from gym_openenv.servers._sandbox import budget
+
+    own = tmp_path / "server.slice"
+    own.mkdir()
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.subtree_control").write_text("memory pids\n")
+    monkeypatch.setattr(budget, "_ROOT", tmp_path)
+    monkeypatch.setattr(budget, "_own_cgroup_v2", lambda: own)
+    (own / "gym_openenv").mkdir()
+    (own / "gym_openenv" / "cgroup.subtree_control").write_text("memory pids\n")
+    made = budget.CgroupBudget.create("sandbox_a", 512 << 20, 16)
+    assert made is not None and made.version == 2 and made.dirs == [own / "gym_openenv" / "sandbox_a"]
+    group = made.dirs[0]
+    assert (group / "memory.max").read_text() == str(512 << 20)
+    assert (group / "memory.swap.max").read_text() == "0" and (group / "pids.max").read_text() == "16"
+    made.admit(4242)
+    assert (group / "cgroup.procs").read_text() == "4242"
+
+
 def test_processes_are_one_budget_for_the_sandbox():
     env = CodingEnvironment(max_timeout=30, max_processes=16)
     try:
