@@ -21,6 +21,7 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["CgroupBudget"]
@@ -113,7 +114,7 @@ class CgroupBudget:
         self.dirs = []
 
     @staticmethod
-    def remove_orphans(is_orphan) -> None:
+    def remove_orphans(is_orphan: Callable[[str], bool]) -> None:
         """Delete empty sandbox cgroups whose name ``is_orphan(name)`` says belong to a dead server."""
         parents = [_own_cgroup_v2()] if _is_v2() else [_own_cgroup_v1(c) for c in ("memory", "pids")]
         for parent in parents:

@@ -9,18 +9,18 @@ soft, then execs the program). When the server runs as root, each
 sandbox runs as its own unprivileged uid: the process-count limit then counts
 only that sandbox's processes, and every leftover process is found by uid.
 
-Budgets for the whole sandbox, not per process, where the machine allows:
+Budgets for the whole sandbox, not per process, where the machine allows it
+(root, or a delegated cgroup), and what is left where it does not:
 
-============================  ================================================  ==========================================
-limit                         with a cgroup / as root                           fallback
-============================  ================================================  ==========================================
-memory (``memory_bytes``)     one cgroup for all of the sandbox's processes     ``RLIMIT_AS`` per process: N processes
-                              and its tmpfs files (:mod:`.budget`)              may hold N times ``memory_bytes``
-processes (``max_processes``) the same cgroup's ``pids.max``                    ``RLIMIT_NPROC``: per uid (exact as root,
-                                                                                where each sandbox has its own uid)
-``/workspace`` size           a tmpfs of ``workspace_bytes`` (needs             a directory under ``$TMPDIR``: each file is
-(``workspace_bytes``)         CAP_SYS_ADMIN); nothing of it is ever on disk     capped (``max_file_bytes``), the total not
-============================  ================================================  ==========================================
+* memory (``memory_bytes``): one cgroup for all of the sandbox's processes and
+  its tmpfs files (:mod:`.budget`); fallback: ``RLIMIT_AS`` per process, so N
+  processes may hold N times ``memory_bytes``.
+* processes (``max_processes``): the same cgroup's ``pids.max``; fallback:
+  ``RLIMIT_NPROC``, which counts per uid (exact as root, where each sandbox
+  has a uid of its own).
+* ``/workspace`` (``workspace_bytes``): a tmpfs of that size (mounting needs
+  CAP_SYS_ADMIN), never on disk; fallback: a directory under ``$TMPDIR`` whose
+  files are capped one by one (``max_file_bytes``), not in total.
 
 A sandbox's directory carries the server's pid in its name; a later sandbox
 removes those of servers that died without cleaning up (killed with SIGKILL).
