@@ -252,7 +252,7 @@ class ToolEnv(gym.Env):
         fields = dict(payload.get("observation") or {})
         text_ = observation_text(fields)
         obs = _fit_text(text_, self.observation_space)
-        info = {k: v for k, v in fields.items()}
+        info = dict(fields)
         info.update(payload.get("metadata") or {})
         if obs != text_:
             info["text"] = text_  # the whole text, where the observation had to cut or replace characters

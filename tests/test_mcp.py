@@ -397,3 +397,16 @@ def test_trl_reward_function_scores_tool_calls():
     finally:
         env.close()
         envs.close()
+
+
+def test_tool_schemas_are_recognised_in_every_upstream_shape():
+    from openenv.core.env_server.mcp_types import CallToolAction as UpstreamCallTool
+    from openenv.core.env_server.mcp_types import ListToolsAction as UpstreamListTools
+    from pydantic import TypeAdapter
+
+    from gym_openenv.tools import is_tool_schema
+
+    assert is_tool_schema(UpstreamCallTool.model_json_schema())  # echo_env, finqa_env
+    union = TypeAdapter(UpstreamListTools | UpstreamCallTool).json_schema()  # agent_world_model_env's action
+    assert "anyOf" in union and is_tool_schema(union)
+    assert not is_tool_schema({"properties": {"message": {"type": "string"}}})
