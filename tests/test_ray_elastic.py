@@ -204,3 +204,18 @@ def test_add_and_remove_servers_spread_envs_evenly(cluster):
         envs.close()
     assert gone(pids)
     assert free_cpus_become(3)
+
+
+def test_one_event_loop_drives_1024_sessions_on_8_servers_over_3_nodes(cluster):
+    options = {"num_cpus": 0.25}  # fractions: several servers per node
+    envs = gym.make_vec("openenv/echo-v0", num_envs=1024, provider="ray", num_servers=8, provider_options=options)
+    try:
+        assert len({p.placement["node_id"] for p in envs.unwrapped._providers}) == 3
+        assert sessions_on(envs) == [128] * 8
+        rollout = Rollout(envs)
+        envs.reset(seed=0)
+        for _ in range(3):
+            assert not rollout.step().any()
+    finally:
+        envs.close()
+    assert free_cpus_become(3)
