@@ -3,18 +3,19 @@ layout written with openenv-core (tests/fixtures/walker_env), served unmodified 
 (a local process, or its own Dockerfile), through gym.make, check_env and make_vec; installed
 packages through entry points; AutoEnv on a path."""
 
+import asyncio
 import re
 import shutil
 from importlib.metadata import version
 
 import gymnasium as gym
-import httpx
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import gym_openenv
 from gym_openenv import AutoAction, AutoEnv
+from gym_openenv.client import fetch_json
 from gym_openenv.errors import ServerStartError
 from gym_openenv.registry import ENTRY_POINT_GROUP, environments, find, register_folder
 from tests.fixtures import WALKER, docker_exports, wheel_dir_with
@@ -46,7 +47,7 @@ def test_gym_make_serves_the_folder_unmodified_and_passes_check_env():
             if obs["distance"] > before or obs["distance"] == before:
                 direction = 2 - direction
         assert terminated and reward == 1.0 and obs["distance"] == 0
-        metadata = httpx.get(env.unwrapped.base_url + "/metadata", timeout=30).json()
+        metadata = asyncio.run(fetch_json(env.unwrapped.base_url, "/metadata"))
         assert metadata["name"] == "WalkerEnvironment"  # openenv-core's own server answered
     finally:
         env.close()
