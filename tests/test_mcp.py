@@ -144,6 +144,22 @@ def test_mcp_session_header(calculator):
     assert httpx.delete(f"{calculator}/mcp", headers=header).status_code == 404
 
 
+def test_concurrent_requests_of_one_mcp_session(calculator):
+    """An MCP client may send a session's requests together; they all get their answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    opened = httpx.post(f"{calculator}/mcp", json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}})
+    header = {"mcp-session-id": opened.headers["mcp-session-id"]}
+
+    def add(i: int) -> float:
+        call = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "add", "arguments": {"a": i, "b": 1}}}
+        return httpx.post(f"{calculator}/mcp", json=call, headers=header, timeout=60).json()["result"]["data"]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(add, range(24))) == [i + 1.0 for i in range(24)]
+    assert httpx.delete(f"{calculator}/mcp", headers=header).status_code == 204
+
+
 def test_a_standard_mcp_client_uses_our_tools(calculator):
     """fastmcp's own Client (MCP's streamable-HTTP transport: initialize, then tools/*) at POST /mcp."""
     from fastmcp import Client

@@ -46,6 +46,7 @@ Example:
 import asyncio
 import dataclasses
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -214,6 +215,9 @@ class MCPEnvironment(Environment[CallToolAction, Observation, State]):
         # FastMCP is async; each instance runs it on its own loop, from the
         # worker thread the server calls the environment in.
         self._loop = asyncio.new_event_loop()
+        # One tool call at a time: requests of one MCP session may arrive together
+        # (over HTTP), and a loop runs in one thread at a time.
+        self._calls = threading.Lock()
         reserved = sorted({t.name for t in self.list_tools()} & RESERVED_TOOL_NAMES)
         if reserved:
             raise ValueError(f"{type(self).__name__}: tools may not be named {reserved}; these names are the environment's own API")
@@ -222,11 +226,12 @@ class MCPEnvironment(Environment[CallToolAction, Observation, State]):
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # the usual case: a server worker thread, no loop running
-            return self._loop.run_until_complete(coro)
+            with self._calls:
+                return self._loop.run_until_complete(coro)
         # Called from inside a running loop (the environment used in-process from a
         # notebook or an async test): the private loop runs on a thread of its own.
         with ThreadPoolExecutor(1) as thread:
-            return thread.submit(self._loop.run_until_complete, coro).result()
+            return thread.submit(self._run, coro).result()
 
     # the tools
 
