@@ -12,6 +12,7 @@ import pytest
 from gymnasium import spaces
 from pydantic import BaseModel, Field
 
+from gym_openenv.schema import EnvSchema
 from gym_openenv.spaces import BoundedSequence, JSONText, ModelSpec, default_value, schema_space
 
 
@@ -236,3 +237,17 @@ def test_user_spaces_that_disagree_with_the_schema_are_refused_clearly(model, ro
     spec = ModelSpec.from_json_schema(model.model_json_schema(), role=role)
     with pytest.raises(ValueError, match=message):
         spec.with_space(space)
+
+
+def test_a_reset_observation_schema_fills_what_a_reset_leaves_out():
+    observation = {"title": "O", "type": "object", "properties": {"board": {"type": "array", "items": {"type": "integer"}}, "turn": {"type": "integer", "minimum": 0, "maximum": 1}}}
+    reset_observation = {"title": "R", "type": "object", "properties": {"turn": {"type": "integer", "default": 1}}}
+    schema = EnvSchema(
+        ModelSpec.from_json_schema(Game.model_json_schema(), role="action"),
+        ModelSpec.from_json_schema(observation),
+        ModelSpec.from_json_schema(reset_observation),
+    )
+    obs, _, _, _, info = schema.step_tuple({"observation": {"board": [1, 0]}}, reset=True)
+    assert obs["turn"] == 1 and "missing_fields" not in info
+    obs, _, _, _, info = schema.step_tuple({"observation": {"board": [1, 0]}})  # a step: the space's default, named
+    assert obs["turn"] == 0 and info["missing_fields"] == ["turn"]
