@@ -120,8 +120,6 @@ HINTS: dict[tuple[str, str], Hint] = {
         observation={"observations": _named_vectors},
         needs_state=True,
     ),
-    # Snake: the relative turns of the default (3-action) game.
-    ("SnakeAction", "SnakeObservation"): Hint(action={"action": spaces.Discrete(3)}),
 }
 
 
