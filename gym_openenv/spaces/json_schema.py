@@ -150,7 +150,7 @@ class SchemaSpace:
         encode: value of ``space`` -> wire (JSON-able) value.
         default: the value of ``space`` a missing or null wire value takes.
         exact: ``False`` where sampled values may fail the schema (a string
-            ``pattern``) or the space degraded to :class:`JSONText`.
+            ``pattern`` or ``format``).
         const: a constant's value (``space`` is ``None``).
     """
 
@@ -228,7 +228,7 @@ def _shape(schema: Mapping[str, Any]) -> str:
 
 def _json_text(schema: Mapping[str, Any], defs: Mapping[str, Any], role: str) -> SchemaSpace:
     space = JSONText(schema, defs)
-    return SchemaSpace(space, _to_json_text, json.loads, space.example, exact=False)
+    return SchemaSpace(space, _to_json_text, json.loads, space.example)
 
 
 def _to_json_text(value: Any) -> str:
@@ -324,7 +324,7 @@ def _union(schema: Mapping[str, Any], defs: Mapping[str, Any], role: str) -> Sch
     if role == "action":  # any one branch's values are valid values of the union
         for branch in others:
             built = schema_space(branch, defs=defs, role=role)
-            if built.exact and not built.fixed:
+            if built.exact and not built.fixed and not isinstance(built.space, JSONText):
                 return built
     elif all(b.get("type") in ("integer", "number") and "enum" not in b for b in others):
         return _number({}, defs, role)
@@ -378,7 +378,7 @@ def _json_text_of(items: list[SchemaSpace]) -> SchemaSpace:
     """A tuple of differing items as JSON text; its sample is every item's default."""
     schema = {"type": "array", "prefixItems": [{"default": to_list(i.encode(i.default))} for i in items], "minItems": len(items)}
     space = JSONText(schema)
-    return SchemaSpace(space, _to_json_text, json.loads, space.example, exact=False)
+    return SchemaSpace(space, _to_json_text, json.loads, space.example)
 
 
 def _plain_numeric(item: SchemaSpace) -> bool:

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import pydantic
+from gymnasium import logger as gym_logger
 from gymnasium import spaces
 
 from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
@@ -244,6 +245,9 @@ class ModelSpec:
                 fields.append(FieldSpec(name, codec.space, prop.get("type"), name in required, codec, {**prop, "$defs": defs}))
         if role == "action":
             fields = _required_in_space(fields)
+            for f in fields:
+                if f.in_space and f.codec is not None and not f.codec.exact:
+                    gym_logger.warn(f"{schema.get('title', 'Model')}.{f.name}: its schema has a pattern or format; sampled values may not match it")
         return cls(schema.get("title", "Model"), fields, role=role)
 
     def with_space(self, space: "spaces.Space | Mapping[str, spaces.Space]") -> "ModelSpec":
