@@ -438,7 +438,8 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
     action_type: ClassVar[type] = Action
     observation_type: ClassVar[type] = Observation
     state_type: ClassVar[type] = State
-    #: "module:Class" of the environment, for :meth:`launch`.
+    #: What :meth:`launch` serves ("module:Class"); None: the registry entry of the
+    #: folder this client is defined in (``gym_openenv/servers/<name>/client.py``).
     environment: ClassVar[str | None] = None
 
     def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, provider: Any = None):
@@ -451,10 +452,28 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         """Start a local server process for this environment and connect to it."""
         from gym_openenv.providers import LocalProcessProvider
 
-        if cls.environment is None:
-            raise TypeError(f"{cls.__name__}.environment is not set; pass a base_url instead")
-        provider = LocalProcessProvider(cls.environment, env_kwargs)
+        provider = LocalProcessProvider(cls.served_environment(), env_kwargs)
         return cls(provider.start(), provider=provider)
+
+    @classmethod
+    def served_environment(cls) -> str:
+        """What :meth:`launch` serves: :attr:`environment`, else the registry entry of
+        the environment folder this client class is defined in.
+
+        Raises:
+            TypeError: neither names one; connect with a base_url instead.
+        """
+        if cls.environment is not None:
+            return cls.environment
+        import inspect
+        from pathlib import Path
+
+        from gym_openenv.registry import find_folder
+
+        entry = find_folder(Path(inspect.getfile(cls)).parent)
+        if entry is None:
+            raise TypeError(f"{cls.__name__}: no known environment folder holds it and .environment is not set; pass a base_url instead")
+        return entry.environment
 
     @classmethod
     def from_docker_image(cls, image: str, **options: Any) -> "EnvClient":

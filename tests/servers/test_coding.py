@@ -213,10 +213,13 @@ def test_step_batch_runs_sessions_concurrently_with_the_same_results():
         ]
         started = time.monotonic()
         batch = CodingEnvironment.step_batch(envs, actions)
-        assert time.monotonic() - started < 2.9  # not 3 s of sleeps one after the other
+        batch_seconds = time.monotonic() - started
         for env in envs:
             env.reset()
+        started = time.monotonic()
         one_by_one = [env.step(action) for env, action in zip(envs, actions)]
+        # Concurrent: one 1.5 s sleep instead of two in a row (compared, not bounded: the machine may be busy).
+        assert batch_seconds < time.monotonic() - started
         assert batch == one_by_one
         assert [o.status for o in batch] == ["ok", "ok", "error"] and batch[0].reward == 1.0
     finally:

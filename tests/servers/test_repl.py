@@ -260,12 +260,15 @@ def test_step_batch_runs_cells_concurrently_with_the_same_results():
         actions = [ReplAction(code="import time\ntime.sleep(1.5)\nme * 10")] * 2 + [ReplAction(code="me / 0")]
         started = time.monotonic()
         batch = ReplEnvironment.step_batch(envs, actions)
-        assert time.monotonic() - started < 2.9  # not 3 s of sleeps one after the other
+        batch_seconds = time.monotonic() - started
         assert [o.stdout for o in batch] == ["0\n", "10\n", ""] and batch[2].status == "error"
         for i, env in enumerate(envs):  # the same history again, for the same cell numbers
             env.reset()
             cell(env, f"me = {i}")
+        started = time.monotonic()
         assert batch == [env.step(action) for env, action in zip(envs, actions)]
+        # Concurrent: one 1.5 s sleep instead of two in a row (compared, not bounded: the machine may be busy).
+        assert batch_seconds < time.monotonic() - started
     finally:
         for env in envs:
             env.close()

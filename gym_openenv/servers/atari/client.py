@@ -20,4 +20,3 @@ class AtariEnv(EnvClient[AtariAction, AtariObservation, AtariState]):
     action_type = AtariAction
     observation_type = AtariObservation
     state_type = AtariState
-    environment = "gym_openenv.servers.atari.server.environment:AtariEnvironment"

@@ -26,4 +26,3 @@ class BrowserGymEnv(EnvClient[BrowserGymAction, BrowserGymObservation, BrowserGy
     action_type = BrowserGymAction
     observation_type = BrowserGymObservation
     state_type = BrowserGymState
-    environment = "gym_openenv.servers.browsergym.server.environment:BrowserGymEnvironment"

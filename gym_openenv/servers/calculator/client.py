@@ -7,4 +7,3 @@ from gym_openenv.tools import ToolClient
 class CalculatorEnv(ToolClient):
     observation_type = CalculatorObservation
     state_type = CalculatorState
-    environment = "gym_openenv.servers.calculator.server.environment:CalculatorEnvironment"

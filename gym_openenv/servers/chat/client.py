@@ -22,4 +22,3 @@ class ChatEnv(EnvClient[ChatAction, ChatObservation, ChatState]):
     action_type = ChatAction
     observation_type = ChatObservation
     state_type = ChatState
-    environment = "gym_openenv.servers.chat.server.environment:ChatEnvironment"

@@ -8,4 +8,3 @@ class CodingEnv(EnvClient[CodeAction, CodeObservation, CodeState]):
     action_type = CodeAction
     observation_type = CodeObservation
     state_type = CodeState
-    environment = "gym_openenv.servers.coding.server.environment:CodingEnvironment"

@@ -8,4 +8,3 @@ class EchoEnv(EnvClient[EchoAction, EchoObservation, EchoState]):
     action_type = EchoAction
     observation_type = EchoObservation
     state_type = EchoState
-    environment = "gym_openenv.servers.echo.server.environment:EchoEnvironment"

@@ -19,4 +19,3 @@ class FinRLEnv(EnvClient[FinRLAction, FinRLObservation, FinRLState]):
     action_type = FinRLAction
     observation_type = FinRLObservation
     state_type = FinRLState
-    environment = "gym_openenv.servers.finrl.server.environment:FinRLEnvironment"

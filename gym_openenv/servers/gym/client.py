@@ -20,4 +20,3 @@ class GymEnv(EnvClient[GymAction, GymObservation, GymState]):
     action_type = GymAction
     observation_type = GymObservation
     state_type = GymState
-    environment = "gym_openenv.servers.gym.server.environment:GymEnvironment"

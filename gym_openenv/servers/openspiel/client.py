@@ -22,4 +22,3 @@ class OpenSpielEnv(EnvClient[OpenSpielAction, OpenSpielObservation, OpenSpielSta
     action_type = OpenSpielAction
     observation_type = OpenSpielObservation
     state_type = OpenSpielState
-    environment = "gym_openenv.servers.openspiel.server.environment:OpenSpielEnvironment"

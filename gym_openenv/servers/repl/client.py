@@ -8,4 +8,3 @@ class ReplEnv(EnvClient[ReplAction, ReplObservation, ReplState]):
     action_type = ReplAction
     observation_type = ReplObservation
     state_type = ReplState
-    environment = "gym_openenv.servers.repl.server.environment:ReplEnvironment"

@@ -25,7 +25,7 @@ import io
 import pathlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -288,10 +288,8 @@ class BrowserGymEnvironment(Environment[BrowserGymAction, BrowserGymObservation,
         return {"observation": {"screenshot": screenshot_space(self._viewport)}}
 
     def metadata(self) -> EnvironmentMetadata:
-        return EnvironmentMetadata(
-            name="browsergym",
-            description=f"MiniWoB++ task {self._task.id} in headless Chromium with BrowserGym's action set.",
-            version="0.1.0",
+        return replace(
+            super().metadata(),
             documentation_url="https://github.com/ServiceNow/BrowserGym",
             extra={
                 "task": self._task.id,

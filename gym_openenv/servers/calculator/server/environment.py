@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from gym_openenv.server import EnvironmentMetadata
 from gym_openenv.server.mcp import CallToolAction, CallToolObservation, MCPEnvironment, tool
 from gym_openenv.servers.calculator.models import CalculatorObservation, CalculatorState
 
@@ -110,13 +109,6 @@ class CalculatorEnvironment(MCPEnvironment):
     @property
     def state(self) -> CalculatorState:
         return self._state
-
-    def metadata(self) -> EnvironmentMetadata:
-        return EnvironmentMetadata(
-            name="calculator",
-            description="Arithmetic tasks solved with calculator tools over MCP; reward 1.0 for a correct submission.",
-            version="0.1.0",
-        )
 
 
 def _close(a: float, b: float) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -84,10 +85,8 @@ class ChatEnvironment(Environment[ChatAction, ChatObservation, ChatState]):
         }
 
     def metadata(self) -> EnvironmentMetadata:
-        return EnvironmentMetadata(
-            name="chat",
-            description=f"Chat on tokens with the {self.task_name!r} task.",
-            version="0.1.0",
+        return replace(
+            super().metadata(),
             extra={
                 "task": self.task_name,
                 "vocab_size": self.tokenizer.vocab_size,

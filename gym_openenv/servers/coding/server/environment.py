@@ -209,9 +209,4 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
         self._sandbox.close()
 
     def metadata(self) -> EnvironmentMetadata:
-        return EnvironmentMetadata(
-            name="coding",
-            description="Run Python in a bubblewrap sandbox; optional tasks graded on hidden tests.",
-            version="0.1.0",
-            extra={"tasks": sorted(self._tasks), "streaming": True},
-        )
+        return dataclasses.replace(super().metadata(), extra={"tasks": sorted(self._tasks), "streaming": True})

@@ -3,7 +3,7 @@
 import uuid
 from typing import Any
 
-from gym_openenv.server import Environment, EnvironmentMetadata
+from gym_openenv.server import Environment
 from gym_openenv.servers.echo.models import EchoAction, EchoObservation, EchoState
 
 
@@ -44,6 +44,3 @@ class EchoEnvironment(Environment[EchoAction, EchoObservation, EchoState]):
     @property
     def state(self) -> EchoState:
         return self._state
-
-    def metadata(self) -> EnvironmentMetadata:
-        return EnvironmentMetadata(name="echo", description="Echoes messages back; reward 0.1 per character.", version="0.1.0")

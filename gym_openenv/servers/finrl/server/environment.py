@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -114,11 +115,10 @@ class FinRLEnvironment(Environment[FinRLAction, FinRLObservation, FinRLState]):
 
     def metadata(self) -> EnvironmentMetadata:
         first, last = self.data.dates[self.first_day], self.data.dates[self.last_day]
-        return EnvironmentMetadata(
-            name="finrl",
-            description=f"Trade {len(self.data.tickers)} stocks on daily closes ({self.split}: {first} to {last}).",
-            version="0.1.0",
+        return replace(
+            super().metadata(),
             extra={
+                "split": self.split,
                 "tickers": list(self.data.tickers),
                 "indicators": list(self.indicator_names),
                 "features": ["cash", *(f"price:{t}" for t in self.data.tickers),

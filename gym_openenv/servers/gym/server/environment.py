@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -100,13 +101,12 @@ class GymEnvironment(Environment[GymAction, GymObservation, GymState]):
 
     def metadata(self) -> EnvironmentMetadata:
         spec = self._env.spec
-        return EnvironmentMetadata(
-            name="gym",
-            description=f"Gymnasium {self._env_id}",
-            version=gym.__version__,
+        return replace(
+            super().metadata(),
             documentation_url="https://gymnasium.farama.org",
             extra={
                 "env_id": self._env_id,
+                "gymnasium_version": gym.__version__,
                 "max_episode_steps": spec.max_episode_steps if spec else None,
                 "reward_threshold": spec.reward_threshold if spec else None,
                 "render_fps": self._env.metadata.get("render_fps"),

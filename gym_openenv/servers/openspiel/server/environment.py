@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -224,13 +225,12 @@ class OpenSpielEnvironment(Environment[OpenSpielAction, OpenSpielObservation, Op
 
     def metadata(self) -> EnvironmentMetadata:
         game_type = self._game.get_type()
-        return EnvironmentMetadata(
-            name="openspiel",
-            description=f"OpenSpiel {game_type.long_name} ({self._game})",
-            version=pyspiel.__version__ if hasattr(pyspiel, "__version__") else None,
+        return replace(
+            super().metadata(),
             documentation_url="https://openspiel.readthedocs.io",
             extra={
                 "game": str(self._game),
+                "game_long_name": game_type.long_name,
                 "num_players": self._num_players,
                 "num_distinct_actions": self._num_actions,
                 "tensor": self._tensor_kind,

@@ -15,6 +15,7 @@ import random
 import re
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gym_openenv.server import Environment, EnvironmentMetadata
@@ -210,10 +211,4 @@ class ReplEnvironment(Environment[ReplAction, ReplObservation, ReplState]):
         self._sandbox.close()
 
     def metadata(self) -> EnvironmentMetadata:
-        return EnvironmentMetadata(
-            name="repl",
-            description="A persistent Python interpreter per session in a bubblewrap sandbox; "
-            "optional tasks: answer a question about a long `context` with FINAL(answer).",
-            version="0.1.0",
-            extra={"tasks": sorted(TASKS), "streaming": True},
-        )
+        return replace(super().metadata(), extra={"tasks": sorted(TASKS), "streaming": True})
