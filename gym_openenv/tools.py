@@ -302,6 +302,23 @@ def _fit_text(value: str, space: spaces.Text) -> str:
 # --- gym ids ------------------------------------------------------------------
 
 
+def _running_server(url: str | None, kwargs: dict[str, Any]) -> str | None:
+    """The URL of the running server a gym id is made for (``url=`` or a remote provider), else None."""
+    from gym_openenv.providers.remote import RemoteProvider
+
+    provider = kwargs.get("provider")
+    return url if url is not None else provider.url if isinstance(provider, RemoteProvider) else None
+
+
+def _asks_for_tools(url: str | None, kwargs: dict[str, Any]) -> bool:
+    """Whether a running server's actions are tool calls (a server still to be started: no)."""
+    running = _running_server(url, kwargs)
+    if running is None:
+        return False
+    token = kwargs.get("token") or getattr(kwargs.get("provider"), "token", None) or os.environ.get("OPENENV_TOKEN")
+    return _is_tool_server(running, token, kwargs.get("timeout", DEFAULT_TIMEOUT))
+
+
 def _is_tool_server(url: str, token: str | None, timeout: float) -> bool:
     """Whether the server's actions are tool calls and ``POST /mcp`` lists its tools
     (an OpenEnv server older than its /mcp route keeps the plain mapping)."""
@@ -320,12 +337,13 @@ def make_env(environment: str | None = None, *, url: str | None = None, tools: b
     """``gym.make`` entry point: a :class:`ToolEnv` for a tool environment, else an
     :class:`~gym_openenv.env.OpenEnvEnv`.
 
-    ``tools=True``/``False`` decides; ``None`` (default) asks the server at
-    ``url`` whether its actions are tool calls. ``tools=False`` keeps the
+    ``tools=True``/``False`` decides; ``None`` (default) asks the running server
+    (``url=``, or a :class:`~gym_openenv.providers.remote.RemoteProvider`) whether
+    its actions are tool calls. ``tools=False`` keeps the
     plain mapping of the action schema (``tool_name`` as text).
     """
     if tools is None:
-        tools = url is not None and _is_tool_server(url, kwargs.get("token") or os.environ.get("OPENENV_TOKEN"), kwargs.get("timeout", DEFAULT_TIMEOUT))
+        tools = _asks_for_tools(url, kwargs)
     if not tools:
         return OpenEnvEnv(environment, url=url, **kwargs)
     _refuse_space_overrides(kwargs)
@@ -344,7 +362,7 @@ def make_vec_env(environment: str | None = None, num_envs: int = 1, *, url: str 
     """``gym.make_vec`` entry point: :class:`ToolVectorEnv` for a tool environment, else
     :class:`~gym_openenv.vector.OpenEnvVectorEnv` (``tools`` as in :func:`make_env`)."""
     if tools is None:
-        tools = url is not None and _is_tool_server(url, kwargs.get("token") or os.environ.get("OPENENV_TOKEN"), kwargs.get("timeout", DEFAULT_TIMEOUT))
+        tools = _asks_for_tools(url, kwargs)
     if not tools:
         from gym_openenv.vector import OpenEnvVectorEnv
 

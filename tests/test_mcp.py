@@ -353,6 +353,16 @@ def test_upstream_style_tool_env_make_vec(toolbox):
         envs.close()
 
 
+def test_remote_provider_finds_tools_too(toolbox):
+    from gym_openenv.providers.remote import RemoteProvider
+
+    env = gym.make("openenv/remote-v0", provider=RemoteProvider(toolbox))
+    try:
+        assert isinstance(env.unwrapped, ToolEnv) and env.unwrapped.base_url == toolbox
+    finally:
+        env.close()
+
+
 def test_remote_v0_on_a_server_without_tools_is_unchanged(echo_server):
     env = gym.make("openenv/remote-v0", url=echo_server)
     try:
