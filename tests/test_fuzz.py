@@ -1,11 +1,15 @@
 """Fuzzing every route and both WebSocket protocols (run alone: ``pytest -m fuzz``).
 
+The suite runs a few thousand frames; ``OPENENV_FUZZ_CASES=10000 pytest -m fuzz`` is the
+long run (10,000 OpenEnv frames, 2,000 batch frames by default).
+
 No input may crash the server or get anything but a clear error: HTTP answers
 are never 5xx, every WebSocket frame gets a reply with a ``type``, and the
 session still works afterwards.
 """
 
 import json
+import os
 
 import hypothesis.strategies as st
 import msgpack
@@ -39,7 +43,8 @@ messages = st.one_of(
     st.fixed_dictionaries({"type": message_types}, optional={"data": json_values, "stream": json_values}),
     st.fixed_dictionaries({"type": st.just("step"), "data": st.dictionaries(st.sampled_from(["message", "metadata", "x"]), json_values)}),
 )
-WS_CASES = 10_000
+WS_CASES = int(os.environ.get("OPENENV_FUZZ_CASES", 2_000))
+BATCH_CASES = max(500, WS_CASES // 5)
 
 
 @schema.parametrize()
@@ -119,7 +124,7 @@ def test_batch_websocket_survives_fuzzed_frames(small_server):
             ws.send(frame)
             return decode_msgpack(ws.recv(timeout=10))
 
-        @settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=BATCH_CASES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(frame=batch_messages)
         def fuzz(frame):
             reply = ask(frame)
