@@ -97,7 +97,7 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
         info_rows["missing_fields"] = list(missing_fields)
         info_columns["missing_fields"] = list(missing_fields.values())
     obs = {f.name: _finish(f.space, buffers[f.name]) for f in fields}
-    obs = obs[fields[0].name] if observation.unwrapped else obs
+    obs = obs[fields[0].name] if observation.unwrapped else obs if fields else np.zeros(m, dtype=np.int64)
     info = _batched_info(info_columns, info_rows, m)
     if "action_mask" in info:  # one (num_envs, n) array, zeros where a row has no mask
         n = observation.action_mask[1].n
@@ -138,7 +138,9 @@ def flag_rows(info: dict[str, Any], key: str, env_ids: np.ndarray, values: dict[
 def action_columns(action: ModelSpec, actions: Any, n: int) -> dict[str, Any]:
     """A batch of ``n`` actions -> wire columns, checked against the space (constants added)."""
     fields = action.space_fields
-    if action.unwrapped:
+    if not fields:  # a foreign action with no fields: Discrete(1), only constants are sent
+        columns = {}
+    elif action.unwrapped:
         columns = {fields[0].name: _wire_column(fields[0], actions, n)}
     elif not isinstance(actions, dict):
         raise ValueError(f"actions must be a dict with keys {[f.name for f in fields]}, got {type(actions).__name__}")

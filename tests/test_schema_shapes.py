@@ -251,3 +251,15 @@ def test_a_reset_observation_schema_fills_what_a_reset_leaves_out():
     assert obs["turn"] == 1 and "missing_fields" not in info
     obs, _, _, _, info = schema.step_tuple({"observation": {"board": [1, 0]}})  # a step: the space's default, named
     assert obs["turn"] == 0 and info["missing_fields"] == ["turn"]
+
+
+def test_a_model_with_nothing_to_choose_is_a_one_value_space():
+    class Ping(BaseModel):
+        kind: Literal["ping"] = "ping"
+        metadata: Dict[str, Any] = {}
+
+    action = ModelSpec.from_json_schema(Ping.model_json_schema(), role="action")
+    observation = ModelSpec.from_json_schema(Ping.model_json_schema())
+    assert action.space == observation.space == spaces.Discrete(1)
+    assert action.wire_fields(action.space.sample()) == {"kind": "ping"}
+    assert observation.decode({"kind": "ping"})[0] == 0

@@ -281,6 +281,8 @@ class ModelSpec:
     def space(self) -> spaces.Space:
         """The gymnasium space; a model with one space field unwraps to that field's space."""
         if not self.space_fields:
+            if self.role is not None:  # a foreign model with nothing to choose or see: one value
+                return spaces.Discrete(1)
             raise ValueError(f"{self.title} has no field with a space; annotate one (see gym_openenv.spaces)")
         if self.unwrapped:
             return self.space_fields[0].space
@@ -331,6 +333,8 @@ class ModelSpec:
             if wire is None:
                 missing.append(f.name)
             values[f.name] = f.decode(wire)
+        if not self.space_fields:
+            return np.int64(0), missing  # the one value of Discrete(1)
         return (values[self.space_fields[0].name] if self.unwrapped else values), missing
 
     def decode_column(self, f: FieldSpec, column: Any, n: int) -> tuple[list | None, list[int]]:
@@ -368,6 +372,10 @@ class ModelSpec:
         Raises:
             ValueError: naming the field whose value is outside its space.
         """
+        if not self.space_fields:
+            if not contains(self.space, value):
+                raise ValueError(f"{self.title}: {short(value)} is not in {describe(self.space)}")
+            return dict(self.constants)
         if self.unwrapped:
             values = {self.space_fields[0].name: value}
         elif isinstance(value, Mapping):
