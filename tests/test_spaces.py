@@ -66,6 +66,7 @@ def test_overrides_replace_a_field_space():
         spaces.Discrete(7, start=-2),
         spaces.MultiBinary(5),
         spaces.MultiDiscrete([3, 4]),
+        spaces.MultiDiscrete([3, 4], start=[-1, 2]),
         text(100, 1),
         spaces.Text(10, charset="abc"),
         spaces.Dict({"a": spaces.Discrete(2), "b": spaces.Box(0, 1, (2,))}),

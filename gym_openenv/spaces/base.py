@@ -112,7 +112,7 @@ def _(space: spaces.MultiBinary) -> dict[str, Any]:
 
 @space_to_json.register
 def _(space: spaces.MultiDiscrete) -> dict[str, Any]:
-    return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "dtype": space.dtype.str}
+    return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "dtype": space.dtype.str, "start": space.start.tolist()}
 
 
 @space_to_json.register
@@ -143,32 +143,34 @@ def _(space: spaces.Sequence) -> dict[str, Any]:
 
 def space_from_json(desc: Mapping[str, Any]) -> spaces.Space:
     """Inverse of :func:`space_to_json`."""
-    kind = desc.get("type")
-    if kind == "Box":
-        dtype = np.dtype(desc["dtype"])
-        shape = tuple(desc["shape"])
-        low, high = (_bound_from_json(desc[k], shape, dtype) for k in ("low", "high"))
-        return spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
-    if kind == "Discrete":
-        return spaces.Discrete(desc["n"], start=desc.get("start", 0))
-    if kind == "MultiBinary":
-        return spaces.MultiBinary(desc["n"])
-    if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(desc["nvec"], dtype=desc.get("dtype", "int64"))
-    if kind == "Text":
-        charset = desc.get("charset", "default")
-        return spaces.Text(
-            desc["max_length"],
-            min_length=desc.get("min_length", 0),
-            charset=DEFAULT_CHARSET if charset == "default" else charset,
-        )
-    if kind == "Dict":
-        return spaces.Dict({k: space_from_json(v) for k, v in desc["spaces"].items()})
-    if kind == "Tuple":
-        return spaces.Tuple([space_from_json(v) for v in desc["spaces"]])
-    if kind == "Sequence":
-        return spaces.Sequence(space_from_json(desc["feature"]), stack=desc.get("stack", False))
-    raise ValueError(f"unknown space description: {dict(desc)!r}")
+    build = _FROM_JSON.get(desc.get("type"))
+    if build is None:
+        raise ValueError(f"unknown space description: {dict(desc)!r}")
+    return build(desc)
+
+
+def _box_from_json(desc: Mapping[str, Any]) -> spaces.Box:
+    dtype = np.dtype(desc["dtype"])
+    shape = tuple(desc["shape"])
+    low, high = (_bound_from_json(desc[k], shape, dtype) for k in ("low", "high"))
+    return spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
+
+
+def _text_from_json(desc: Mapping[str, Any]) -> spaces.Text:
+    charset = desc.get("charset", "default")
+    return spaces.Text(desc["max_length"], min_length=desc.get("min_length", 0), charset=DEFAULT_CHARSET if charset == "default" else charset)
+
+
+_FROM_JSON: dict[str, Any] = {
+    "Box": _box_from_json,
+    "Discrete": lambda d: spaces.Discrete(d["n"], start=d.get("start", 0)),
+    "MultiBinary": lambda d: spaces.MultiBinary(d["n"]),
+    "MultiDiscrete": lambda d: spaces.MultiDiscrete(d["nvec"], dtype=d.get("dtype", "int64"), start=d.get("start")),
+    "Text": _text_from_json,
+    "Dict": lambda d: spaces.Dict({k: space_from_json(v) for k, v in d["spaces"].items()}),
+    "Tuple": lambda d: spaces.Tuple([space_from_json(v) for v in d["spaces"]]),
+    "Sequence": lambda d: spaces.Sequence(space_from_json(d["feature"]), stack=d.get("stack", False)),
+}
 
 
 def _bound_from_json(bound: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
