@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gym_openenv.client import AsyncSession, BatchConnection, fetch_json, same_machine
+from gym_openenv.client import MAX_MESSAGE_BYTES, AsyncSession, BatchConnection, fetch_json, same_machine
 from gym_openenv.endpoint import Endpoint
 from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout, ServerError
 from gym_openenv.protocol import BATCH_CAPABILITY, BatchResult, RowError
@@ -105,10 +105,10 @@ class ServerFailure:
 class _BatchServer:
     """The sessions of one server on one batch connection."""
 
-    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None, shared_memory: bool = False):
+    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None, shared_memory: bool = False, max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.url = url
         self.env_indices = env_indices
-        self.connection = BatchConnection(url, timeout=timeout, token=token)
+        self.connection = BatchConnection(url, timeout=timeout, token=token, max_message_bytes=max_message_bytes)
         self.session_ids: np.ndarray | None = None
         self._position = {int(e): i for i, e in enumerate(env_indices)}
         self._shared_memory = shared_memory and same_machine(url)
@@ -246,6 +246,8 @@ class SessionPool:
         num_envs: number of sessions in total.
         protocol: ``"auto"`` (batch where advertised), ``"batch"`` or ``"openenv"``.
         shared_memory: take large arrays from co-located servers' shared blocks.
+        max_message_bytes: the largest reply frame accepted (a server answers a bigger
+            one with ``MESSAGE_TOO_LARGE``, and the connection stays up).
     """
 
     def __init__(
@@ -257,6 +259,7 @@ class SessionPool:
         timeout: float = 60.0,
         token: str | None = None,
         shared_memory: bool = True,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ):
         if protocol not in ("auto", "batch", "openenv"):
             raise ValueError(f"protocol must be 'auto', 'batch' or 'openenv', got {protocol!r}")
@@ -268,6 +271,7 @@ class SessionPool:
         self.timeout = timeout
         self.token = token
         self.shared_memory = shared_memory
+        self.max_message_bytes = max_message_bytes
         self.servers: list[_BatchServer | _PlainServer] = []
         self._server_of = np.empty(num_envs, dtype=np.int64)
 
@@ -289,7 +293,7 @@ class SessionPool:
         if self.protocol == "batch" and not batched:
             raise OpenEnvError(f"{url} does not offer the batch protocol ({BATCH_CAPABILITY}); use protocol='auto' or 'openenv'")
         if batched and self.protocol != "openenv":
-            server = _BatchServer(url, block, self.timeout, self.token, self.shared_memory)
+            server = _BatchServer(url, block, self.timeout, self.token, self.shared_memory, self.max_message_bytes)
         else:
             server = _PlainServer(url, block, self.timeout, self.token)
         self.servers[k] = server

@@ -24,7 +24,7 @@ from gymnasium.error import AlreadyPendingCallError, NoAsyncCallError
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
 
-from gym_openenv.client import DEFAULT_TIMEOUT, LoopThread
+from gym_openenv.client import DEFAULT_TIMEOUT, MAX_MESSAGE_BYTES, LoopThread
 from gym_openenv.elastic import ElasticRecovery
 from gym_openenv.env import resolve_server
 from gym_openenv.errors import RequestTimeout
@@ -59,6 +59,8 @@ class OpenEnvVectorEnv(VectorEnv):
         shared_memory: let servers on this machine hand large array observations over in
             shared memory instead of the socket (falls back by itself where they cannot).
         timeout: seconds to wait for any reply.
+        max_message_bytes: the largest reply frame to accept from a server (default 64 MiB);
+            a step whose reply would be bigger raises ``ServerError`` ``MESSAGE_TOO_LARGE``.
         action_space, observation_space, hints: one env's spaces instead of the derived ones
             (see :class:`~gym_openenv.env.OpenEnvEnv`).
         **env_kwargs: arguments for the environment.
@@ -80,6 +82,7 @@ class OpenEnvVectorEnv(VectorEnv):
         on_server_failure: str = "restart",
         shared_memory: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
         token: str | None = None,
         action_space: Any = None,
         observation_space: Any = None,
@@ -113,7 +116,10 @@ class OpenEnvVectorEnv(VectorEnv):
             self.single_observation_space = schema.observation.space
             self.action_space = batched_space(self.single_action_space, num_envs)
             self.observation_space = batched_space(self.single_observation_space, num_envs)
-            self._pool = SessionPool(server_urls, num_envs, protocol=protocol, timeout=timeout, token=token, shared_memory=shared_memory)
+            self._pool = SessionPool(
+                server_urls, num_envs, protocol=protocol, timeout=timeout, token=token,
+                shared_memory=shared_memory, max_message_bytes=max_message_bytes,
+            )
             self._loop.run(self._pool.open(), timeout)
             self._recovery = ElasticRecovery(
                 self._pool, self._provider_of_url, on_server_failure, providers=self._providers, start_server=self._start_server

@@ -226,3 +226,14 @@ def test_a_hung_environment_is_closed_only_after_its_step_returns(tmp_path):
             while not log.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
         assert log.read_text().splitlines()[0] == "close"  # never "close during step"
+
+
+def test_vector_env_reports_an_oversize_reply_without_restarting_the_server():
+    envs = gym.make_vec("openenv/atari-v0", num_envs=1, game="pong", shared_memory=False, max_message_bytes=64 * 1024)
+    try:
+        pid = envs._providers[0].pid
+        with pytest.raises(ServerError, match="MESSAGE_TOO_LARGE"):
+            envs.reset(seed=0)  # a 100 KB frame in the reply, over the 64 KB limit
+        assert envs._providers[0].pid == pid and psutil.pid_exists(pid)  # not taken for a dead server
+    finally:
+        envs.close()
