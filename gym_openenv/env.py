@@ -43,7 +43,9 @@ def resolve_server(
 
     ``url`` connects to a running server (a remote provider: it retries with
     backoff and stops nothing); otherwise ``provider`` (a name, an instance,
-    ``$OPENENV_PROVIDER``, or the registry entry's first hint) starts one.
+    ``$OPENENV_PROVIDER``, or the registry entry's first hint) starts one. A
+    ``local`` server listens on a Unix socket unless ``provider_options`` name a
+    ``host`` or ``uds``.
     """
     options = dict(provider_options or {})
     if url is not None:

@@ -3,9 +3,15 @@
 ``gym.make_vec("openenv/<name>-v0", num_envs=N)`` picks it (it is every id's
 ``vector_entry_point``). Sessions spread over several server processes (one
 per core by default); each server's sessions share one connection and one
-frame steps them all (the batch protocol), falling back to one OpenEnv
-session per env against servers that do not offer it. One event loop, on a
-background thread, drives every connection: no thread or process per env.
+frame resets and steps them all (the batch protocol: autoreset rides in the
+step request), falling back to one OpenEnv session per env against servers
+that do not offer it. One event loop, on a background thread, drives every
+connection: no thread or process per env.
+
+The class keeps the gymnasium API and its async state (``AsyncState``,
+``AlreadyPendingCallError``, ``NoAsyncCallError``); the transport is
+:mod:`gym_openenv.session_pool`, crash and error recovery
+:mod:`gym_openenv.recovery`, batch assembly :mod:`gym_openenv.batching`.
 
 Example:
     >>> envs = gym.make_vec("openenv/echo-v0", num_envs=8)       # doctest: +SKIP
