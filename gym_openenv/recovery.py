@@ -12,8 +12,8 @@ a complete batch in which those envs start new episodes (flagged in
 
 Example:
     >>> recovery = Recovery(pool, {url: provider})                 # doctest: +SKIP
-    >>> outcome = await recovery.recover(await pool.step(ids, columns))
-    >>> outcome.chunks, outcome.restarted, outcome.replaced         # rows, envs reset, envs to reset next
+    >>> outcome = await recovery.recover(await pool.step(ids, columns))  # doctest: +SKIP
+    >>> outcome.chunks, outcome.errors, outcome.replaced  # doctest: +SKIP
 """
 
 import asyncio
