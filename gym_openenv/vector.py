@@ -15,9 +15,12 @@ The class keeps the gymnasium API and its async state (``AsyncState``,
 
 Example:
     >>> envs = gym.make_vec("openenv/echo-v0", num_envs=8)       # doctest: +SKIP
-    >>> obs, info = envs.reset(seed=0)                           # env i gets seed 0 + i
-    >>> envs.send(np.array(["a"] * 4), env_ids=np.arange(4))     # envpool-style overlap
-    >>> obs, rew, term, trunc, info = envs.recv()                # info["env_id"] says whose
+    >>> obs, info = envs.reset(seed=0)                           # doctest: +SKIP
+    >>> envs.send(np.array(["a"] * 4), env_ids=np.arange(4))     # doctest: +SKIP
+    >>> obs, rew, term, trunc, info = envs.recv()                # doctest: +SKIP
+
+    ``reset(seed=0)`` gives env i the seed 0 + i; ``send``/``recv`` overlap stepping
+    with the learner's work, envpool-style (``info["env_id"]`` says whose rows came back).
 """
 
 import os
