@@ -269,9 +269,12 @@ class OpenEnvVectorEnv(VectorEnv):
             ValueError: the batch does not fit the action space (checked before sending),
                 or an env in ``env_ids`` has a step pending.
         """
-        env_ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
-        if len(np.unique(env_ids)) != len(env_ids) or (len(env_ids) and (env_ids.min() < 0 or env_ids.max() >= self.num_envs)):
-            raise ValueError(f"env_ids must be distinct indices in [0, {self.num_envs}), got {env_ids.tolist()}")
+        if env_ids is None:
+            env_ids = np.arange(self.num_envs)
+        else:
+            env_ids = np.asarray(env_ids, dtype=np.int64)
+            if len(np.unique(env_ids)) != len(env_ids) or (len(env_ids) and (env_ids.min() < 0 or env_ids.max() >= self.num_envs)):
+                raise ValueError(f"env_ids must be distinct indices in [0, {self.num_envs}), got {env_ids.tolist()}")
         if self._busy[env_ids].any():
             raise ValueError(f"envs {env_ids[self._busy[env_ids]].tolist()} already have a step pending; recv() first")
         if not self._pending and self._recovery.replacement_ready:
@@ -313,12 +316,13 @@ class OpenEnvVectorEnv(VectorEnv):
         self._lost[reset_ids] = False
         main = [c for c in outcome.chunks if not c.autoreset]
         obs, rewards, terminated, truncated, info = assemble(self._schema.observation, main, env_ids, self.num_envs)
-        was_reset = np.isin(env_ids, reset_ids) | np.isin(env_ids, restarted) | np.isin(env_ids, list(outcome.errors))
+        started_over = [*reset_ids.tolist(), *restarted, *outcome.errors]
+        was_reset = np.isin(env_ids, started_over) if started_over else np.zeros(len(env_ids), dtype=bool)
         self._episode_steps[env_ids] = np.where(was_reset, 0, self._episode_steps[env_ids] + 1)
         if self.max_episode_steps is not None:
             truncated |= (self._episode_steps[env_ids] >= self.max_episode_steps) & ~terminated & ~was_reset
-        # A reset row is the first observation of a new episode: no reward, not done.
-        rewards[was_reset], terminated[was_reset], truncated[was_reset] = 0.0, False, False
+        if started_over:  # a reset row is the first observation of a new episode: no reward, not done
+            rewards[was_reset], terminated[was_reset], truncated[was_reset] = 0.0, False, False
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
             obs, info = self._reset_done_now(env_ids, done, obs, info, [c for c in outcome.chunks if c.autoreset])
