@@ -9,7 +9,6 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import gym_openenv.registry
 from gym_openenv.spaces import ModelSpec
@@ -241,14 +240,6 @@ def coding_id() -> str:
             kwargs={"environment": ENVIRONMENT},
         )
     return CODING_ID
-
-
-def test_gym_make_passes_check_env(coding_id):
-    env = gym.make(coding_id)
-    try:
-        check_env(env.unwrapped, skip_render_check=True)
-    finally:
-        env.close()
 
 
 def test_gym_make_task_episode(coding_id):

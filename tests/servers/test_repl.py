@@ -8,7 +8,6 @@ import time
 
 import gymnasium as gym
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import gym_openenv.registry
 from gym_openenv.spaces import ModelSpec
@@ -215,14 +214,6 @@ def repl_id() -> str:
             kwargs={"environment": ENVIRONMENT},
         )
     return REPL_ID
-
-
-def test_gym_make_passes_check_env(repl_id):
-    env = gym.make(repl_id)
-    try:
-        check_env(env.unwrapped, skip_render_check=True)
-    finally:
-        env.close()
 
 
 def test_gym_make_task_episode(repl_id):
