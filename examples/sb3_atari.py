@@ -25,25 +25,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import (
     VecEnv,
     VecEnvWrapper,
     VecFrameStack,
-    VecMonitor,
     VecTransposeImage,
 )
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
-from gym_openenv.integrations.sb3 import SB3VecEnv
+from gym_openenv.integrations.sb3 import make_sb3_vec_env
 from plotting import plot_returns as plot  # shared by the example scripts (examples/ on sys.path)
 from args import parse_args as parse_dataclass_args  # shared by the example scripts (examples/ on sys.path)
 
@@ -121,10 +117,8 @@ if __name__ == "__main__":
     args = parse_args()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    envs = gym.make_vec(
-        args.env_id, num_envs=args.num_envs, game=args.game, obs_type="grayscale", autoreset_mode=AutoresetMode.SAME_STEP
-    )
-    venv = VecMonitor(SB3VecEnv(envs))  # before reward clipping: logs the game's score
+    # VecMonitor (make_sb3_vec_env's default) before reward clipping: logs the game's score.
+    venv = make_sb3_vec_env(args.env_id, args.num_envs, game=args.game, obs_type="grayscale")
     venv = VecTransposeImage(VecFrameStack(VecAtariPreprocessing(venv), n_stack=4))
     model = PPO(
         "CnnPolicy",

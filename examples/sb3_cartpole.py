@@ -5,7 +5,7 @@
     python examples/sb3_cartpole.py --native                  # the same run on gym.make("CartPole-v1")
 
 The environments run in server processes; ``gym.make_vec`` returns one
-batched vector env over all of them, and ``SB3VecEnv`` hands it to SB3 (no
+batched vector env over all of them, and ``make_sb3_vec_env`` hands it to SB3 (no
 ``SubprocVecEnv``). SB3 resets finished episodes in the same step, so the
 vector env is made with ``AutoresetMode.SAME_STEP``. With the same seed the
 run is step-for-step the native one: same episodes, same returns, same policy.
@@ -20,13 +20,12 @@ from pathlib import Path
 import gymnasium as gym
 
 import torch
-from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 import gym_openenv  # noqa: F401  (registers openenv/* ids)
-from gym_openenv.integrations.sb3 import SB3VecEnv
+from gym_openenv.integrations.sb3 import make_sb3_vec_env
 from plotting import plot_returns as plot  # shared by the example scripts (examples/ on sys.path)
 from args import parse_args as parse_dataclass_args  # shared by the example scripts (examples/ on sys.path)
 
@@ -82,8 +81,7 @@ class EpisodeReturns(BaseCallback):
 def make_venv(args: Args) -> VecEnv:
     if args.native:
         return DummyVecEnv([lambda: gym.make(args.gym_env) for _ in range(args.num_envs)])
-    envs = gym.make_vec(args.env_id, num_envs=args.num_envs, env_id=args.gym_env, autoreset_mode=AutoresetMode.SAME_STEP)
-    return SB3VecEnv(envs)
+    return make_sb3_vec_env(args.env_id, args.num_envs, env_id=args.gym_env, monitor=False)
 
 
 
