@@ -23,7 +23,7 @@ Example:
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -32,7 +32,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from gym_openenv.endpoint import Endpoint
-from gym_openenv.errors import ConnectionLost, RequestTimeout, ServerError, server_error
+from gym_openenv.errors import CapacityReached, ConnectionLost, RequestTimeout, ServerError, server_error
 from gym_openenv.models import Action, Observation, State
 from gym_openenv.protocol import (
     BatchClose,
@@ -69,6 +69,9 @@ ObsT = TypeVar("ObsT")
 StateT = TypeVar("StateT")
 
 DEFAULT_TIMEOUT = 60.0
+# How long a closed connection may take to hand over the frames it received before its close.
+# They are buffered already, so this only bounds the wait when there are none.
+_LEFT_BEHIND_WAIT = 1.0
 _ARRAY_SPACES = (gym_spaces.Box, gym_spaces.MultiBinary, gym_spaces.MultiDiscrete)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -127,6 +130,26 @@ async def _open_ws(base_url: str, path: str, token: str | None, timeout: float, 
     return await Endpoint.parse(base_url, token).connect(path, timeout=timeout, max_size=max_size)
 
 
+async def _left_behind_error(ws: ClientConnection, decode: Callable[[Any], Any]) -> ServerError | None:
+    """The error reply a server sent just before it closed the connection, if one is unread.
+
+    OpenEnv servers refuse a session (``CAPACITY_REACHED``, ``FACTORY_ERROR``) by
+    sending an error and closing; a request sent after that fails on the closed
+    socket, but the error frame is still buffered and says why.
+    """
+    try:
+        raw = await asyncio.wait_for(ws.recv(), _LEFT_BEHIND_WAIT)
+    except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
+        return None
+    try:
+        reply = decode(raw)
+    except Exception:  # not a frame of ours: the closed connection is all there is to report
+        return None
+    if isinstance(reply, dict) and reply.get("type") == "error":
+        return server_error(reply.get("data") or {})
+    return None
+
+
 async def fetch_json(base_url: str, path: str, token: str | None = None, timeout: float = 30.0) -> Any:
     """GET ``path`` from a server (``/schema``, ``/metadata``, ``/health``)."""
     return await Endpoint.parse(base_url, token).get_json(path, timeout)
@@ -144,6 +167,9 @@ class _Channel:
         try:
             await self.ws.send(encode_json(message))
         except websockets.exceptions.ConnectionClosed as e:
+            refused = await _left_behind_error(self.ws, decode_json)
+            if refused is not None:
+                raise refused from e
             raise ConnectionLost(f"connection to the server closed: {e}") from e
 
     async def receive(self, timeout: float | None = None) -> dict[str, Any]:
@@ -194,8 +220,9 @@ class AsyncSession:
         await self.connect()
         try:
             return await self._channel.request(message, timeout)
-        except (ConnectionLost, RequestTimeout):
-            # The connection is in an unknown state: drop it so the next call reconnects.
+        except (ConnectionLost, RequestTimeout, CapacityReached):
+            # The connection is in an unknown state, or (CAPACITY_REACHED) the server refused the
+            # session and closed it: drop it so the next call reconnects.
             await self._drop()
             raise
 
@@ -275,6 +302,14 @@ class BatchConnection:
             message.seq = seq = self._seq
             try:
                 await self._ws.send(encode_msgpack(message.wire()))
+            except websockets.exceptions.ConnectionClosed as e:
+                # The server may have said why before it closed: an error frame nobody read yet.
+                refused = await _left_behind_error(self._ws, decode_batch_reply)
+                await self._drop(f"closed: {e}")
+                if refused is not None:
+                    raise refused from e
+                raise ConnectionLost(f"connection to the server closed: {e}") from e
+            try:
                 raw = await asyncio.wait_for(self._ws.recv(), timeout or self.timeout)
             except asyncio.TimeoutError:
                 await self._drop(f"no reply within {timeout or self.timeout}s")

@@ -18,7 +18,7 @@ import numpy as np
 
 from gym_openenv.client import MAX_MESSAGE_BYTES, AsyncSession, BatchConnection, fetch_json, same_machine
 from gym_openenv.endpoint import Endpoint
-from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout, ServerError
+from gym_openenv.errors import CapacityReached, ConnectionLost, OpenEnvError, RequestTimeout, ServerError
 from gym_openenv.protocol import BATCH_CAPABILITY, BatchResult, RowError
 from gym_openenv.shm import ObservationSlots
 
@@ -200,11 +200,15 @@ class _PlainServer:
 
 
 async def _plain_chunk(env_indices: np.ndarray, calls: list) -> Chunk:
-    """One OpenEnv call per env, concurrently; an env's error reply fails its row only."""
+    """One OpenEnv call per env, concurrently; an env's error reply fails its row only.
+
+    ``CAPACITY_REACHED`` is raised instead: the server refused the session itself (it
+    says so at the first call on a new connection), so no row of it can be recovered.
+    """
     payloads = await asyncio.gather(*calls, return_exceptions=True)
     for p in payloads:
-        if isinstance(p, BaseException) and not isinstance(p, ServerError):
-            raise p  # the connection (not the environment) failed
+        if isinstance(p, BaseException) and (not isinstance(p, ServerError) or isinstance(p, CapacityReached)):
+            raise p  # the connection (not the environment) failed, or the session was refused
     reply = BatchResult.of([None if isinstance(p, BaseException) else p for p in payloads])
     reply.errors = [
         RowError(row, p.code, p.message, bool(p.details.get("episode_lost")))

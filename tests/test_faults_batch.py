@@ -18,7 +18,7 @@ import psutil
 import pytest
 from websockets.sync.client import connect
 
-from gym_openenv import RequestTimeout, ServerError
+from gym_openenv import CapacityReached, RequestTimeout, ServerError
 from gym_openenv.client import BatchConnection
 from gym_openenv.errors import ConnectionLost
 from gym_openenv.protocol import decode_msgpack, encode_msgpack
@@ -237,3 +237,27 @@ def test_vector_env_reports_an_oversize_reply_without_restarting_the_server():
         assert envs._providers[0].pid == pid and psutil.pid_exists(pid)  # not taken for a dead server
     finally:
         envs.close()
+
+
+def test_an_error_sent_before_the_server_closed_is_raised_not_connection_lost():
+    # A batch server that refuses the connection the way OpenEnv's JSON servers refuse a
+    # session: one error frame, then close. No server of ours does this on /ws/batch, so a
+    # loopback websockets server stands in; the client must raise the error it was sent.
+    from websockets.asyncio.server import serve
+
+    async def refuse(ws):
+        await ws.send(encode_msgpack({"type": "error", "data": {"code": "CAPACITY_REACHED", "message": "no room here"}}))
+        await ws.close(1013)
+
+    async def run():
+        async with serve(refuse, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            connection = BatchConnection(f"http://127.0.0.1:{port}", timeout=30)
+            await connection.connect()
+            await asyncio.wait_for(connection._ws.wait_closed(), 30)  # the close is in before we ask
+            with pytest.raises(CapacityReached, match="no room here"):
+                await connection.open(1)
+            with pytest.raises(ConnectionLost):  # and the connection is known to be gone
+                await connection.open(1)
+
+    asyncio.run(run())

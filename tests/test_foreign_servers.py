@@ -26,6 +26,7 @@ from gymnasium import spaces
 
 from gymnasium.utils.env_checker import check_env
 
+from gym_openenv import CapacityReached
 from gym_openenv.providers.remote import RemoteProvider
 
 UPSTREAM_STYLE = Path(__file__).resolve().parent / "upstream_style"
@@ -98,6 +99,35 @@ def test_openenv_template_through_make_vec(template_server):
         np.testing.assert_allclose(reward, [0.1, 0.2, 0.3])
     finally:
         envs.close()
+
+
+@pytest.fixture(scope="module")
+def one_session_template_server(tmp_path_factory):
+    """The template as `openenv init` writes it: max_concurrent_envs=1."""
+    root = tmp_path_factory.mktemp("openenv_init_one_session")
+    subprocess.run(["openenv", "init", "foreign_echo"], cwd=root, check=True, capture_output=True, timeout=120)
+    assert "max_concurrent_envs=1" in (root / "foreign_echo" / "server" / "app.py").read_text()
+    url, process = serve("server.app:app", root / "foreign_echo")
+    yield url
+    stop(process)
+
+
+def test_openenv_session_limit_is_capacity_reached_through_make_vec(one_session_template_server):
+    # openenv-core refuses the second session with a CAPACITY_REACHED frame and closes
+    # the socket: the user must get that reply, not a lost connection.
+    envs = gym.make_vec("openenv/remote-v0", url=one_session_template_server, num_envs=2)
+    try:
+        with pytest.raises(CapacityReached, match="[Cc]apacity|max") as caught:
+            envs.reset(seed=0)
+        assert caught.value.details.get("max_sessions") == 1
+    finally:
+        envs.close()
+    env = gym.make("openenv/remote-v0", url=one_session_template_server)  # the one slot is free again
+    try:
+        env.reset(seed=0)
+        assert env.step("one")[0]["echoed_message"] == "one"
+    finally:
+        env.close()
 
 
 # --- upstream-style servers: every schema shape --------------------------------

@@ -11,8 +11,10 @@ from gymnasium.error import AlreadyPendingCallError, NoAsyncCallError
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.async_vector_env import AsyncState
 
-from gym_openenv import ConnectionLost
+from gym_openenv import CapacityReached, ConnectionLost
+from gym_openenv.providers import LocalProcessProvider
 from gym_openenv.vector import OpenEnvVectorEnv
+from tests.conftest import ECHO
 
 
 def words(n, prefix="w"):
@@ -225,3 +227,20 @@ def test_same_step_autoreset_keeps_final_frames_with_shared_memory():
         fast.close()
         plain.close()
         native.close()
+
+
+@pytest.mark.parametrize("protocol", ["batch", "openenv"])
+def test_a_full_server_says_capacity_reached_not_connection_lost(protocol):
+    # --max-sessions 1 and two envs: the JSON server refuses the second session with an
+    # error frame and closes the socket; that reply, not the closed socket, must reach the user.
+    with LocalProcessProvider(ECHO, server_args=["--max-sessions", "1"]) as server:
+        with pytest.raises(CapacityReached, match="1 in use|1 of 1 sessions in use") as caught:
+            envs = gym.make_vec("openenv/remote-v0", num_envs=2, url=server.base_url, protocol=protocol)
+            try:
+                envs.reset(seed=0)  # the JSON protocol only hears of the refusal at its first call
+            finally:
+                envs.close()
+        assert caught.value.code == "CAPACITY_REACHED"
+        # The refused session's slot was never taken: one env still fits.
+        with gym.make("openenv/remote-v0", url=server.base_url) as env:
+            env.reset(seed=0)
