@@ -20,10 +20,19 @@ A moved env always starts a new episode on a fresh session: its previous
 session is closed, so no env is ever held twice. The vector env flags every
 moved env in ``info["openenv_restarted"]``.
 
-Example:
-    >>> envs = gym.make_vec("openenv/echo-v0", num_envs=12, provider="ray", num_servers=3)  # doctest: +SKIP
-    >>> envs.add_servers(1)       # a node joined: 3 envs move to the new server
-    >>> envs.remove_servers(2)    # 12 envs on the 2 servers left
+Example (local servers; with ``provider="ray"`` the servers are Ray actors on a cluster):
+    >>> import gymnasium as gym, numpy as np
+    >>> envs = gym.make_vec("openenv/echo-v0", num_envs=6, num_servers=2)
+    >>> _ = envs.reset(seed=0)
+    >>> envs.add_servers(1)       # a node joined: 2 envs move to the new server
+    >>> info = envs.step(np.array(["a"] * 6))[4]
+    >>> int(info["openenv_restarted"].sum())
+    2
+    >>> envs.remove_servers(2)    # the 6 envs on the one server left
+    >>> info = envs.step(np.array(["b"] * 6))[4]
+    >>> int(info["openenv_restarted"].sum())
+    4
+    >>> envs.close()
 """
 
 import asyncio
@@ -82,8 +91,8 @@ class ElasticRecovery(Recovery):
 
     async def restart(self, failure: ServerFailure) -> np.ndarray:
         """Bring ``failure``'s envs back on fresh sessions; returns every env index the lost server held."""
-        if failure.server < 0 or self.pool.servers[failure.server] is not failure.connection:
-            return np.zeros(0, dtype=np.int64)  # an earlier failure in this call already replaced it
+        if len(failure.connection.env_indices) == 0:
+            return np.zeros(0, dtype=np.int64)  # an earlier failure in this call already moved its envs
         lost = failure.url
         held = self.envs_on(lost)
         if len(held) == 0:

@@ -3,7 +3,7 @@
 Routes (OpenEnv's, unchanged): ``GET /health``, ``POST /reset``, ``POST /step``,
 ``GET /state``, ``GET /schema``, ``GET /metadata``, ``WS /ws``; plus
 ``WS /ws/batch``, the batched binary extension advertised in ``/metadata``;
-MCP JSON-RPC at ``POST /mcp`` and ``WS /mcp`` (tools of an
+MCP JSON-RPC at ``POST /mcp`` and ``WS /mcp``, ``DELETE /mcp`` ending an MCP HTTP session (tools of an
 :class:`~gym_openenv.server.mcp.MCPEnvironment`; a JSON-RPC error elsewhere);
 with ``settings.web``, the ``/web`` page (:mod:`gym_openenv.server.web`).
 As in OpenEnv, the HTTP ``/reset`` and ``/step`` routes are stateless (a fresh
@@ -12,8 +12,8 @@ environment per request); sessions live on the WebSockets.
 Example:
     >>> from gym_openenv.servers.echo.server.environment import EchoEnvironment
     >>> app = create_app(EchoEnvironment)
-    >>> sorted(r.path for r in app.routes if not r.path.startswith(("/docs", "/redoc", "/openapi")))
-    ['/health', '/mcp', '/mcp', '/metadata', '/reset', '/schema', '/state', '/step', '/ws', '/ws/batch']
+    >>> sorted({r.path for r in app.routes if not r.path.startswith(("/docs", "/redoc", "/openapi"))})
+    ['/health', '/mcp', '/metadata', '/reset', '/schema', '/state', '/step', '/ws', '/ws/batch']
 """
 
 import asyncio

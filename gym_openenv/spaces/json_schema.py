@@ -44,7 +44,7 @@ matches), which :attr:`SchemaSpace.exact` reports as ``False``.
 
 Example:
     >>> s = schema_space({"enum": ["UP", "DOWN"]}, role="action")
-    >>> s.space, s.encode(1), s.decode("UP")
+    >>> s.space, s.encode(1), int(s.decode("UP"))
     (Discrete(2), 'DOWN', 0)
 """
 
