@@ -3,10 +3,11 @@
 Example:
     >>> import gymnasium as gym
     >>> import gym_openenv
-    >>> env = gym.make("openenv/echo-v0")                            # doctest: +SKIP
-    >>> obs, info = env.reset(seed=0)                                # doctest: +SKIP
-    >>> obs, reward, terminated, truncated, info = env.step("hello")  # doctest: +SKIP
-    >>> env_id = gym_openenv.register_folder("path/to/maze_env")      # doctest: +SKIP
+    >>> env = gym.make("openenv/echo-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, reward, terminated, truncated, info = env.step("hello")
+    >>> env.close()
+    >>> env_id = gym_openenv.register_folder("path/to/maze_env")      # your folder # doctest: +SKIP
     >>> gym_openenv.AutoAction.from_env("echo")
     <class 'gym_openenv.servers.echo.models.EchoAction'>
 """

@@ -8,9 +8,10 @@ is registered on the way (``AutoEnv.from_env("./maze_env")``).
 
 Example:
     >>> from gym_openenv import AutoAction, AutoEnv
-    >>> env = AutoEnv.from_env("echo-env")                  # doctest: +SKIP
-    >>> env.reset(seed=0)                                   # doctest: +SKIP
+    >>> env = AutoEnv.from_env("echo-env")
+    >>> env.reset(seed=0)
     ('', {'message_length': 0})
+    >>> env.close()
     >>> AutoAction.from_env("echo")
     <class 'gym_openenv.servers.echo.models.EchoAction'>
 """

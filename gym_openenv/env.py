@@ -2,11 +2,12 @@
 
 Example:
     >>> import gymnasium as gym, gym_openenv
-    >>> env = gym.make("openenv/echo-v0")                 # doctest: +SKIP
-    >>> env.reset(seed=0)                                 # doctest: +SKIP
+    >>> env = gym.make("openenv/echo-v0")
+    >>> env.reset(seed=0)
     ('', {'message_length': 0})
-    >>> env.step("hi")[:2]                                # doctest: +SKIP
+    >>> env.step("hi")[:2]
     ('hi', 0.2)
+    >>> env.close()
 """
 
 import atexit

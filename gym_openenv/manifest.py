@@ -26,8 +26,9 @@ gym_openenv's folders add what a gym id and ``gym-openenv validate`` use::
 (The older ``server: {port, dockerfile}`` section is read as ``port`` and ``dockerfile``.)
 
 Example:
-    >>> m = load_manifest("gym_openenv/servers/echo")               # doctest: +SKIP
-    >>> m.models.action                                             # doctest: +SKIP
+    >>> from gym_openenv.registry import find
+    >>> m = load_manifest(find("echo").server)         # gym_openenv/servers/echo
+    >>> m.models.action
     'gym_openenv.servers.echo.models:EchoAction'
 
 ``import_object`` is the one loader of ``"module:Name"`` strings in gym_openenv

@@ -327,10 +327,16 @@ def register_folder(path: str | Path, name: str | None = None) -> str:
         ManifestError: its ``openenv.yaml`` is invalid.
 
     Example:
-        >>> env_id = register_folder("/tmp/maze_env")          # doctest: +SKIP
-        >>> env_id                                              # doctest: +SKIP
+        >>> import tempfile, gymnasium as gym
+        >>> from gym_openenv.templates import scaffold
+        >>> parent = tempfile.TemporaryDirectory()
+        >>> _ = scaffold(Path(parent.name), "maze_env")         # the folder `gym-openenv init maze_env` writes
+        >>> env_id = register_folder(Path(parent.name) / "maze_env")
+        >>> env_id
         'openenv/maze-v0'
-        >>> env = gym.make(env_id)                              # doctest: +SKIP
+        >>> env = gym.make(env_id)
+        >>> obs, info = env.reset(seed=0)
+        >>> env.close(); parent.cleanup()
     """
     own = find_folder(path)
     if own is not None and (name is None or normalize_name(name) == own.name):

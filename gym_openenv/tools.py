@@ -21,13 +21,14 @@ lists the tools. Its spaces:
 environments sharing one server (one session each).
 
 Example:
-    >>> import gymnasium as gym, gym_openenv                                  # doctest: +SKIP
-    >>> env = gym.make("openenv/calculator-v0")                               # doctest: +SKIP
-    >>> question, info = env.reset(seed=0)                                    # doctest: +SKIP
-    >>> [t["name"] for t in info["tools"]]                                    # doctest: +SKIP
+    >>> import gymnasium as gym, gym_openenv
+    >>> env = gym.make("openenv/calculator-v0")
+    >>> question, info = env.reset(seed=0)
+    >>> [t["name"] for t in info["tools"]]
     ['add', 'divide', 'multiply', 'submit', 'subtract']
-    >>> env.step({"tool": "add", "arguments": {"add": {"a": 2.0, "b": 3.0}}})[0]   # doctest: +SKIP
+    >>> env.step({"tool": "add", "arguments": {"add": {"a": 2.0, "b": 3.0}}})[0]
     '5.0'
+    >>> env.close()
 """
 
 from __future__ import annotations

@@ -6,11 +6,16 @@ app built with openenv-core) or gym_openenv's; checks that need what only ours
 declare (``models``, ``client``) say so and pass.
 
 Example:
-    >>> report = validate_folder(Path("gym_openenv/servers/echo"))        # doctest: +SKIP
-    >>> report.failed, [row[0] for row in report.rows][:3]                 # doctest: +SKIP
+    >>> from gym_openenv.registry import find
+    >>> report = validate_folder(find("echo").server)       # gym_openenv/servers/echo
+    >>> report.failed, [row[0] for row in report.rows][:3]
     (False, ['openenv.yaml', 'layout', 'pyproject.toml'])
-    >>> validate_url("http://127.0.0.1:8000").failed                      # doctest: +SKIP
+    >>> from gym_openenv.providers import LocalProcessProvider
+    >>> provider = LocalProcessProvider(find("echo").environment)
+    >>> url = provider.start()                              # a running server: http://127.0.0.1:<port>
+    >>> validate_url(url).failed
     False
+    >>> provider.stop()
 """
 
 import json

@@ -14,10 +14,14 @@ The class keeps the gymnasium API and its async state (``AsyncState``,
 :mod:`gym_openenv.recovery`, batch assembly :mod:`gym_openenv.batching`.
 
 Example:
-    >>> envs = gym.make_vec("openenv/echo-v0", num_envs=8)       # doctest: +SKIP
-    >>> obs, info = envs.reset(seed=0)                           # doctest: +SKIP
-    >>> envs.send(np.array(["a"] * 4), env_ids=np.arange(4))     # doctest: +SKIP
-    >>> obs, rew, term, trunc, info = envs.recv()                # doctest: +SKIP
+    >>> import gymnasium as gym
+    >>> envs = gym.make_vec("openenv/echo-v0", num_envs=8)
+    >>> obs, info = envs.reset(seed=0)
+    >>> envs.send(np.array(["a"] * 4), env_ids=np.arange(4))
+    >>> obs, rew, term, trunc, info = envs.recv()
+    >>> obs, info["env_id"]
+    (('a', 'a', 'a', 'a'), array([0, 1, 2, 3]))
+    >>> envs.close()
 
     ``reset(seed=0)`` gives env i the seed 0 + i; ``send``/``recv`` overlap stepping
     with the learner's work, envpool-style (``info["env_id"]`` says whose rows came back).

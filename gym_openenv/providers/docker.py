@@ -1,8 +1,8 @@
 """Run the server in a Docker container built from ``gym_openenv/servers/<name>/server/Dockerfile``.
 
 Example:
-    >>> env = gym.make("openenv/echo-v0", provider="docker")              # doctest: +SKIP
-    >>> url, provider = from_docker_image("gym-openenv/echo:latest")      # doctest: +SKIP
+    >>> env = gym.make("openenv/echo-v0", provider="docker")   # builds an image: minutes  # doctest: +SKIP
+    >>> url, provider = from_docker_image("gym-openenv/echo:latest")   # needs the image   # doctest: +SKIP
 
 A gym_openenv server's image is built from the repository root (only the files a
 server image needs: ``pyproject.toml``, ``gym_openenv/`` and the server's folder); an

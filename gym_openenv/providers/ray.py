@@ -2,7 +2,7 @@
 
 Example:
     >>> envs = gym.make_vec("openenv/atari-v0", num_envs=64, provider="ray",
-    ...                     num_servers=8, provider_options={"num_cpus": 0.5})  # doctest: +SKIP
+    ...                     num_servers=8, provider_options={"num_cpus": 0.5})  # a Ray cluster  # doctest: +SKIP
 
 Each provider creates one :class:`ServerActor`. The actor starts the server
 as its own child process (the local provider, bound to the node's address,

@@ -1,8 +1,8 @@
 """A server someone else runs: any OpenEnv server at a URL, a Hugging Face Space included.
 
 Example:
-    >>> provider = RemoteProvider("https://owner-space.hf.space", token="hf_...")   # doctest: +SKIP
-    >>> env = gym.make("openenv/remote-v0", provider=provider)                      # doctest: +SKIP
+    >>> provider = RemoteProvider("https://owner-space.hf.space", token="hf_...")  # a remote Space  # doctest: +SKIP
+    >>> env = gym.make("openenv/remote-v0", provider=provider)                     # doctest: +SKIP
     >>> hf_space_url("openenv/echo-env")
     'https://openenv-echo-env.hf.space'
 

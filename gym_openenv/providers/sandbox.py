@@ -1,7 +1,11 @@
 """Run the server as a local process inside a bubblewrap sandbox.
 
 Example:
-    >>> env = gym.make("openenv/echo-v0", provider="sandbox")     # doctest: +SKIP
+    >>> import gymnasium as gym
+    >>> env = gym.make("openenv/echo-v0", provider="sandbox")
+    >>> env.reset(seed=0)
+    ('', {'message_length': 0})
+    >>> env.close()
 
 The server gets no network at all (its own empty network namespace): it
 serves on a Unix socket in a private directory, the one path it can write

@@ -5,8 +5,10 @@ file names too). :func:`scaffold` renders them into ``<parent>/<name>/``, a new 
 the user owns; nothing outside it is written, least of all this package.
 
 Example:
-    >>> written = scaffold(Path("."), "maze_env")          # doctest: +SKIP
-    >>> [str(p) for p in written][:3]                       # doctest: +SKIP
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as parent:
+    ...     written = scaffold(Path(parent), "maze_env")
+    >>> [str(p) for p in written][:3]
     ['maze_env/README.md', 'maze_env/__init__.py', 'maze_env/client.py']
 """
 

@@ -26,9 +26,9 @@ A sandbox's directory carries the server's pid in its name; a later sandbox
 removes those of servers that died without cleaning up (killed with SIGKILL).
 
 Example:
-    >>> sandbox = Sandbox()                                        # doctest: +SKIP
-    >>> run = sandbox.start(["/usr/bin/python3", "-c", "print(6 * 7)"])  # doctest: +SKIP
-    >>> [e for e in run.stream(timeout=5)][-1].stdout              # doctest: +SKIP
+    >>> sandbox = Sandbox()
+    >>> run = sandbox.start(["/usr/bin/python3", "-c", "print(6 * 7)"])
+    >>> [e for e in run.stream(timeout=5)][-1].stdout
     '42\\n'
 """
 

@@ -3,7 +3,7 @@
 Example:
     >>> from gym_openenv.servers.atari.client import AtariEnv
     >>> from gym_openenv.servers.atari.models import AtariAction
-    >>> with AtariEnv.launch(game="breakout").sync() as env:   # doctest: +SKIP
+    >>> with AtariEnv.launch(game="breakout").sync() as env:
     ...     env.reset(seed=0).observation.lives
     ...     env.step(AtariAction(action_id=1)).reward
     5

@@ -3,12 +3,11 @@
 Example:
     >>> from gym_openenv.servers.browsergym.client import BrowserGymEnv
     >>> from gym_openenv.servers.browsergym.models import BrowserGymAction
-    >>> with BrowserGymEnv.launch(task="miniwob.click-test").sync() as env:   # doctest: +SKIP
-    ...     first = env.reset(seed=0).observation
-    ...     print(first.text)
+    >>> with BrowserGymEnv.launch(task="miniwob.click-test").sync() as env:
+    ...     print(env.reset(seed=0).observation.text)
+    ...     env.step(BrowserGymAction(action_str='click("2")')).reward
     [1] div "Click the button."
     [2] button "Click Me!" clickable
-    >>> env.step(BrowserGymAction(action_str='click("2")')).reward                # doctest: +SKIP
     1.0
 """
 

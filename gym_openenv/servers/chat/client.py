@@ -4,7 +4,7 @@ Example:
     >>> from gym_openenv.servers.chat.client import ChatEnv
     >>> from gym_openenv.servers.chat.models import ChatAction
     >>> from gym_openenv.servers.chat.server.tokenizer import ChatTokenizer
-    >>> with ChatEnv.launch(task="arithmetic").sync() as env:        # doctest: +SKIP
+    >>> with ChatEnv.launch(task="arithmetic").sync() as env:
     ...     first = env.reset(seed=0).observation
     ...     answer = first.task_info["question"]["answer"]
     ...     ids = ChatTokenizer().encode(answer)

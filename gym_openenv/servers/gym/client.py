@@ -3,7 +3,7 @@
 Example:
     >>> from gym_openenv.servers.gym.client import GymEnv
     >>> from gym_openenv.servers.gym.models import GymAction
-    >>> with GymEnv.launch(env_id="CartPole-v1").sync() as env:   # doctest: +SKIP
+    >>> with GymEnv.launch(env_id="CartPole-v1").sync() as env:
     ...     env.reset(seed=0).observation.observation.shape
     ...     env.step(GymAction(action=1)).reward
     (4,)

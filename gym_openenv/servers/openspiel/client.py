@@ -3,9 +3,10 @@
 Example:
     >>> from gym_openenv.servers.openspiel.client import OpenSpielEnv
     >>> from gym_openenv.servers.openspiel.models import OpenSpielAction
-    >>> with OpenSpielEnv.launch(game="tic_tac_toe").sync() as env:   # doctest: +SKIP
+    >>> with OpenSpielEnv.launch(game="tic_tac_toe").sync() as env:
     ...     result = env.reset(seed=0)
-    ...     env.step(OpenSpielAction(action_id=4)).observation.text
+    ...     env.step(OpenSpielAction(action_id=4)).observation.text.splitlines()  # x in the centre, then the opponent's o
+    ['...', '.x.', 'o..']
 """
 
 from gym_openenv.client import EnvClient
