@@ -14,8 +14,8 @@
 Example:
     >>> from gym_openenv.servers.echo.client import EchoEnv
     >>> from gym_openenv.servers.echo.models import EchoAction
-    >>> with EchoEnv.launch().sync() as env:                   # doctest: +SKIP
-    ...     env.reset()
+    >>> with EchoEnv.launch().sync() as env:
+    ...     _ = env.reset()
     ...     env.step(EchoAction(message="hi")).observation.echoed_message
     'hi'
 """
