@@ -48,6 +48,7 @@ from gym_openenv.protocol import (
     decode_json,
     encode_json,
     encode_msgpack,
+    observation_from_json,
 )
 from gymnasium import spaces as gym_spaces
 
@@ -182,6 +183,8 @@ class _Channel:
         reply = decode_json(raw)
         if reply.get("type") == "error":
             raise server_error(reply.get("data", {}))
+        if reply.get("type") in ("observation", "partial_observation"):
+            reply["data"] = observation_from_json(reply["data"])
         return reply
 
     async def request(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter
 
 from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
-from gym_openenv.spaces import to_plain
+from gym_openenv.spaces import metadata_json_fields, to_plain
 
 __all__ = [
     "BATCH_CAPABILITY",
@@ -57,6 +57,7 @@ __all__ = [
     "encode_json",
     "encode_msgpack",
     "error_reply",
+    "observation_from_json",
     "observation_payload",
     "parse_batch_request",
 ]
@@ -121,16 +122,34 @@ def error_reply(code: ErrorCode, message: str, seq: int | None = None, **extra: 
 
 
 def observation_payload(observation: Any, *, keep_arrays: bool) -> dict[str, Any]:
-    """An observation model -> OpenEnv's step payload (plus truncated/metadata)."""
+    """An observation model -> OpenEnv's step payload (plus truncated/metadata).
+
+    On OpenEnv JSON (``keep_arrays=False``) fields marked ``METADATA_IN_JSON`` go
+    into ``observation["metadata"]``, where upstream's typed clients accept them.
+    """
     fields = to_plain(observation, keep_arrays=keep_arrays)
     reward = fields.pop("reward", None)
+    moved = () if keep_arrays else metadata_json_fields(type(observation))
+    shown = {k: v for k, v in fields.items() if k not in RESERVED_OBSERVATION_FIELDS and k not in moved}
+    if moved:
+        shown["metadata"] = {k: v for k, v in fields.items() if k in moved}
     return {
-        "observation": {k: v for k, v in fields.items() if k not in RESERVED_OBSERVATION_FIELDS},
+        "observation": shown,
         "reward": None if reward is None else float(reward),
         "done": bool(fields.get("done", False)),
         "truncated": bool(fields.get("truncated", False)),
         "metadata": fields.get("metadata") or {},
     }
+
+
+def observation_from_json(payload: dict[str, Any]) -> dict[str, Any]:
+    """A step payload read from OpenEnv JSON with the fields that
+    :func:`observation_payload` moved into ``observation["metadata"]`` back in place."""
+    observation = payload.get("observation")
+    if not isinstance(observation, dict) or not isinstance(observation.get("metadata"), dict):
+        return payload
+    fields = dict(observation)
+    return {**payload, "observation": {**fields.pop("metadata"), **fields}}
 
 
 # --- codecs -------------------------------------------------------------------

@@ -25,12 +25,15 @@ import numpy as np
 import pytest
 from openenv.core.client_types import StepResult
 from openenv.core.env_client import EnvClient
-from openenv.core.env_server.types import Action, Observation
+from openenv.core.env_server.interfaces import Message
+from openenv.core.env_server.types import Action, Observation, State
 from openenv.core.generic_client import GenericEnvClient
 from pydantic import Field
 
 import gym_openenv  # noqa: F401  (registers openenv/*)
 from gym_openenv.providers import LocalProcessProvider
+from gym_openenv.servers.chat.server.environment import ChatEnvironment
+from gym_openenv.servers.chat.server.tokenizer import ChatTokenizer
 from gym_openenv.servers.openspiel.models import OpenSpielAction
 from gym_openenv.servers.openspiel.server.environment import OpenSpielEnvironment
 
@@ -255,16 +258,6 @@ def test_generic_client_runs_repl_cells_with_upstream_fields():
     assert failed.observation["result"]["success"] is False and "ZeroDivisionError" in failed.observation["result"]["stderr"]
 
 
-def test_generic_client_runs_code_with_upstream_fields():
-    with serve("coding", "CodingEnvironment") as provider:
-        with GenericEnvClient(base_url=provider.base_url).sync() as env:
-            env.reset()
-            result = env.step({"code": "print('hi')\nraise SystemExit(3)"})
-            state = env.state()
-    assert (result.observation["stdout"], result.observation["exit_code"]) == ("hi\n", 3)
-    assert state["last_exit_code"] == 3
-
-
 def test_generic_client_echoes_with_upstream_fields(echo_server):
     with GenericEnvClient(base_url=echo_server).sync() as env:
         env.reset()
@@ -272,10 +265,132 @@ def test_generic_client_echoes_with_upstream_fields(echo_server):
     assert (result.observation["echoed_message"], result.observation["message_length"]) == ("upstream", 8)
 
 
-def test_generic_client_reads_chat_messages():
+
+# --- Coding: upstream's typed client refuses fields its model does not declare -----------
+
+
+class UpstreamCodeAction(Action):
+    code: str
+
+
+class UpstreamCodeObservation(Observation):  # openenv-core's Observation forbids extra fields
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int = 0
+
+
+class UpstreamCodeState(State):
+    last_exit_code: int = 0
+
+
+class UpstreamCodingClient(TypedClient):
+    """Parses as upstream's ``CodingEnv`` does: the whole observation object into the model."""
+
+    def _parse_result(self, payload: dict[str, Any]) -> StepResult:
+        observation = UpstreamCodeObservation(**payload["observation"])
+        return StepResult(observation=observation, reward=payload.get("reward"), done=bool(payload.get("done", False)))
+
+    def _parse_state(self, payload: dict[str, Any]) -> UpstreamCodeState:
+        return UpstreamCodeState(**payload)
+
+
+@pytest.fixture(scope="module")
+def coding_server():
+    with serve("coding", "CodingEnvironment") as provider:
+        yield provider.base_url
+
+
+def test_generic_client_runs_code_with_upstream_fields(coding_server):
+    with GenericEnvClient(base_url=coding_server).sync() as env:
+        env.reset()
+        result = env.step({"code": "print('hi')\nraise SystemExit(3)"})
+        state = env.state()
+    assert set(result.observation) == {"stdout", "stderr", "exit_code", "metadata"}
+    assert (result.observation["stdout"], result.observation["exit_code"]) == ("hi\n", 3)
+    assert state["last_exit_code"] == 3
+
+
+def test_typed_upstream_models_validate_coding_observations(coding_server):
+    with UpstreamCodingClient(base_url=coding_server).sync() as env:
+        first = env.reset()
+        exited = env.step(UpstreamCodeAction(code="print('hi')\nraise SystemExit(3)"))
+        killed = env.step(UpstreamCodeAction(code="import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"))
+        state = env.state()
+    assert first.observation.exit_code == 0 and first.observation.metadata["message"].startswith("Python sandbox")
+    assert (exited.observation.stdout, exited.observation.exit_code) == ("hi\n", 3)
+    # Our fields beyond upstream's three ride in the observation's metadata.
+    assert exited.observation.metadata["message"] == "exited with code 3" and exited.observation.metadata["status"] == "error"
+    assert killed.observation.exit_code == 128 + 9 and killed.observation.metadata["status"] == "killed"
+    assert (state.last_exit_code, state.step_count) == (137, 2)
+
+
+@pytest.mark.parametrize("protocol", ["openenv", "batch"])
+def test_coding_gym_space_keeps_message_on_both_protocols(coding_server, protocol):
+    env = gym.make("openenv/remote-v0", url=coding_server, protocol=protocol)
+    try:
+        assert set(env.observation_space.spaces) == {"stdout", "stderr", "message"}
+        env.reset(seed=0)
+        obs, _, _, _, info = env.step({"code": "raise SystemExit(3)", "timeout": np.float64(10.0)})
+        assert obs["message"] == "exited with code 3"
+        assert (info["exit_code"], info["status"]) == (3, "error") and "metadata" not in info
+    finally:
+        env.close()
+
+
+# --- Chat: upstream's client sends a token list of any length ------------------------------
+
+
+class UpstreamChatAction(Action):
+    tokens: list[int] = Field(..., min_length=1)
+
+
+class UpstreamChatObservation(Observation):
+    messages: list[Message] = Field(default_factory=list)
+    tokens: list[int] = Field(default_factory=list)
+
+
+class UpstreamChatClient(TypedClient):
+    """Sends and parses as upstream's ``ChatEnv`` does."""
+
+    observation_model = UpstreamChatObservation
+
+    def _step_payload(self, action: UpstreamChatAction) -> dict[str, Any]:
+        return {"tokens": action.tokens, "metadata": action.metadata}
+
+
+@pytest.fixture(scope="module")
+def chat_server():
     with serve("chat", "ChatEnvironment") as provider:
-        with GenericEnvClient(base_url=provider.base_url).sync() as env:
-            first = env.reset(seed=0).observation
+        yield provider.base_url
+
+
+def test_generic_client_reads_chat_messages(chat_server):
+    with GenericEnvClient(base_url=chat_server).sync() as env:
+        first = env.reset(seed=0).observation
     assert [m["role"] for m in first["messages"]] == ["user"]
     assert first["messages"][0]["content"] in first["text"]
     assert first["tokens"][: first["length"]] and len(first["tokens"]) >= first["length"]
+
+
+def test_upstream_chat_client_replies_with_a_short_token_list(chat_server):
+    answer = ChatEnvironment().reset(seed=0).task_info["question"]["answer"]
+    reply = ChatTokenizer().encode(answer)
+    assert 0 < len(reply) < 32  # fewer ids than the action's token box holds
+    with UpstreamChatClient(base_url=chat_server).sync() as env:
+        first = env.reset(seed=0)
+        result = env.step(UpstreamChatAction(tokens=reply))
+        with pytest.raises(RuntimeError, match="does not fit"):  # 33 ids: one too many
+            env.step(UpstreamChatAction(tokens=[reply[0]] * 33))
+    assert [m["role"] for m in first.observation.messages] == ["user"]
+    assert result.reward == 1.0
+    assert result.observation.messages[1] == {"role": "assistant", "content": answer}
+
+
+def test_chat_gym_spaces_keep_fixed_size_tokens(chat_server):
+    env = gym.make("openenv/remote-v0", url=chat_server)
+    try:
+        assert env.action_space["tokens"].shape == (32,) and env.action_space["length"] == gym.spaces.Discrete(33)
+        obs, _ = env.reset(seed=0)
+        assert obs["tokens"].shape == (256,)
+    finally:
+        env.close()

@@ -20,7 +20,9 @@ __all__ = [
     "DEFAULT_CHARSET",
     "DEFAULT_TEXT_MAX_LENGTH",
     "FLAT_IN_JSON",
+    "METADATA_IN_JSON",
     "NOT_IN_SPACE",
+    "SHORTER_ACCEPTED",
     "SPACE_KEY",
     "FieldMarker",
     "contains",
@@ -28,6 +30,7 @@ __all__ = [
     "field_names",
     "field_types",
     "from_wire",
+    "metadata_json_fields",
     "space_from_json",
     "space_json_schema",
     "space_to_json",
@@ -59,6 +62,16 @@ NOT_IN_SPACE = FieldMarker("NOT_IN_SPACE")
 #: The array field travels as one flat list over OpenEnv JSON, as upstream
 #: clients expect (Atari's ``screen``); its space keeps the shape.
 FLAT_IN_JSON = FieldMarker("FLAT_IN_JSON")
+#: The server also takes an action array with fewer items along its first axis than
+#: the space's shape (upstream chat_env's variable-length token list); the model
+#: gets the shorter array. Longer arrays stay refused.
+SHORTER_ACCEPTED = FieldMarker("SHORTER_ACCEPTED")
+#: Over OpenEnv JSON the observation field travels inside the observation's
+#: ``metadata`` object, for upstream typed clients whose observation model forbids
+#: fields it does not declare (coding_env's); our client puts it back beside the
+#: others (:func:`gym_openenv.protocol.observation_from_json`), the binary protocol
+#: never moves it, and its space and ``/schema`` entry stay as they are.
+METADATA_IN_JSON = FieldMarker("METADATA_IN_JSON")
 
 
 def text(max_length: int = DEFAULT_TEXT_MAX_LENGTH, min_length: int = 0) -> spaces.Text:
@@ -275,6 +288,14 @@ def field_types(cls: type) -> dict[str, Any]:
 @functools.lru_cache(maxsize=None)
 def _flat_json_fields(cls: type) -> frozenset[str]:
     return frozenset(name for name, tp in field_types(cls).items() if FLAT_IN_JSON in markers(tp))
+
+
+@functools.lru_cache(maxsize=None)
+def metadata_json_fields(cls: type) -> frozenset[str]:
+    """The fields of ``cls`` marked :data:`METADATA_IN_JSON`."""
+    if not (dataclasses.is_dataclass(cls) or (isinstance(cls, type) and issubclass(cls, pydantic.BaseModel))):
+        return frozenset()
+    return frozenset(name for name, tp in field_types(cls).items() if METADATA_IN_JSON in markers(tp))
 
 
 class FlatInJSONArray(np.ndarray):

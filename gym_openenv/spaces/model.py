@@ -12,7 +12,8 @@ is not part of the space and travels in ``info``; so does any field marked
 ``Annotated[T, NOT_IN_SPACE]`` (e.g. a ``str`` or ``bool`` kept for an
 upstream client). ``Annotated[np.ndarray, Box(...), FLAT_IN_JSON]`` sends an
 array as one flat list over OpenEnv JSON (the binary protocol keeps its
-shape). An environment can refine a field's space per instance (Atari's
+shape); ``SHORTER_ACCEPTED`` on an action array lets the server take fewer
+items than the space holds (a variable-length list from an upstream client). An environment can refine a field's space per instance (Atari's
 action count depends on the game) through ``Environment.field_spaces()``.
 
 The declarations travel in the JSON schema under ``x-gym-space``, so a client
@@ -51,6 +52,7 @@ from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
 from gym_openenv.spaces.base import (
     FLAT_IN_JSON,
     NOT_IN_SPACE,
+    SHORTER_ACCEPTED,
     SPACE_KEY,
     contains,
     describe,
@@ -201,6 +203,8 @@ class ModelSpec:
         self._space_names = frozenset(f.name for f in self.space_fields)
         self._required = [f.name for f in fields if f.required]
         self._adapters: dict[str, pydantic.TypeAdapter] = {}
+        types = field_types(model) if model is not None else {}
+        self._shorter_accepted = frozenset(name for name, tp in types.items() if SHORTER_ACCEPTED in markers(tp))
 
     # construction
 
@@ -301,6 +305,8 @@ class ModelSpec:
             if f.space is not None and f.name not in _EXCLUDED_FROM_SPACE:
                 flat = FLAT_IN_JSON in markers(types.get(f.name))
                 prop = dict(space_json_schema(_flattened(f.space) if flat else f.space))
+                if f.name in self._shorter_accepted:
+                    prop.pop("minItems", None)
                 prop[SPACE_KEY] = space_to_json(f.space)
             else:
                 prop = _plain_json_schema(types.get(f.name, Any), defs)
@@ -430,11 +436,12 @@ class ModelSpec:
         )
         if bad_type:
             raise ValueError(f"{self.title}.{f.name}: {short(value)} has the wrong type for {describe(f.space)}")
+        space = _prefix_space(f.space, value) if f.name in self._shorter_accepted else f.space
         try:
-            v = from_wire(f.space, value)
+            v = from_wire(space, value)
         except (TypeError, ValueError, KeyError, IndexError) as e:
             raise ValueError(f"{self.title}.{f.name}: {short(value)} does not fit {describe(f.space)}: {e}") from None
-        if not contains(f.space, v):
+        if not contains(space, v):
             raise ValueError(f"{self.title}.{f.name}: {short(value)} is not in {describe(f.space)}")
         if f.json_type == "boolean":
             return bool(v)
@@ -464,6 +471,14 @@ def _plain_json_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         return {}  # e.g. a raw ndarray without a declared space: no schema to give
     defs.update(schema.pop("$defs", {}))
     return schema
+
+
+def _prefix_space(space: spaces.Space, value: Any) -> spaces.Space:
+    """The part of a ``SHORTER_ACCEPTED`` array's space that a shorter ``value`` fills."""
+    n = len(value) if isinstance(value, (list, tuple)) or np.ndim(value) > 0 else None
+    if not isinstance(space, spaces.Box) or not space.shape or n is None or n >= space.shape[0]:
+        return space
+    return spaces.Box(space.low[:n], space.high[:n], dtype=space.dtype)
 
 
 def _flattened(space: spaces.Space) -> spaces.Space:

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.spaces import Box, Discrete
 
 from gym_openenv.models import Action, Observation, State
-from gym_openenv.spaces import NOT_IN_SPACE
+from gym_openenv.spaces import NOT_IN_SPACE, SHORTER_ACCEPTED
 
 __all__ = ["ChatAction", "ChatObservation", "ChatState"]
 
@@ -26,11 +26,12 @@ __all__ = ["ChatAction", "ChatObservation", "ChatState"]
 class ChatAction(Action):
     """The agent's reply as token ids: ``tokens[:length]``.
 
-    In-process callers may pass any sequence of ids and leave ``length`` at
-    None to use all of them.
+    Any caller may send fewer ids than the box holds and leave ``length`` at
+    None to use all of them: upstream OpenEnv's ``chat_env`` client sends
+    ``{"tokens": [...]}``, a list of any length up to ``max_reply_tokens``.
     """
 
-    tokens: Annotated[np.ndarray, Box(0, 1, (1,), np.int64)]
+    tokens: Annotated[np.ndarray, Box(0, 1, (1,), np.int64), SHORTER_ACCEPTED]
     length: Annotated[int | None, Discrete(2)] = None
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import random
+import signal
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -156,15 +157,17 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
         return min(timeout, self.max_timeout)
 
     def _result(self, execution: Execution) -> CodeObservation:
-        self._state.last_exit_code = execution.exit_code
+        # No exit code: the sandbox killed the program (SIGKILL); report it as a shell would.
+        exit_code = 128 + signal.SIGKILL if execution.exit_code is None else execution.exit_code
+        self._state.last_exit_code = exit_code
         common = dict(
             stderr=execution.stderr,
-            exit_code=execution.exit_code,
+            exit_code=exit_code,
             status=execution.status.value,
             task_id=self._state.task_id,
         )
         if self._current is None:
-            message = execution.note or f"exited with code {execution.exit_code}"
+            message = execution.note or f"exited with code {exit_code}"
             return CodeObservation(stdout=execution.stdout, message=message, reward=0.0, **common)
         stdout, found, results = execution.stdout.rpartition(RESULTS_MARKER)
         if not found:  # the solution never got as far as the tests
