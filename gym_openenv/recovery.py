@@ -4,19 +4,22 @@ A :class:`~gym_openenv.session_pool.SessionPool` call returns, per server, the
 rows it answered (:class:`~gym_openenv.session_pool.Chunk`, where a row may
 carry its own error) or a :class:`~gym_openenv.session_pool.ServerFailure`
 when the server's connection was lost or timed out. :class:`Recovery` turns
-the failures back into rows: it restarts a failed server through its provider
-(or reconnects to a server that is not ours to restart), opens fresh sessions
-on it, and resets every env whose call failed, so the vector env can hand out
-a complete batch in which those envs start new episodes (flagged in
-``info["openenv_error"]``, and ``info["openenv_restarted"]`` for a server's).
+the failures back into rows: its :meth:`~Recovery.restart` gives a failed
+server's envs fresh sessions, and it resets every env whose call failed, so
+the vector env can hand out a complete batch in which those envs start new
+episodes (flagged in ``info["openenv_error"]``, and ``info["openenv_restarted"]``
+for a server's). How a server is brought back is the subclass's part:
+:class:`~gym_openenv.elastic.ElasticRecovery`, the one the vector env uses,
+restarts it through its provider (or reconnects to a server that is not ours)
+and moves its envs elsewhere when the replacement is slow.
 
 Example:
-    >>> recovery = Recovery(pool, {url: provider})                 # doctest: +SKIP
+    >>> recovery = ElasticRecovery(pool, {url: provider})                 # doctest: +SKIP
     >>> outcome = await recovery.recover(await pool.step(ids, columns))  # doctest: +SKIP
     >>> outcome.chunks, outcome.errors, outcome.replaced  # doctest: +SKIP
 """
 
-import asyncio
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,13 +51,13 @@ class Recovered:
     replaced: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-class Recovery:
-    """Restarts failed servers and replays resets for the envs they held.
+class Recovery(ABC):
+    """Replays resets for failed envs; subclasses bring failed servers back (:meth:`restart`).
 
     Args:
         pool: the sessions to repair.
-        provider_of_url: the provider that started each server URL; a URL
-            without one is a server we did not start, and is reconnected.
+        provider_of_url: the provider that started each server URL (for :meth:`restart`);
+            a URL without one is a server we did not start.
         policy: ``"restart"``, or ``"raise"`` to raise the failure's
             :class:`~gym_openenv.ConnectionLost` instead.
     """
@@ -101,17 +104,7 @@ class Recovery:
             outcome.chunks.append(chunk)
         outcome.errors.update(failed)
 
+    @abstractmethod
     async def restart(self, failure: ServerFailure) -> np.ndarray:
-        """Bring ``failure``'s server back with fresh sessions; returns the env indices it holds."""
-        if failure.server < 0 or self.pool.servers[failure.server] is not failure.connection:
-            return np.zeros(0, dtype=np.int64)  # an earlier failure in this call already replaced it
-        provider = self.provider_of_url.pop(failure.url, None)
-        if provider is None:
-            url = failure.url  # not ours to restart: reconnect, in case it came back
-        else:
-            await asyncio.to_thread(provider.stop)
-            url = await asyncio.to_thread(provider.start)
-            self.provider_of_url[url] = provider
-        held = self.pool.servers[failure.server].env_indices
-        await self.pool.replace(failure.server, url)
-        return held
+        """Give ``failure``'s envs fresh sessions; returns every env index the failed server held
+        (empty if an earlier failure in the same call already did)."""

@@ -99,7 +99,7 @@ class ServerFailure:
     url: str
     indices: np.ndarray
     error: BaseException
-    connection: Any  # the failed server object, to tell an already-replaced one apart
+    connection: Any  # the failed connection: its env_indices are the envs not yet moved off it
 
 
 class _BatchServer:
@@ -302,12 +302,6 @@ class SessionPool:
             server = _PlainServer(url, block, self.timeout, self.token)
         self.servers[k] = server
         await server.open()
-
-    async def replace(self, k: int, url: str) -> None:
-        """Reconnect server ``k``'s envs to ``url`` (a restarted server): fresh sessions."""
-        old = self.servers[k]
-        await old.close()
-        await self._connect(k, url, old.env_indices)
 
     async def move(self, env_indices: np.ndarray, url: str) -> None:
         """Fresh sessions for ``env_indices`` on ``url`` (a new connection); their old ones are closed.
