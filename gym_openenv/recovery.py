@@ -14,9 +14,9 @@ restarts it through its provider (or reconnects to a server that is not ours)
 and moves its envs elsewhere when the replacement is slow.
 
 Example:
-    >>> recovery = ElasticRecovery(pool, {url: provider})                 # doctest: +SKIP
-    >>> outcome = await recovery.recover(await pool.step(ids, columns))  # doctest: +SKIP
-    >>> outcome.chunks, outcome.errors, outcome.replaced  # doctest: +SKIP
+    >>> recovery = ElasticRecovery(pool, {url: provider})     # inside the vector env's event loop  # doctest: +SKIP
+    >>> outcome = await recovery.recover(await pool.step(ids, columns))  # awaits: no doctest  # doctest: +SKIP
+    >>> outcome.chunks, outcome.errors, outcome.replaced                                     # doctest: +SKIP
 """
 
 from abc import ABC, abstractmethod
