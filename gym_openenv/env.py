@@ -29,7 +29,7 @@ from gym_openenv.providers import Provider, make_provider
 from gym_openenv.registry import load_registry
 from gym_openenv.schema import EnvSchema
 
-__all__ = ["OpenEnvEnv", "resolve_server"]
+__all__ = ["OpenEnvEnv", "end_session", "resolve_server"]
 
 
 def resolve_server(
@@ -102,6 +102,17 @@ async def _offers_batch(base_url: str, token: str | None) -> bool:
 
 def _is_image(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[2] in (1, 3)
+
+
+def end_session(loop: LoopThread, session: Any, provider: Provider | None) -> None:
+    """Close a session, then stop the server its provider started (if any)."""
+    if session is not None:
+        try:
+            loop.run(session.close(), 10)
+        except Exception:  # a dead server has nothing left to close; the provider still stops below
+            pass
+    if provider is not None:
+        provider.stop()
 
 
 class OpenEnvEnv(gym.Env):
@@ -249,14 +260,8 @@ class OpenEnvEnv(gym.Env):
 
     def close(self) -> None:
         session, self._session = self._session, None
-        if session is not None:
-            try:
-                self._loop.run(session.close(), 10)
-            except Exception:  # a dead server has nothing left to close; the provider still stops below
-                pass
         provider, self._provider = self._provider, None
-        if provider is not None:
-            provider.stop()
+        end_session(self._loop, session, provider)
         super().close()
 
     def __del__(self) -> None:  # safety net only; close() is the API

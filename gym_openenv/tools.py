@@ -46,7 +46,7 @@ from gymnasium import spaces
 
 from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, EnvClient, LoopThread, StepResult, fetch_json
 from gym_openenv.endpoint import Endpoint
-from gym_openenv.env import OpenEnvEnv, resolve_server
+from gym_openenv.env import OpenEnvEnv, end_session, resolve_server
 from gym_openenv.errors import OpenEnvError
 from gym_openenv.providers import Provider
 from gym_openenv.server.mcp import CallToolAction, CallToolObservation, ListToolsObservation
@@ -264,14 +264,8 @@ class ToolEnv(gym.Env):
 
     def close(self) -> None:
         session, self._session = self._session, None
-        if session is not None:
-            try:
-                self._loop.run(session.close(), 10)
-            except Exception:  # a dead server has nothing left to close; the provider still stops below
-                pass
         provider, self._provider = self._provider, None
-        if provider is not None:
-            provider.stop()
+        end_session(self._loop, session, provider)
         super().close()
 
 
