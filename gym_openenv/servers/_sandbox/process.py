@@ -181,6 +181,12 @@ class SandboxProcess:
                 for key, _ in selector.select(timeout=min(deadline - now, interval)):
                     if key.fd == reply_fd:
                         reply, reply_lost = self._read_reply(reply_fd)
+                        while reply is not None and reply.get("started"):
+                            # The program began the request only now (a busy machine may not have
+                            # run it yet): the limit counts from here, and an interrupt sent
+                            # before it started (which it ignores) is sent again at the new deadline.
+                            deadline, interrupted = time.monotonic() + timeout, False
+                            reply, reply_lost = self._read_reply(reply_fd, buffered_only=True)
                         if reply_lost:
                             selector.unregister(reply_fd)
                     elif self._read_into(key.fd, captures[key.fd]):
@@ -299,17 +305,22 @@ class SandboxProcess:
         except BlockingIOError:
             pass  # empty: done
 
-    def _read_reply(self, fd: int) -> tuple[dict[str, Any] | None, bool]:
-        """(reply, lost): a complete JSON line, or lost=True when the pipe closed or carried garbage."""
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            return None, False
-        if not chunk:
-            return None, True
-        self._reply_buffer += chunk
+    def _read_reply(self, fd: int, *, buffered_only: bool = False) -> tuple[dict[str, Any] | None, bool]:
+        """(reply, lost): a complete JSON line, or lost=True when the pipe closed or carried garbage.
+
+        A line already read into the buffer comes first; ``buffered_only`` reads nothing more."""
         if b"\n" not in self._reply_buffer:
-            return None, False
+            if buffered_only:
+                return None, False
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return None, False
+            if not chunk:
+                return None, True
+            self._reply_buffer += chunk
+            if b"\n" not in self._reply_buffer:
+                return None, False
         line, self._reply_buffer = self._reply_buffer.split(b"\n", 1)
         try:
             reply = json.loads(line)

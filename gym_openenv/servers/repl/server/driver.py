@@ -3,7 +3,10 @@
 ``python3 -u driver.py <command fd> <reply fd>`` reads one JSON request per line,
 ``{"code": "...", "variables": {...}}``, runs it in one namespace that lives as
 long as the process (like a notebook: a trailing expression's repr is printed),
-and answers each with one JSON line ``{"ok": bool, "final": str | null}``. The
+and answers each with one JSON line ``{"ok": bool, "final": str | null}``, after a
+``{"started": true}`` line when the cell begins (the server's wall-clock limit counts
+from there). SIGINT stops a running cell and is ignored between cells, so an
+interrupt that arrives before the cell starts can never cost the request. The
 code's output goes to the real stdout/stderr, which the server streams.
 ``FINAL(answer)`` records the episode's answer. Standard library only.
 """
@@ -13,6 +16,7 @@ import builtins
 import json
 import linecache
 import os
+import signal
 import sys
 import traceback
 
@@ -34,6 +38,7 @@ class Interpreter:
         name = f"<cell {self.cells}>"
         linecache.cache[name] = (len(code), None, code.splitlines(keepends=True), name)
         try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # interruptible from here on
             tree = ast.parse(code, name, "exec")
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             exec(compile(tree, name, "exec"), self.namespace)
@@ -68,20 +73,23 @@ def main() -> None:
         os.write(reply_fd, (json.dumps(message) + "\n").encode())
 
     driver_pid = os.getpid()
+    # Between cells an interrupt has nothing to stop: one meant for a cell that just
+    # finished, or sent before this process got to run the next one, must not land
+    # while a request is read or a reply written.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     reply({"ok": True, "ready": True})
     while True:
-        try:
-            line = commands.readline()
-            if not line:
-                return  # the server closed the pipe: the session is over
-            request = json.loads(line)
-            interpreter.namespace.update(request.get("variables", {}))
-            ok = interpreter.run(request.get("code", ""))
-            if os.getpid() != driver_pid:
-                os._exit(0)  # a child the cell forked: only the interpreter itself answers
-            reply({"ok": ok, "final": interpreter.take_answer()})
-        except KeyboardInterrupt:
-            continue  # a late interrupt (the cell had just finished): nothing to stop
+        line = commands.readline()
+        if not line:
+            return  # the server closed the pipe: the session is over
+        request = json.loads(line)
+        interpreter.namespace.update(request.get("variables", {}))
+        reply({"started": True})
+        ok = interpreter.run(request.get("code", ""))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if os.getpid() != driver_pid:
+            os._exit(0)  # a child the cell forked: only the interpreter itself answers
+        reply({"ok": ok, "final": interpreter.take_answer()})
 
 
 if __name__ == "__main__":
