@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import docker_exports
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SMOKE = textwrap.dedent(
@@ -143,10 +145,8 @@ DOCKER_SMOKE = textwrap.dedent(
 
 def test_docker_provider_builds_from_the_installed_package(venv, tmp_path):
     """No source checkout: the image is built from the installed package and its metadata."""
-    out = subprocess.run(["bash", "scripts/docker-setup.sh"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=900)
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines() if line.startswith("export "))
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in exports.items():
-            mp.setenv(key, value.strip("'"))
+        for key, value in docker_exports().items():
+            mp.setenv(key, value)
         result = _run(venv, [str(venv / "bin" / "python"), "-c", DOCKER_SMOKE], cwd=tmp_path, timeout=1200)
     assert "DOCKER OK" in result.stdout

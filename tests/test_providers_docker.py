@@ -26,8 +26,8 @@ from gym_openenv.providers.docker import (
     from_docker_image,
     remove_orphans,
 )
+from tests.fixtures import docker_exports
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
 ATARI = "gym_openenv.servers.atari.server.environment:AtariEnvironment"
 
@@ -35,11 +35,9 @@ ATARI = "gym_openenv.servers.atari.server.environment:AtariEnvironment"
 @pytest.fixture(scope="module")
 def engine():
     """A Docker engine and the offline build settings, from the idempotent setup script."""
-    out = subprocess.run(["bash", "scripts/docker-setup.sh"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=900)
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines() if line.startswith("export "))
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in exports.items():
-            mp.setenv(key, value.strip("'"))
+        for key, value in docker_exports().items():
+            mp.setenv(key, value)
         yield docker_client()
 
 
