@@ -10,16 +10,14 @@ For each entry of ``gym_openenv/registry.yaml``, against real server processes:
 Per-server test files keep only what is particular to their environment.
 """
 
-from typing import Any
-
 import gymnasium as gym
-import numpy as np
 import pytest
 
 import gym_openenv  # noqa: F401  (registers the ids)
 from gym_openenv.providers import LocalProcessProvider
 from gym_openenv.registry import REGISTRY_PATH, load_registry
 from gym_openenv.validation import validate_folder
+from tests.compare import same
 
 ENTRIES = load_registry()
 NUM_ENVS = 2
@@ -27,19 +25,6 @@ STEPS = 12
 #: Arguments that take wall-clock time out of an episode, so both paths see the same one
 #: on a busy machine (a MiniWoB task otherwise ends after 10 real seconds).
 TIMELESS = {"browsergym": {"episode_max_time_ms": 3_600_000}}
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        a, b = np.asarray(a), np.asarray(b)
-        if a.dtype == object or b.dtype == object:
-            return a.shape == b.shape and all(_same(x, y) for x, y in zip(a.ravel().tolist(), b.ravel().tolist()))
-        return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
-    return a == b
 
 
 def _rollout(entry, url: str, protocol: str) -> list[tuple]:
@@ -68,4 +53,4 @@ def test_batch_path_equals_openenv_path(entry):
         batch = _rollout(entry, server.base_url, "batch")
         plain = _rollout(entry, server.base_url, "openenv")
     for t, (b, p) in enumerate(zip(batch, plain)):
-        assert _same(b, p), f"{entry.name}: step {t} differs between the batch and OpenEnv paths:\n{b}\n{p}"
+        assert same(b, p), f"{entry.name}: step {t} differs between the batch and OpenEnv paths:\n{b}\n{p}"

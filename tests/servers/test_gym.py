@@ -21,6 +21,7 @@ from gym_openenv.inprocess import InProcessEnv
 from gym_openenv.servers.gym.client import GymEnv
 from gym_openenv.servers.gym.models import GymAction
 from gym_openenv.servers.gym.server.environment import GymEnvironment
+from tests.compare import same
 
 GYM_ID = "openenv/gym-v0"
 ENVIRONMENT = "gym_openenv.servers.gym.server.environment:GymEnvironment"
@@ -87,37 +88,28 @@ def monkeypatch_module():
         yield mp
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
-
-
 def _run_side_by_side(env: gym.Env, reference: gym.Env, steps: int, seed: int) -> int:
     """Same seeded random actions through the server and natively; returns episode ends."""
     assert env.action_space == reference.action_space
     assert env.observation_space == reference.observation_space
     obs, info = env.reset(seed=seed)
     ref_obs, ref_info = reference.reset(seed=seed)
-    assert _same(obs, ref_obs) and _same(info, ref_info)
+    assert same(obs, ref_obs) and same(info, ref_info)
     reference.action_space.seed(seed)
     ends = 0
     for t in range(steps):
         action = reference.action_space.sample()
         obs, reward, terminated, truncated, info = env.step(action)
         ref_obs, ref_reward, ref_terminated, ref_truncated, ref_info = reference.step(action)
-        assert _same(obs, ref_obs), f"observation differs at step {t}: {obs} vs {ref_obs}"
+        assert same(obs, ref_obs), f"observation differs at step {t}: {obs} vs {ref_obs}"
         assert (reward, terminated, truncated) == (ref_reward, ref_terminated, ref_truncated), f"step {t}"
         assert type(reward) is float and obs in env.observation_space
-        assert _same(info, ref_info), f"info differs at step {t}: {info} vs {ref_info}"
+        assert same(info, ref_info), f"info differs at step {t}: {info} vs {ref_info}"
         if terminated or truncated:
             ends += 1
             obs, info = env.reset()  # no seed: both RNGs carry on from the last episode
             ref_obs, ref_info = reference.reset()
-            assert _same(obs, ref_obs) and _same(info, ref_info)
+            assert same(obs, ref_obs) and same(info, ref_info)
     return ends
 
 
