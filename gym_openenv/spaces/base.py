@@ -246,27 +246,59 @@ def to_plain(value: Any, *, keep_arrays: bool) -> Any:
     kind = type(value)
     if kind in _SCALARS:  # the common case first: this runs for every field of every step
         return value
-    if kind is dict:
-        return {str(k): to_plain(v, keep_arrays=keep_arrays) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        if keep_arrays:
-            return value
-        return value.reshape(-1).tolist() if isinstance(value, FlatInJSONArray) else value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v, keep_arrays=keep_arrays) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v, keep_arrays=keep_arrays) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        flat = _flat_json_fields(kind)
-        return {
-            name: to_plain(_flat_in_json(getattr(value, name)) if name in flat else getattr(value, name), keep_arrays=keep_arrays)
-            for name in field_names(kind)
-        }
-    if isinstance(value, pydantic.BaseModel):
-        return to_plain(value.model_dump(), keep_arrays=keep_arrays)
-    return value
+    convert = _PLAIN_BY_TYPE.get(kind)
+    if convert is None:
+        convert = _PLAIN_BY_TYPE.setdefault(kind, _plain_converter(kind))
+    return convert(value, keep_arrays)
+
+
+def _plain_converter(kind: type) -> Any:
+    """How :func:`to_plain` converts values of type ``kind`` (decided once per type)."""
+    if kind is dict or issubclass(kind, Mapping):
+        return _plain_mapping
+    if issubclass(kind, np.ndarray):
+        return _plain_array
+    if issubclass(kind, np.generic):
+        return lambda value, keep_arrays: value.item()
+    if issubclass(kind, (list, tuple)):
+        return lambda value, keep_arrays: [to_plain(v, keep_arrays=keep_arrays) for v in value]
+    if dataclasses.is_dataclass(kind):
+        return _dataclass_converter(kind)
+    if issubclass(kind, pydantic.BaseModel):
+        return lambda value, keep_arrays: to_plain(value.model_dump(), keep_arrays=keep_arrays)
+    return lambda value, keep_arrays: value
+
+
+#: type -> its converter for :func:`to_plain`; filled on first sight of each type.
+_PLAIN_BY_TYPE: dict[type, Any] = {}
+
+
+def _plain_mapping(value: Mapping, keep_arrays: bool) -> dict[str, Any]:
+    return {str(k): v if type(v) in _SCALARS else to_plain(v, keep_arrays=keep_arrays) for k, v in value.items()}
+
+
+def _plain_array(value: np.ndarray, keep_arrays: bool) -> Any:
+    if keep_arrays:
+        return value
+    return value.reshape(-1).tolist() if isinstance(value, FlatInJSONArray) else value.tolist()
+
+
+def _dataclass_converter(kind: type) -> Any:
+    """A dataclass instance -> {field: plain value}; ``FLAT_IN_JSON`` arrays marked as such."""
+    flat = _flat_json_fields(kind)
+    fields = tuple((name, name in flat) for name in field_names(kind))
+
+    def convert(value: Any, keep_arrays: bool) -> dict[str, Any]:
+        plain = {}
+        for name, flat_in_json in fields:
+            v = getattr(value, name)
+            if type(v) in _SCALARS:
+                plain[name] = v
+            else:
+                plain[name] = to_plain(_flat_in_json(v) if flat_in_json else v, keep_arrays=keep_arrays)
+        return plain
+
+    return convert
 
 
 @functools.lru_cache(maxsize=None)
