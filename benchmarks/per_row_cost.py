@@ -3,7 +3,8 @@
 What a batched step costs per env outside the environment itself, for echo
 (64 envs, message "hello") and Atari Pong (32 envs, RGB frames):
 
-* server: ``ModelSpec.build`` (a wire action row -> the action model, checked),
+* server: ``ModelSpec.build`` (a wire action row -> the action model, checked;
+  ``build_batch``: the same from the whole action columns),
   ``observation_payload`` (the observation model -> its wire payload) and
   ``BatchResult.of`` (payloads -> reply columns);
 * client: ``action_columns`` (the action batch -> checked wire columns) and
@@ -29,7 +30,7 @@ import numpy as np
 from gymnasium import spaces
 
 from gym_openenv.batching import action_columns, assemble
-from gym_openenv.protocol import BatchResult, decode_batch_reply, encode_msgpack, observation_payload
+from gym_openenv.protocol import BatchResult, decode_batch_reply, decode_msgpack, encode_msgpack, observation_payload
 from gym_openenv.server.host import ModelSpecs
 from gym_openenv.session_pool import SlotColumn, _chunk
 from gym_openenv.spaces import ModelSpec
@@ -59,10 +60,11 @@ def client_specs(server: ModelSpecs) -> tuple[ModelSpec, ModelSpec]:
     return action, observation
 
 
-def case(name: str, env: Any, wire_actions: dict[str, list], batch_actions: Any, observation: Any, n: int, seconds: float, slots: list[str] = ()) -> list[tuple[str, float]]:
+def case(name: str, env: Any, batch_actions: Any, observation: Any, n: int, seconds: float, slots: list[str] = ()) -> list[tuple[str, float]]:
     specs = ModelSpecs.of(env)
     action, obs_spec = client_specs(specs)
-    rows = [{k: col[i] for k, col in wire_actions.items()} for i in range(n)]
+    wire_actions = decode_msgpack(encode_msgpack(action_columns(action, batch_actions, n)))  # as the server reads them
+    rows = [{k: col[i].item() if isinstance(col, np.ndarray) else col[i] for k, col in wire_actions.items()} for i in range(n)]
     observations = [observation] * n
     payloads = [observation_payload(o, keep_arrays=True) for o in observations]
     reply = BatchResult.of(payloads)
@@ -82,6 +84,7 @@ def case(name: str, env: Any, wire_actions: dict[str, list], batch_actions: Any,
     ready = chunks()
     results = [
         ("server: ModelSpec.build", per_row_us(lambda: [specs.action.build(r) for r in rows], n, seconds)),
+        ("server: ModelSpec.build_batch", per_row_us(lambda: specs.action.build_batch(wire_actions, n), n, seconds)),
         ("server: observation_payload", per_row_us(lambda: [observation_payload(o, keep_arrays=True) for o in observations], n, seconds)),
         ("server: BatchResult.of", per_row_us(lambda: BatchResult.of(payloads), n, seconds)),
         ("client: action_columns", per_row_us(lambda: action_columns(action, batch_actions, n), n, seconds)),
@@ -97,7 +100,7 @@ def echo_case(n: int, seconds: float) -> list[tuple[str, float]]:
     env = EchoEnvironment()
     env.reset()
     observation = env.step(env.action_type(message="hello"))
-    return case(f"echo x{n}", env, {"message": ["hello"] * n}, ("hello",) * n, observation, n, seconds)
+    return case(f"echo x{n}", env, ("hello",) * n, observation, n, seconds)
 
 
 def atari_case(n: int, seconds: float) -> list[tuple[str, float]]:
@@ -108,7 +111,7 @@ def atari_case(n: int, seconds: float) -> list[tuple[str, float]]:
     observation = env.step(env.action_type(action_id=0))
     actions = np.zeros(n, dtype=np.int64)
     try:
-        return case(f"atari x{n}", env, {"action_id": [0] * n}, actions, observation, n, seconds, slots=["screen"])
+        return case(f"atari x{n}", env, actions, observation, n, seconds, slots=["screen"])
     finally:
         env.close()
 
