@@ -23,7 +23,7 @@ Example:
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -389,35 +389,18 @@ class BatchSession:
         if self.connected:
             return self
         await self._drop()
-        from gym_openenv.shm import ObservationSlots  # only clients that take the batch path need it
-
         connection = BatchConnection(self.base_url, timeout=self.timeout, token=self.token)
         await connection.connect()
         try:
-            opened = await connection.open(1, shm=self.shared_memory)
-            if opened.shm is not None:
-                try:
-                    self._slots = ObservationSlots.open(opened.shm)
-                except (OSError, ValueError, KeyError, TypeError):  # out of reach: arrays in the frame
-                    await connection.close_sessions(opened.ids)
-                    opened = await connection.open(1, shm=False)
+            ids, self._slots = await run_async(opening(1, self.shared_memory, connection.max_message_bytes), connection.request)
         except BaseException:
             await connection.close()
             raise
-        self._connection, self._id = connection, opened.ids[0]
+        self._connection, self._id = connection, ids[0]
         return self
 
     def _payload(self, reply: BatchResult) -> dict[str, Any]:
-        if reply.errors:
-            error = reply.errors[0]
-            raise ServerError(error.code, error.message, {"episode_lost": error.episode_lost})
-        observation = {}
-        for key, column in reply.observation.items():
-            value = column[0]
-            # Out of the shared slot (rewritten at the next call) or off the frame's read-only bytes: one copy.
-            observation[key] = self._slots.views[key][0].copy() if key in reply.shm else value.copy() if isinstance(value, np.ndarray) else value
-        metadata = reply.metadata[0] if reply.metadata else {}
-        return {"observation": observation, "reward": reply.reward[0], "done": reply.done[0], "truncated": reply.truncated[0], "metadata": metadata}
+        return single_payload(reply, self._slots)
 
     async def reset(self, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
         await self.connect()
@@ -447,6 +430,63 @@ class BatchSession:
     async def close(self) -> None:
         """End the session (idempotent)."""
         await self._drop()
+
+
+def single_payload(reply: BatchResult, slots: Any) -> dict[str, Any]:
+    """A batch-of-one reply -> OpenEnv's payload; its row's error raised as :class:`~gym_openenv.ServerError`."""
+    if reply.errors:
+        error = reply.errors[0]
+        raise ServerError(error.code, error.message, {"episode_lost": error.episode_lost})
+    observation = {}
+    for key, column in reply.observation.items():
+        value = column[0]
+        # Out of the shared slot (rewritten at the next call) or off the frame's read-only bytes: one copy.
+        observation[key] = slots.views[key][0].copy() if key in reply.shm else value.copy() if isinstance(value, np.ndarray) else value
+    metadata = reply.metadata[0] if reply.metadata else {}
+    return {"observation": observation, "reward": reply.reward[0], "done": reply.done[0], "truncated": reply.truncated[0], "metadata": metadata}
+
+
+#: A conversation with a batch server: yields requests, gets their replies, returns its result.
+Exchange = Generator[BatchRequest, Any, T]
+
+
+def opening(n: int, shared_memory: bool, max_reply_bytes: int) -> "Exchange[tuple[list[int], Any]]":
+    """Open ``n`` sessions -> (their ids, the server's shared block for them or None).
+
+    A block this process cannot map (another pid namespace or user) is declined:
+    the sessions are closed and opened again with their arrays in the frames.
+    """
+    from gym_openenv.shm import ObservationSlots  # only clients that take the batch path need it
+
+    opened = yield BatchOpen.model_construct(n=n, shm=shared_memory, max_reply_bytes=max_reply_bytes)
+    if opened.shm is None:
+        return opened.ids, None
+    try:
+        return opened.ids, ObservationSlots.open(opened.shm)
+    except (OSError, ValueError, KeyError, TypeError):
+        yield BatchClose.model_construct(ids=opened.ids)
+        opened = yield BatchOpen.model_construct(n=n, shm=False, max_reply_bytes=max_reply_bytes)
+        return opened.ids, None
+
+
+async def run_async(exchange: "Exchange[T]", request: Callable[[BatchRequest], Coroutine[Any, Any, Any]]) -> T:
+    """Carry out ``exchange`` with an async ``request`` (a connection's)."""
+    try:
+        message = next(exchange)
+        while True:
+            message = exchange.send(await request(message))
+    except StopIteration as done:
+        return done.value
+
+
+def run_blocking(exchange: "Exchange[T]", call: Callable[[BatchRequest], Any]) -> T:
+    """Carry out ``exchange`` with a blocking ``call`` (a direct connection's)."""
+    try:
+        message = next(exchange)
+        while True:
+            message = exchange.send(call(message))
+    except StopIteration as done:
+        return done.value
 
 
 def same_machine(url: str) -> bool:

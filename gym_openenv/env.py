@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, BatchSession, LoopThread, fetch_json
+from gym_openenv.direct import DirectSession
 from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout
 from gym_openenv.protocol import BATCH_CAPABILITY
 from gym_openenv.providers import Provider, make_provider
@@ -92,21 +93,28 @@ def _provider_hints(environment: str) -> tuple[str, ...]:
     return ()
 
 
-async def _offers_batch(base_url: str, token: str | None) -> bool:
+async def _server_metadata(base_url: str, token: str | None) -> dict[str, Any]:
     try:
         meta = await fetch_json(base_url, "/metadata", token)
     except OpenEnvError:
-        return False  # /metadata is optional in OpenEnv
-    return isinstance(meta, dict) and BATCH_CAPABILITY in (meta.get("capabilities") or [])
+        return {}  # /metadata is optional in OpenEnv
+    return meta if isinstance(meta, dict) else {}
 
 
 def _is_image(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[2] in (1, 3)
 
 
+def _called(result: Any) -> Any:
+    """A :class:`DirectSession` call's result, which is there already (no loop to run it on)."""
+    return result
+
+
 def end_session(loop: LoopThread, session: Any, provider: Provider | None) -> None:
     """Close a session, then stop the server its provider started (if any)."""
-    if session is not None:
+    if isinstance(session, DirectSession):
+        session.close()
+    elif session is not None:
         try:
             loop.run(session.close(), 10)
         except Exception:  # a dead server has nothing left to close; the provider still stops below
@@ -140,6 +148,8 @@ class OpenEnvEnv(gym.Env):
         protocol: ``"auto"`` (the batched binary protocol, a batch of one, where the server
             offers it; OpenEnv's JSON protocol otherwise), ``"batch"`` or ``"openenv"``.
         shared_memory: take large arrays from a server on this machine through shared memory.
+        direct: talk to a server on this machine over its direct socket, from the calling
+            thread (:mod:`gym_openenv.direct`), where it offers one.
         **env_kwargs: arguments for the environment (``game="breakout"``).
     """
 
@@ -162,6 +172,7 @@ class OpenEnvEnv(gym.Env):
         hints: bool = True,
         protocol: str = "auto",
         shared_memory: bool = True,
+        direct: bool = True,
         **env_kwargs: Any,
     ):
         self.render_mode = render_mode
@@ -170,7 +181,7 @@ class OpenEnvEnv(gym.Env):
         self.timeout = timeout
         self._loop = LoopThread.shared()
         self._provider: Provider | None = None
-        self._session: AsyncSession | BatchSession | None = None
+        self._session: AsyncSession | BatchSession | DirectSession | None = None
         self.base_url, self._provider = resolve_server(environment, env_kwargs, url, provider, provider_options, token)
         try:
             token = token or getattr(self._provider, "token", None) or os.environ.get("OPENENV_TOKEN")
@@ -185,10 +196,8 @@ class OpenEnvEnv(gym.Env):
                 raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
             if protocol not in ("auto", "batch", "openenv"):
                 raise ValueError(f"protocol must be 'auto', 'batch' or 'openenv', got {protocol!r}")
-            self._batched = protocol == "batch" or (protocol == "auto" and self._loop.run(_offers_batch(self.base_url, token), timeout))
-            self._shared_memory = shared_memory
+            self._protocol, self._shared_memory, self._direct = protocol, shared_memory, direct
             self._session = self._new_session(token)
-            self._loop.run(self._session.connect(), timeout)
         except BaseException:
             self.close()
             raise
@@ -200,12 +209,15 @@ class OpenEnvEnv(gym.Env):
         if seed is not None:
             kwargs["seed"] = int(seed)
         try:
-            payload = self._loop.run(self._session.reset(**kwargs))
+            payload = self._run(self._session.reset(**kwargs))
         except ConnectionLost:
-            if not self.reconnect:
+            if self.reconnect:
+                self._restart_server()
+            elif isinstance(self._session, DirectSession):  # the server may be back, with a new socket
+                self._session = self._new_session(self._session.token)
+            else:
                 raise
-            self._restart_server()
-            payload = self._loop.run(self._session.reset(**kwargs))
+            payload = self._run(self._session.reset(**kwargs))
         self._episode_lost = None
         obs, _, _, _, info = self.schema.step_tuple(payload, reset=True)
         self._last_obs = obs
@@ -216,7 +228,7 @@ class OpenEnvEnv(gym.Env):
         if self._episode_lost:
             raise ConnectionLost(f"{self._episode_lost}; the episode is lost, call reset() to start a new one")
         try:
-            payload = self._loop.run(self._session.step(fields))
+            payload = self._run(self._session.step(fields))
         except (ConnectionLost, RequestTimeout) as e:
             # The connection is gone (or in an unknown state): this episode cannot continue.
             self._episode_lost = str(e)
@@ -231,11 +243,22 @@ class OpenEnvEnv(gym.Env):
             self.base_url = self._provider.start()
         self._session = self._new_session(self._session.token)
 
-    def _new_session(self, token: str | None) -> "AsyncSession | BatchSession":
-        """A batch of one on the binary protocol where the server offers it, else an OpenEnv session."""
-        if self._batched:
-            return BatchSession(self.base_url, timeout=self.timeout, token=token, shared_memory=self._shared_memory)
-        return AsyncSession(self.base_url, timeout=self.timeout, token=token)
+    def _new_session(self, token: str | None) -> "AsyncSession | BatchSession | DirectSession":
+        """A connected session: a batch of one on the binary protocol where the server offers
+        it (on its direct socket where in reach), else an OpenEnv session."""
+        meta = self._loop.run(_server_metadata(self.base_url, token), self.timeout) if self._protocol != "openenv" else {}
+        batched = self._protocol == "batch" or (self._protocol == "auto" and BATCH_CAPABILITY in (meta.get("capabilities") or []))
+        if batched and self._direct and DirectSession.reachable(meta, self.base_url):
+            session = DirectSession(meta, self.base_url, timeout=self.timeout, token=token, shared_memory=self._shared_memory)
+            try:
+                self._run = _called  # its calls block in this thread
+                return session.connect()
+            except ConnectionLost:
+                pass  # out of reach after all (a container's socket): the WebSocket below
+        session = (BatchSession if batched else AsyncSession)(self.base_url, timeout=self.timeout, token=token, **({"shared_memory": self._shared_memory} if batched else {}))
+        self._run = self._loop.run
+        self._loop.run(session.connect(), self.timeout)
+        return session
 
     @property
     def spec(self) -> "gym.envs.registration.EnvSpec | None":
@@ -251,7 +274,7 @@ class OpenEnvEnv(gym.Env):
 
     def state(self) -> dict[str, Any]:
         """The session's state (``episode_id``, ``step_count``, ...), as the server reports it."""
-        return self._loop.run(self._session.state())
+        return self._run(self._session.state())
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

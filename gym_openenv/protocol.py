@@ -14,12 +14,20 @@ Two protocols share one server:
   advertise it in ``/metadata`` under ``capabilities``; clients fall back to
   OpenEnv when it is absent. Its requests and replies are the ``Batch*``
   models below, used by both the client and the server.
+* **Direct** (a co-located server's own Unix socket, named in ``/metadata`` as
+  ``direct_socket``): the batch protocol's messages without HTTP or WebSocket,
+  each a :data:`FRAME_HEADER` length and the msgpack bytes. The connection
+  starts with :class:`DirectHello` (the token) and its :class:`DirectWelcome`.
+  The server answers on the thread that runs the environments and the client
+  waits in the caller's thread: a round trip wakes one thread on each side.
 
 An observation on the wire (both protocols) is OpenEnv's step payload plus
 our keys: ``{"observation": {...fields}, "reward", "done", "truncated", "metadata"}``.
 """
 
 import json
+import socket
+import struct
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -43,6 +51,9 @@ __all__ = [
     "BatchState",
     "BatchStates",
     "BatchStep",
+    "DirectHello",
+    "DirectWelcome",
+    "FRAME_HEADER",
     "RowError",
     "CloseMessage",
     "ErrorCode",
@@ -60,6 +71,8 @@ __all__ = [
     "observation_from_json",
     "observation_payload",
     "parse_batch_request",
+    "receive_frame",
+    "send_frame",
 ]
 
 #: Name of the batched, binary protocol in ``/metadata``'s ``capabilities``.
@@ -82,6 +95,8 @@ class ErrorCode(str, Enum):
     SESSION_ERROR = "SESSION_ERROR"
     #: batch protocol only: the reply would exceed the client's frame limit
     MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    #: direct transport only: the hello's token is missing or wrong
+    UNAUTHORIZED = "UNAUTHORIZED"
 
 
 # --- OpenEnv messages (client -> server) --------------------------------------
@@ -413,3 +428,62 @@ def decode_batch_reply(raw: bytes) -> BatchOpened | BatchClosed | BatchStates | 
 def batch_payload(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-session OpenEnv payloads -> one columnar payload (for the OpenEnv fallback)."""
     return BatchResult.of(payloads).__dict__
+
+
+# --- the direct transport: batch messages in length-prefixed frames -----------
+
+#: A direct frame's header: the message's length in bytes (little-endian uint32).
+FRAME_HEADER = struct.Struct("<I")
+_SMALL_FRAME = 64 * 1024
+
+
+class DirectHello(BatchRequest):
+    """The first frame on a direct socket: the server's token, and the client's frame limit."""
+
+    type: Literal["hello"] = "hello"
+    token: str | None = None
+    max_reply_bytes: Annotated[StrictInt, Field(ge=1024)] | None = None
+
+
+@dataclass
+class DirectWelcome:
+    """The reply to :class:`DirectHello`: which server this is (``/metadata``'s ``server_id``)."""
+
+    server_id: str
+    seq: int | None = None
+    type: str = "welcome"
+
+
+def send_frame(sock: socket.socket, payload: bytes) -> None:
+    """One frame on a blocking stream socket."""
+    header = FRAME_HEADER.pack(len(payload))
+    if len(payload) <= _SMALL_FRAME:
+        sock.sendall(header + payload)  # one write: a small copy beats a second syscall
+    else:
+        sock.sendall(header)
+        sock.sendall(payload)
+
+
+def receive_frame(sock: socket.socket, limit: int) -> bytearray:
+    """The next frame's message from a blocking stream socket.
+
+    Raises:
+        ConnectionError: the peer closed the connection (mid-frame included).
+        ValueError: the frame is longer than ``limit`` bytes (the stream cannot be trusted after it).
+    """
+    (size,) = FRAME_HEADER.unpack(_receive_exactly(sock, FRAME_HEADER.size))
+    if size > limit:
+        raise ValueError(f"a frame of {size} bytes is over the limit of {limit}")
+    return _receive_exactly(sock, size)
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytearray:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:])
+        if not count:
+            raise ConnectionError("the peer closed the connection")
+        received += count
+    return buffer

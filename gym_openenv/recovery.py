@@ -69,6 +69,14 @@ class Recovery(ABC):
         self.provider_of_url = provider_of_url
         self.policy = policy
 
+    @staticmethod
+    def nothing_to_recover(results: list[Chunk | ServerFailure]) -> Recovered | None:
+        """``results`` as they are when no server failed and no row has an error (else None):
+        the common case, which needs no event loop."""
+        if any(isinstance(r, ServerFailure) or (r.errors and not r.autoreset) for r in results):
+            return None
+        return Recovered(chunks=[r.healthy() for r in results])
+
     async def recover(self, results: list[Chunk | ServerFailure]) -> Recovered:
         """Every requested env's row: failed rows and failed servers' envs become reset rows."""
         outcome = Recovered(chunks=[])

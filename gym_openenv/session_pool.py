@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from gym_openenv.client import MAX_MESSAGE_BYTES, AsyncSession, BatchConnection, fetch_json, same_machine
+from gym_openenv.client import MAX_MESSAGE_BYTES, AsyncSession, BatchConnection, fetch_json, opening, run_async, same_machine
+from gym_openenv.direct import DirectConnection, connect_direct
 from gym_openenv.endpoint import Endpoint
 from gym_openenv.errors import CapacityReached, ConnectionLost, OpenEnvError, RequestTimeout, ServerError
-from gym_openenv.protocol import BATCH_CAPABILITY, BatchResult, RowError
+from gym_openenv.protocol import BATCH_CAPABILITY, BatchReset, BatchResult, BatchStep, RowError
 from gym_openenv.shm import ObservationSlots
 
 __all__ = ["Chunk", "ServerFailure", "SessionPool", "SlotColumn"]
@@ -103,31 +104,33 @@ class ServerFailure:
 
 
 class _BatchServer:
-    """The sessions of one server on one batch connection."""
+    """The sessions of one server on one batch connection: ``/ws/batch``, or the
+    server's direct socket (:mod:`gym_openenv.direct`) when it is on this machine."""
 
-    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None, shared_memory: bool = False, max_message_bytes: int = MAX_MESSAGE_BYTES):
+    def __init__(self, url: str, env_indices: np.ndarray, connection: "BatchConnection | DirectConnection", shared_memory: bool = False):
         self.url = url
         self.env_indices = env_indices
-        self.connection = BatchConnection(url, timeout=timeout, token=token, max_message_bytes=max_message_bytes)
+        self.connection = connection
         self.session_ids: np.ndarray | None = None
         self._position = {int(e): i for i, e in enumerate(env_indices)}
         self._shared_memory = shared_memory and same_machine(url)
         self.slots: ObservationSlots | None = None
+        self._expected: dict[int, np.ndarray] = {}  # seq of a request sent -> the env indices of its rows
+
+    @property
+    def direct(self) -> bool:
+        return isinstance(self.connection, DirectConnection)
 
     async def open(self) -> None:
-        n = len(self.env_indices)
-        reply = await self.connection.open(n, shm=self._shared_memory)
-        if reply.shm is not None:
-            try:
-                self.slots = ObservationSlots.open(reply.shm)
-            except (OSError, ValueError, KeyError, TypeError):
-                # Out of our reach (another pid namespace or user): start over without the block.
-                await self.connection.close_sessions(reply.ids)
-                reply = await self.connection.open(n, shm=False)
-        self.session_ids = np.asarray(reply.ids, dtype=np.int64)
+        opening_them = opening(len(self.env_indices), self._shared_memory, self.connection.max_message_bytes)
+        ids, self.slots = await run_async(opening_them, self.connection.request)
+        self.session_ids = np.asarray(ids, dtype=np.int64)
 
     def _positions(self, env_indices: np.ndarray) -> np.ndarray:
         return np.fromiter((self._position[int(e)] for e in env_indices), dtype=np.int64, count=len(env_indices))
+
+    def _ids(self, env_indices: np.ndarray) -> list[int]:
+        return self.session_ids[self._positions(env_indices)].tolist()
 
     def _chunk(self, env_indices: np.ndarray, reply: BatchResult, autoreset: bool = False) -> Chunk:
         if reply.shm and self.slots is not None:
@@ -136,23 +139,46 @@ class _BatchServer:
                 reply.observation[key] = SlotColumn(self.slots.views[key], positions)
         return _chunk(env_indices, reply, autoreset)
 
-    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> list[Chunk]:
-        reply = await self.connection.reset(self.session_ids[self._positions(env_indices)].tolist(), seeds, options)
-        return [self._chunk(env_indices, reply)]
-
-    async def step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> list[Chunk]:
-        ids = self.session_ids[self._positions(env_indices)].tolist()
-        reset_ids = self.session_ids[self._positions(reset_indices)].tolist()
-        reply = await self.connection.step(ids, columns, reset_ids, autoreset)
-        rows = np.concatenate([reset_indices, env_indices])
+    def _chunks(self, rows: np.ndarray, reply: BatchResult) -> list[Chunk]:
+        """A reset/step reply's rows (``rows``: its env indices, resets first), autoreset ones after."""
         chunks = [self._chunk(rows, reply)]
         if reply.autoreset is not None:
             chunks.append(self._chunk(rows[reply.autoreset_rows], reply.autoreset, autoreset=True))
         return chunks
 
+    def _reset_request(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> BatchReset:
+        return BatchReset.model_construct(ids=self._ids(env_indices), seeds=seeds, options=options)
+
+    def _step_request(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> BatchStep:
+        return BatchStep.model_construct(ids=self._ids(env_indices), actions=columns, reset_ids=self._ids(reset_indices), autoreset=autoreset)
+
+    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> list[Chunk]:
+        reply = await self.connection.request(self._reset_request(env_indices, seeds, options))
+        return self._chunks(env_indices, reply)
+
+    async def step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> list[Chunk]:
+        reply = await self.connection.request(self._step_request(env_indices, columns, reset_indices, autoreset))
+        return self._chunks(np.concatenate([reset_indices, env_indices]), reply)
+
+    # a direct connection, from the caller's thread: send to every server, then receive from each
+
+    def send_reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> int:
+        seq = self.connection.send(self._reset_request(env_indices, seeds, options))
+        self._expected[seq] = env_indices
+        return seq
+
+    def send_step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> int:
+        seq = self.connection.send(self._step_request(env_indices, columns, reset_indices, autoreset))
+        self._expected[seq] = np.concatenate([reset_indices, env_indices])
+        return seq
+
+    def receive(self, seq: int, timeout: float | None = None) -> list[Chunk]:
+        rows = self._expected.pop(seq)
+        return self._chunks(rows, self.connection.receive(seq, timeout))
+
     async def release(self, env_indices: np.ndarray) -> None:
         """Close these envs' sessions; the others keep theirs (and their slots)."""
-        ids = self.session_ids[self._positions(env_indices)].tolist()
+        ids = self._ids(env_indices)
         for e in env_indices.tolist():
             del self._position[e]
         self.env_indices = np.setdiff1d(self.env_indices, env_indices)
@@ -242,6 +268,18 @@ def _chunk(env_indices: np.ndarray, reply: BatchResult, autoreset: bool = False)
     )
 
 
+@dataclass
+class Sent:
+    """Requests sent by :meth:`SessionPool.send_step` / :meth:`SessionPool.send_reset`, not yet received."""
+
+    #: server -> env indices of its rows
+    touched: dict[int, np.ndarray] = field(default_factory=dict)
+    #: server -> the seq of its request
+    seqs: dict[int, int] = field(default_factory=dict)
+    #: server -> why its request could not be sent
+    failed: dict[int, ConnectionLost] = field(default_factory=dict)
+
+
 class SessionPool:
     """``num_envs`` sessions over ``urls``, env ``i`` on server ``i * len(urls) // num_envs``.
 
@@ -250,6 +288,8 @@ class SessionPool:
         num_envs: number of sessions in total.
         protocol: ``"auto"`` (batch where advertised), ``"batch"`` or ``"openenv"``.
         shared_memory: take large arrays from co-located servers' shared blocks.
+        direct: use a co-located server's direct socket (:mod:`gym_openenv.direct`) where
+            it is in reach, and ``/ws/batch`` elsewhere.
         max_message_bytes: the largest reply frame accepted (a server answers a bigger
             one with ``MESSAGE_TOO_LARGE``, and the connection stays up).
     """
@@ -264,6 +304,7 @@ class SessionPool:
         token: str | None = None,
         shared_memory: bool = True,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        direct: bool = True,
     ):
         if protocol not in ("auto", "batch", "openenv"):
             raise ValueError(f"protocol must be 'auto', 'batch' or 'openenv', got {protocol!r}")
@@ -276,6 +317,7 @@ class SessionPool:
         self.token = token
         self.shared_memory = shared_memory
         self.max_message_bytes = max_message_bytes
+        self.direct = direct
         self.servers: list[_BatchServer | _PlainServer] = []
         self._server_of = np.empty(num_envs, dtype=np.int64)
 
@@ -297,11 +339,22 @@ class SessionPool:
         if self.protocol == "batch" and not batched:
             raise OpenEnvError(f"{url} does not offer the batch protocol ({BATCH_CAPABILITY}); use protocol='auto' or 'openenv'")
         if batched and self.protocol != "openenv":
-            server = _BatchServer(url, block, self.timeout, self.token, self.shared_memory, self.max_message_bytes)
+            server = _BatchServer(url, block, await self._batch_connection(url, meta), self.shared_memory)
         else:
             server = _PlainServer(url, block, self.timeout, self.token)
         self.servers[k] = server
         await server.open()
+
+    async def _batch_connection(self, url: str, meta: dict[str, Any]) -> "BatchConnection | DirectConnection":
+        if self.direct:
+            connection = await asyncio.to_thread(
+                connect_direct, meta, url, timeout=self.timeout, token=self.token, max_message_bytes=self.max_message_bytes
+            )
+            if connection is not None:
+                return connection
+        connection = BatchConnection(url, timeout=self.timeout, token=self.token, max_message_bytes=self.max_message_bytes)
+        await connection.connect()
+        return connection
 
     async def move(self, env_indices: np.ndarray, url: str) -> None:
         """Fresh sessions for ``env_indices`` on ``url`` (a new connection); their old ones are closed.
@@ -336,6 +389,12 @@ class SessionPool:
     def batched(self) -> bool:
         return all(isinstance(s, _BatchServer) for s in self.servers)
 
+    @property
+    def all_direct(self) -> bool:
+        """Whether every server is on a direct connection: then :meth:`send_step`,
+        :meth:`send_reset` and :meth:`receive` run the calls from the caller's thread."""
+        return all(isinstance(s, _BatchServer) and s.direct for s in self.servers if s is not None and len(s.env_indices))
+
     def _split(self, env_indices: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """{server: (env indices on it, their positions in ``env_indices``)}."""
         owners = self._server_of[env_indices]
@@ -343,6 +402,17 @@ class SessionPool:
         for k in np.unique(owners).tolist():
             positions = np.flatnonzero(owners == k)
             parts[k] = (env_indices[positions], positions)
+        return parts
+
+    def _step_parts(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray | None) -> dict[int, tuple[np.ndarray, dict[str, Any], np.ndarray]]:
+        """{server: (env indices to step on it, their action columns, env indices to reset on it)}."""
+        reset_indices = np.zeros(0, dtype=np.int64) if reset_indices is None else reset_indices
+        stepping, resetting = self._split(env_indices), self._split(reset_indices)
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        parts = {}
+        for k in sorted(set(stepping) | set(resetting)):
+            idx, pos = stepping.get(k, empty)
+            parts[k] = (idx, {name: _take(col, pos) for name, col in columns.items()}, resetting.get(k, empty)[0])
         return parts
 
     async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> list[Chunk | ServerFailure]:
@@ -358,16 +428,46 @@ class SessionPool:
         ``autoreset``: servers reset the envs whose step ended in the same call
         (their first observations come back as ``autoreset`` chunks).
         """
-        reset_indices = np.zeros(0, dtype=np.int64) if reset_indices is None else reset_indices
-        stepping, resetting = self._split(env_indices), self._split(reset_indices)
-        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         calls, touched = {}, {}
-        for k in sorted(set(stepping) | set(resetting)):
-            idx, pos = stepping.get(k, empty)
-            reset_idx = resetting.get(k, empty)[0]
-            calls[k] = self.servers[k].step(idx, {name: _take(col, pos) for name, col in columns.items()}, reset_idx, autoreset)
+        for k, (idx, cols, reset_idx) in self._step_parts(env_indices, columns, reset_indices).items():
+            calls[k] = self.servers[k].step(idx, cols, reset_idx, autoreset)
             touched[k] = np.concatenate([reset_idx, idx])
         return await self._settle(calls, touched)
+
+    def send_reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> "Sent":
+        """:meth:`reset`'s requests, sent from this thread (:attr:`all_direct` only); :meth:`receive` collects."""
+        parts = self._split(env_indices)
+        return self._send({k: (idx, lambda server, idx=idx, pos=pos: server.send_reset(idx, [seeds[p] for p in pos], options)) for k, (idx, pos) in parts.items()})
+
+    def send_step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray | None = None, autoreset: bool = False) -> "Sent":
+        """:meth:`step`'s requests, sent from this thread (:attr:`all_direct` only); :meth:`receive` collects."""
+        sends = {}
+        for k, (idx, cols, reset_idx) in self._step_parts(env_indices, columns, reset_indices).items():
+            sends[k] = (np.concatenate([reset_idx, idx]), lambda server, i=idx, c=cols, r=reset_idx: server.send_step(i, c, r, autoreset))
+        return self._send(sends)
+
+    def _send(self, sends: dict[int, tuple[np.ndarray, Any]]) -> "Sent":
+        sent = Sent()
+        for k, (touched, send) in sends.items():
+            sent.touched[k] = touched
+            try:
+                sent.seqs[k] = send(self.servers[k])
+            except ConnectionLost as e:
+                sent.failed[k] = e
+        return sent
+
+    def receive(self, sent: "Sent", timeout: float | None = None) -> list[Chunk | ServerFailure]:
+        """The replies to :meth:`send_step` / :meth:`send_reset`, as :meth:`step` returns them."""
+        settled: list[Chunk | ServerFailure] = []
+        for k, touched in sent.touched.items():
+            server = self.servers[k]
+            try:
+                if k in sent.failed:
+                    raise sent.failed[k]
+                settled += server.receive(sent.seqs[k], timeout)
+            except (ConnectionLost, RequestTimeout) as e:
+                settled.append(ServerFailure(k, server.url, touched, e, server))
+        return settled
 
     async def _settle(self, calls: dict[int, Any], touched: dict[int, np.ndarray]) -> list[Chunk | ServerFailure]:
         """Every server's chunks; a lost or timed-out connection becomes a :class:`ServerFailure`

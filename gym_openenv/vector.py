@@ -45,7 +45,7 @@ from gym_openenv.providers import Provider
 from gym_openenv.schema import EnvSchema
 from gym_openenv.batching import action_columns, assemble, batched_space, flag_rows, same_step_rows
 from gym_openenv.recovery import Recovered
-from gym_openenv.session_pool import Chunk, SessionPool
+from gym_openenv.session_pool import Chunk, Sent, SessionPool, ServerFailure
 
 __all__ = ["OpenEnvVectorEnv"]
 
@@ -71,6 +71,8 @@ class OpenEnvVectorEnv(VectorEnv):
             grow and shrink the set of servers.
         shared_memory: let servers on this machine hand large array observations over in
             shared memory instead of the socket (falls back by itself where they cannot).
+        direct: talk to servers on this machine over their direct sockets, from the calling
+            thread (:mod:`gym_openenv.direct`); ``/ws/batch`` where out of reach.
         timeout: seconds to wait for any reply.
         max_message_bytes: the largest reply frame to accept from a server (default 64 MiB);
             a step whose reply would be bigger raises ``ServerError`` ``MESSAGE_TOO_LARGE``.
@@ -94,6 +96,7 @@ class OpenEnvVectorEnv(VectorEnv):
         protocol: str = "auto",
         on_server_failure: str = "restart",
         shared_memory: bool = True,
+        direct: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         token: str | None = None,
@@ -131,7 +134,7 @@ class OpenEnvVectorEnv(VectorEnv):
             self.observation_space = batched_space(self.single_observation_space, num_envs)
             self._pool = SessionPool(
                 server_urls, num_envs, protocol=protocol, timeout=timeout, token=token,
-                shared_memory=shared_memory, max_message_bytes=max_message_bytes,
+                shared_memory=shared_memory, max_message_bytes=max_message_bytes, direct=direct,
             )
             self._loop.run(self._pool.open(), timeout)
             self._recovery = ElasticRecovery(
@@ -207,7 +210,7 @@ class OpenEnvVectorEnv(VectorEnv):
         if self._recovery.replacement_ready:  # every env starts over anyway: no flags needed
             self._loop.run(self._recovery.rebalance())
         # No outer bound: every request inside is bounded by `timeout`, and recovery by the provider's.
-        outcome = self._loop.run(self._reset_and_recover(env_ids, seeds, options))
+        outcome = self._reset_now(env_ids, seeds, options)
         self._needs_reset[:] = False
         self._lost[:] = False  # every env was just reset
         self._episode_steps[:] = 0
@@ -217,6 +220,15 @@ class OpenEnvVectorEnv(VectorEnv):
 
     async def _reset_and_recover(self, env_ids: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> Recovered:
         return await self._recovery.recover(await self._pool.reset(env_ids, seeds, options))
+
+    def _reset_now(self, env_ids: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> Recovered:
+        if self._pool.all_direct:  # from this thread: no event loop unless something failed
+            return self._recovered(self._pool.receive(self._pool.send_reset(env_ids, seeds, options)))
+        return self._loop.run(self._reset_and_recover(env_ids, seeds, options))
+
+    def _recovered(self, results: list[Chunk | ServerFailure]) -> Recovered:
+        outcome = self._recovery.nothing_to_recover(results)
+        return outcome if outcome is not None else self._loop.run(self._recovery.recover(results))
 
     def _mark_replaced(self, outcome: Recovered) -> None:
         # Envs on a replaced server that were not in this call: their next step resets them.
@@ -289,9 +301,12 @@ class OpenEnvVectorEnv(VectorEnv):
         if needs_reset.any():
             columns = {k: _take(col, np.flatnonzero(~needs_reset)) for k, col in columns.items()}
         same_step = self.autoreset_mode is AutoresetMode.SAME_STEP
-        future = self._loop.submit(self._step_and_recover(step_ids, columns, reset_ids, same_step))
+        if self._pool.all_direct:  # sent from this thread; recv() collects the replies in it
+            waiting: Future | Sent = self._pool.send_step(step_ids, columns, reset_ids, autoreset=same_step)
+        else:
+            waiting = self._loop.submit(self._step_and_recover(step_ids, columns, reset_ids, same_step))
         self._busy[env_ids] = True
-        self._pending.append((env_ids, future, reset_ids))
+        self._pending.append((env_ids, waiting, reset_ids))
         self._state = AsyncState.WAITING_STEP
 
     async def _step_and_recover(self, step_ids: np.ndarray, columns: dict[str, Any], reset_ids: np.ndarray, same_step: bool) -> Recovered:
@@ -306,11 +321,14 @@ class OpenEnvVectorEnv(VectorEnv):
         """
         if not self._pending:
             raise NoAsyncCallError("recv() called with nothing sent", AsyncState.WAITING_STEP.value)
-        env_ids, future, reset_ids = self._pending.popleft()
+        env_ids, waiting, reset_ids = self._pending.popleft()
         if not self._pending:
             self._state = AsyncState.DEFAULT
         try:
-            outcome = future.result(timeout)  # by default bounded inside: each request by `timeout`
+            if isinstance(waiting, Sent):
+                outcome = self._recovered(self._pool.receive(waiting, timeout))
+            else:
+                outcome = waiting.result(timeout)  # by default bounded inside: each request by `timeout`
         except TimeoutError:
             raise RequestTimeout(f"no step result within {timeout}s") from None
         finally:
@@ -344,7 +362,7 @@ class OpenEnvVectorEnv(VectorEnv):
         covered = np.concatenate([c.indices for c in autoreset]) if autoreset else np.zeros(0, dtype=np.int64)
         missing = np.setdiff1d(done_ids, covered)
         if len(missing):
-            outcome = self._loop.run(self._reset_and_recover(missing, [None] * len(missing)))
+            outcome = self._reset_now(missing, [None] * len(missing))
             self._mark_replaced(outcome)
             autoreset = autoreset + outcome.chunks
         new_obs, _, _, _, new_info = assemble(self._schema.observation, autoreset, done_ids, self.num_envs)

@@ -11,11 +11,14 @@ after ``kill -9`` of the parent).
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -47,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle HTTP keep-alive connection stays open")
     p.add_argument("--max-message-bytes", type=int, help="largest request body or WebSocket message")
     p.add_argument("--web", action="store_true", default=None, help="serve the /web page to play and debug (default: $OPENENV_WEB)")
+    p.add_argument(
+        "--direct-socket", default=os.environ.get("OPENENV_DIRECT_SOCKET", "auto"),
+        help="Unix socket of the direct transport for clients on this machine: a path, 'auto' "
+        "(beside --uds, else a private temporary folder) or 'off' (default: $OPENENV_DIRECT_SOCKET or auto)",
+    )
     p.add_argument("--parent-pid", type=int, help="exit when this process dies")
     p.add_argument("--log-level", default="warning")
     return p.parse_args(argv)
@@ -71,6 +79,18 @@ def _bind(args: argparse.Namespace) -> tuple[socket.socket, str]:
         url = f"http://{shown}:{port}"
     sock.listen(2048)
     return sock, url
+
+
+def _direct_socket_path(args: argparse.Namespace) -> str | None:
+    if args.direct_socket == "off":
+        return None
+    if args.direct_socket != "auto":
+        return args.direct_socket
+    if args.uds and len(os.path.abspath(args.uds)) < 90:  # Unix socket paths end at 107 bytes
+        return os.path.abspath(args.uds) + ".direct"  # beside it: a sandbox shares that folder, not its /tmp
+    folder = tempfile.mkdtemp(prefix="gym-openenv-direct-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return os.path.join(folder, "server.sock")
 
 
 def _exit_with_parent(parent_pid: int, server: uvicorn.Server) -> None:
@@ -109,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         body_timeout=args.body_timeout,
         max_message_bytes=args.max_message_bytes,
         web=args.web,
+        direct_socket=_direct_socket_path(args),
     )
     folder = split_target(args.environment)[1]
     if folder is not None:

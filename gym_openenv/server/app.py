@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 
 from gym_openenv.protocol import encode_json, observation_payload
 from gym_openenv.server.batch_ws import serve_batch_connection
+from gym_openenv.server.direct import DirectListener
 from gym_openenv.server.environment import Environment
 from gym_openenv.server.host import EnvHost, ServerSettings, StepTimeout
 from gym_openenv.server.mcp import add_mcp_http_route, mcp_action, serve_mcp_websocket
@@ -72,10 +73,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         reaper = asyncio.create_task(host.sessions.reap_idle_forever())
+        direct = None
+        if host.settings.direct_socket:
+            direct = DirectListener(host, asyncio.get_running_loop(), host.settings.direct_socket)
+            host.direct_socket = direct.path
         try:
             yield
         finally:
             reaper.cancel()
+            if direct is not None:
+                host.direct_socket = None
+                direct.stop()
             await host.sessions.close_all()  # a close waits for its environment's running step
             stop_processes = getattr(app.state, "stop_environment_processes", None)
             if host.busy and stop_processes is not None:

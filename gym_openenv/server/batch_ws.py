@@ -20,7 +20,7 @@ closes its sessions and frees its shared-memory block.
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -127,6 +127,52 @@ class _Rows:
         callback()
 
 
+class _Job:
+    """The environment calls one step of a plan needs, one per session (or, for
+    an environment with a native ``step_batch``, one for all stepping sessions)."""
+
+    def __init__(self, sessions: list[Session], calls: list[Callable[[], Any]], native: bool = False, first_step: int = 0):
+        self.sessions = sessions
+        self.calls = calls
+        self.native = native  # the last call steps sessions[first_step:] at once
+        self.first_step = first_step
+
+    def begin(self) -> None:
+        for s in self.sessions:  # busy sessions are never reaped
+            s.busy += 1
+
+    def end(self) -> None:
+        for s in self.sessions:
+            s.busy -= 1
+            s.touch()
+
+    def outcome(self, call_results: list[Any], hung: set[int], timeout: float | None) -> list[Any]:
+        """One result per session: its observation or a :class:`RowError`."""
+        results: list[Any] = list(call_results)
+        if self.native:
+            batch = results.pop()
+            count = len(self.sessions) - self.first_step
+            if isinstance(batch, _Failed) or batch is _NOT_RUN or not isinstance(batch, list) or len(batch) != count:
+                ok = isinstance(batch, _Failed) or batch is _NOT_RUN
+                failure = batch if ok else _Failed(f"step_batch returned {type(batch).__name__}, not {count} observations")
+                results += [failure] * count
+            else:
+                results += batch
+        return [
+            RowError(i, ErrorCode.EXECUTION_ERROR.value, f"the environment call did not finish within {timeout}s; the session has a new environment, reset it", episode_lost=True)
+            if i in hung
+            else RowError(i, ErrorCode.EXECUTION_ERROR.value, r.message) if isinstance(r, _Failed)
+            else RowError(i, ErrorCode.EXECUTION_ERROR.value, f"not run: no worker of this connection came free within {timeout}s (its earlier calls still hang)")
+            if r is _NOT_RUN
+            else r
+            for i, r in enumerate(results)
+        ]
+
+
+#: A request's handling: yields the calls it needs, gets their results, returns the reply.
+Plan = Generator[_Job, list[Any], Any]
+
+
 class _Connection:
     def __init__(self, host: EnvHost, name: str):
         self.host = host
@@ -222,22 +268,27 @@ class _Connection:
         self.blocks = []
 
     # calls
+    #
+    # reset, step and state are plans: generators that yield the environment calls
+    # they need (a :class:`_Job`) and get back each row's result. A driver runs the
+    # calls: :meth:`drive` on worker threads for the WebSocket, or the direct
+    # transport on its connection's own thread (gym_openenv.server.direct).
 
-    async def on_reset(self, request: BatchReset) -> BatchResult:
-        return await self._call(request.ids, request.seeds, request.options, [], {}, autoreset=False)
+    def on_reset(self, request: BatchReset) -> "Plan":
+        return self._call(request.ids, request.seeds, request.options, [], {}, autoreset=False)
 
-    async def on_step(self, request: BatchStep) -> BatchResult:
-        return await self._call(request.reset_ids, None, None, request.ids, request.actions, request.autoreset)
+    def on_step(self, request: BatchStep) -> "Plan":
+        return self._call(request.reset_ids, None, None, request.ids, request.actions, request.autoreset)
 
-    async def on_state(self, request: BatchState) -> BatchStates:
+    def on_state(self, request: BatchState) -> "Plan":
         sessions = self.lookup(request.ids)
-        results = await self._run(sessions, [lambda s=s: to_plain(s.env.state, keep_arrays=True) for s in sessions])
+        results = yield _Job(sessions, [lambda s=s: to_plain(s.env.state, keep_arrays=True) for s in sessions])
         failed = next((r for r in results if isinstance(r, RowError)), None)
         if failed is not None:
             raise _BatchError(ErrorCode(failed.code), f"session {request.ids[failed.row]}: {failed.message}")
         return BatchStates(states=results)
 
-    async def _call(self, reset_ids, seeds, options, step_ids, columns, autoreset) -> BatchResult:
+    def _call(self, reset_ids, seeds, options, step_ids, columns, autoreset) -> "Plan":
         resetting = self.lookup(reset_ids)
         stepping = self.lookup(step_ids)
         if set(reset_ids) & set(step_ids):
@@ -245,7 +296,7 @@ class _Connection:
         seeds = seeds or [None] * len(resetting)
         if len(seeds) != len(resetting):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
-        actions = await self._actions(columns, len(stepping))
+        actions = self._actions(columns, len(stepping))
         reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
         calls = [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(resetting, reset_kwargs)]
         if self.host.native_step_batch and stepping:
@@ -254,7 +305,7 @@ class _Connection:
         else:
             calls += [lambda s=s, a=a: s.env.step(a) for s, a in zip(stepping, actions)]
         sessions = resetting + stepping
-        results = await self._run(sessions, calls, native=self.host.native_step_batch and bool(stepping), first_step=len(resetting))
+        results = yield _Job(sessions, calls, native=self.host.native_step_batch and bool(stepping), first_step=len(resetting))
         ids = reset_ids + step_ids
         reply = self._reply(ids, results)
         if autoreset:
@@ -264,7 +315,7 @@ class _Connection:
                 # The final frames sit in the slots, where an environment may render its reset:
                 # keep them aside, send the reset frames in the frame, put the final ones back.
                 finals = self._read_slots(ended_ids, reply.shm)
-                again = await self._run([sessions[r] for r in ended], [lambda s=sessions[r]: s.env.reset(**self.host.reset_kwargs({})) for r in ended])
+                again = yield _Job([sessions[r] for r in ended], [lambda s=sessions[r]: s.env.reset(**self.host.reset_kwargs({})) for r in ended])
                 reply.autoreset_rows = ended
                 reply.autoreset = self._reply(ended_ids, again, use_slots=False)
                 self._write_back(finals)
@@ -280,10 +331,10 @@ class _Connection:
         for view, content in saved:
             view[...] = content
 
-    async def _actions(self, columns: dict[str, Any], n: int) -> list[Any]:
+    def _actions(self, columns: dict[str, Any], n: int) -> list[Any]:
         if not n:
             return []
-        spec = (await self.host.specs()).action
+        spec = self.host.known_specs.action  # known: the sessions' environments exist
         for name, column in columns.items():
             if not isinstance(column, (list, tuple, np.ndarray)) or len(column) != n:
                 raise _BatchError(ErrorCode.VALIDATION_ERROR, f"actions[{name!r}] must be a column of {n} values")
@@ -292,44 +343,35 @@ class _Connection:
         except (ValueError, IndexError, TypeError, RecursionError) as e:
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{type(e).__name__}: {e}") from None
 
-    async def _run(self, sessions: list[Session], calls: list[Callable[[], Any]], native: bool = False, first_step: int = 0) -> list[Any]:
+    async def drive(self, plan: "Plan") -> Any:
+        """Run a plan's calls on worker threads (the WebSocket's driver); its reply."""
+        try:
+            job = next(plan)
+            while True:
+                job = plan.send(await self._run(job))
+        except StopIteration as done:
+            return done.value
+
+    async def _run(self, job: "_Job") -> list[Any]:
         """Each session's observation, or a :class:`RowError` for it."""
-        for s in sessions:
-            s.busy += 1
-        rows = _Rows(calls)
+        job.begin()
+        rows = _Rows(job.calls)
         try:
             abandoned = await rows.run(self.host, self.client, self.host.settings.step_timeout)
         finally:
-            for s in sessions:
-                s.busy -= 1
-                s.touch()
-        results: list[Any] = list(rows.results)
-        if native:  # the last call stepped every stepping session at once
-            batch = results.pop()
-            count = len(sessions) - first_step
-            if isinstance(batch, _Failed) or batch is _NOT_RUN or not isinstance(batch, list) or len(batch) != count:
-                ok = isinstance(batch, _Failed) or batch is _NOT_RUN
-                failure = batch if ok else _Failed(f"step_batch returned {type(batch).__name__}, not {count} observations")
-                results += [failure] * count
-            else:
-                results += batch
+            job.end()
+        return await self.settle(job, rows, abandoned)
+
+    async def settle(self, job: "_Job", rows: "_Rows", abandoned: list[dict[str, Any]]) -> list[Any]:
+        """The rows' results once their calls ran: hung sessions get new environments."""
         hung: set[int] = set()
         for h in rows.hung:  # call h hung: the sessions it touched (all stepping ones for a native batch)
-            touched = [h] if not native or h < first_step else range(first_step, len(sessions))
+            touched = [h] if not job.native or h < job.first_step else range(job.first_step, len(job.sessions))
             run = next(r for r in abandoned if r["current"] == h)
             for i in touched:
                 hung.add(i)
-                await self._replace(sessions[i], rows, run)
-        timeout = self.host.settings.step_timeout
-        return [
-            RowError(i, ErrorCode.EXECUTION_ERROR.value, f"the environment call did not finish within {timeout}s; the session has a new environment, reset it", episode_lost=True)
-            if i in hung
-            else RowError(i, ErrorCode.EXECUTION_ERROR.value, r.message) if isinstance(r, _Failed)
-            else RowError(i, ErrorCode.EXECUTION_ERROR.value, f"not run: no worker of this connection came free within {timeout}s (its earlier calls still hang)")
-            if r is _NOT_RUN
-            else r
-            for i, r in enumerate(results)
-        ]
+                await self._replace(job.sessions[i], rows, run)
+        return job.outcome(rows.results, hung, self.host.settings.step_timeout)
 
     async def _replace(self, session: Session, rows: _Rows, run: dict[str, Any]) -> None:
         """A new environment for a session whose call hung; the old one is closed when that call returns."""
@@ -404,12 +446,13 @@ def _item(column: Any, i: int) -> Any:
     return value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
 
 
-_HANDLERS: dict[str, Callable[[_Connection, Any], Awaitable[Any]]] = {
-    "open": _Connection.on_open,
-    "reset": _Connection.on_reset,
-    "step": _Connection.on_step,
-    "state": _Connection.on_state,
-    "close": _Connection.on_close,
+#: request type -> (handler, whether it is a plan); plans' calls run on the driver's threads
+_HANDLERS: dict[str, tuple[Callable[[_Connection, Any], Any], bool]] = {
+    "open": (_Connection.on_open, False),
+    "reset": (_Connection.on_reset, True),
+    "step": (_Connection.on_step, True),
+    "state": (_Connection.on_state, True),
+    "close": (_Connection.on_close, False),
 }
 
 
@@ -432,6 +475,20 @@ async def serve_batch_connection(ws: WebSocket, host: EnvHost) -> None:
 
 async def _answer(connection: _Connection, raw: bytes | None) -> bytes:
     """One reply frame for one request frame, whatever the frame holds."""
+    request = parse_frame(raw)
+    if isinstance(request, bytes):
+        return request
+    seq, typed = request
+    handler, is_plan = _HANDLERS[typed.type]
+    try:
+        reply = await (connection.drive(handler(connection, typed)) if is_plan else handler(connection, typed))
+    except _BatchError as e:
+        return encode_msgpack(error_reply(e.code, str(e), seq))
+    return reply_frame(connection, reply, seq)
+
+
+def parse_frame(raw: bytes | bytearray | None) -> tuple[int | None, Any] | bytes:
+    """A request frame -> (its seq, its typed request), or the error reply frame for it."""
     if raw is None:
         return encode_msgpack(error_reply(ErrorCode.INVALID_JSON, "the batch protocol takes msgpack binary frames"))
     try:
@@ -441,21 +498,20 @@ async def _answer(connection: _Connection, raw: bytes | None) -> bytes:
     seq = request.get("seq") if isinstance(request, dict) else None
     seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else None
     kind = request.get("type") if isinstance(request, dict) else None
-    handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
-    if handler is None:
+    if not isinstance(kind, str) or kind not in _HANDLERS:
         shown = kind if isinstance(kind, str) else type(request).__name__
         return encode_msgpack(error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {shown!r}; expected one of {sorted(_HANDLERS)}", seq))
     try:
-        typed = parse_batch_request(request)
+        return seq, parse_batch_request(request)
     except pydantic.ValidationError as e:
         first = e.errors(include_url=False)[0]
         return encode_msgpack(error_reply(ErrorCode.VALIDATION_ERROR, f"invalid {kind} request: {first['msg']} at {first['loc']}", seq))
     except RecursionError:
         return encode_msgpack(error_reply(ErrorCode.VALIDATION_ERROR, f"invalid {kind} request: nested too deep", seq))
-    try:
-        reply = await handler(connection, typed)
-    except _BatchError as e:
-        return encode_msgpack(error_reply(e.code, str(e), seq))
+
+
+def reply_frame(connection: _Connection, reply: Any, seq: int | None) -> bytes:
+    """A reply model -> its frame, or ``MESSAGE_TOO_LARGE`` when it is over the client's limit."""
     reply.seq = seq
     frame = encode_msgpack(reply.wire() if isinstance(reply, BatchResult) else reply.__dict__)
     limit = connection.max_reply_bytes

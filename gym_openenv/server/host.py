@@ -37,6 +37,7 @@ import functools
 import inspect
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -85,6 +86,8 @@ class ServerSettings:
     body_timeout: float = 30.0
     token: str | None = None
     web: bool = False  # serve the /web page (gym_openenv.server.web)
+    #: Unix socket of the direct transport for clients on this machine (gym_openenv.server.direct)
+    direct_socket: str | None = None
 
     @classmethod
     def from_environ(cls, **overrides: Any) -> "ServerSettings":
@@ -99,6 +102,8 @@ class ServerSettings:
             values["step_timeout"] = float(env["OPENENV_STEP_TIMEOUT"])
         if env.get("OPENENV_TOKEN"):
             values["token"] = env["OPENENV_TOKEN"]
+        if env.get("OPENENV_DIRECT_SOCKET"):
+            values["direct_socket"] = env["OPENENV_DIRECT_SOCKET"]
         if "OPENENV_WEB" in env:
             values["web"] = env["OPENENV_WEB"].strip().lower() in ("1", "true", "yes", "on")
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -192,6 +197,10 @@ class EnvHost:
         self._lost: set[int] = set()  # id(env) of environments whose call timed out
         self._close_when_done: dict[int, Environment] = {}
         self._pending: set[asyncio.Future] = set()  # background closes, kept from the garbage collector
+        #: names this server process: a direct socket's welcome must match /metadata's
+        self.server_id = secrets.token_hex(8)
+        #: the direct transport's socket while it listens (gym_openenv.server.direct)
+        self.direct_socket: str | None = None
 
     # running environment code
 
@@ -314,6 +323,13 @@ class EnvHost:
 
     # what the server says about itself
 
+    @property
+    def known_specs(self) -> ModelSpecs:
+        """The specs, once an environment was built (any open session has one)."""
+        if self._specs is None:
+            raise RuntimeError("no environment was built yet: await specs() first")
+        return self._specs
+
     async def specs(self) -> ModelSpecs:
         if self._specs is None:
             await self._probe()
@@ -328,6 +344,9 @@ class EnvHost:
         meta["capabilities"] = [BATCH_CAPABILITY, "stream-step"]
         meta["max_sessions"] = self.settings.max_sessions
         meta["native_step_batch"] = self.native_step_batch
+        meta["server_id"] = self.server_id
+        if self.direct_socket is not None:
+            meta["direct_socket"] = self.direct_socket
         return meta
 
     def reset_kwargs(self, data: dict[str, Any]) -> dict[str, Any]:

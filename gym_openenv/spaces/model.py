@@ -420,10 +420,9 @@ class ModelSpec:
                 unknown = sorted(set(data) - set(checks))
                 raise ValueError(f"{self.title}: unknown field(s) {unknown}; expected {sorted(checks)}")
             kwargs[name] = check(value)
-        if len(kwargs) < len(self._required):
+        if not self._required_names.issubset(kwargs):  # (an optional field does not stand in for a required one)
             missing = [name for name in self._required if name not in kwargs]
-            if missing:
-                raise ValueError(f"{self.title}: missing field(s) {missing}")
+            raise ValueError(f"{self.title}: missing field(s) {missing}")
         return self.model(**kwargs)
 
     def build_batch(self, columns: Mapping[str, Any], n: int) -> list[Any]:

@@ -1,0 +1,286 @@
+"""Clients of the direct transport: a co-located server's Unix socket, used from the caller's thread.
+
+A server on this machine names its direct socket in ``/metadata``
+(``direct_socket``, see :mod:`gym_openenv.server.direct`). There the batch
+protocol's requests go out and their replies come back on a blocking socket
+in the thread that asked, with no event loop in between:
+
+* :class:`DirectConnection`: many sessions on one connection; blocking
+  :meth:`~DirectConnection.send` / :meth:`~DirectConnection.receive` (a vector
+  env sends to every server, then collects), and the async methods of
+  :class:`~gym_openenv.client.BatchConnection` for the session pool's rare calls.
+* :class:`DirectSession`: one session, what ``gym.make`` uses on such a server.
+
+:func:`connect_direct` returns ``None`` wherever the socket is out of reach
+(a container, another machine, another user): callers then use ``/ws/batch``.
+"""
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+from gym_openenv.errors import ConnectionLost, RequestTimeout, Unauthorized, server_error
+from gym_openenv.protocol import (
+    BatchClose,
+    BatchClosed,
+    BatchOpen,
+    BatchOpened,
+    BatchRequest,
+    BatchReset,
+    BatchResult,
+    BatchState,
+    BatchStep,
+    DirectHello,
+    ErrorCode,
+    decode_batch_reply,
+    decode_msgpack,
+    encode_msgpack,
+    receive_frame,
+    send_frame,
+)
+from gym_openenv.spaces import to_plain
+
+__all__ = ["DirectConnection", "DirectSession", "connect_direct"]
+
+DEFAULT_TIMEOUT = 60.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def connect_direct(
+    metadata: Any, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES
+) -> "DirectConnection | None":
+    """A connection to the direct socket ``metadata`` (the server's ``/metadata``) names, if it is in reach.
+
+    Raises:
+        Unauthorized: the server refused the token (as it would on ``/ws/batch``).
+    """
+    from gym_openenv.client import same_machine
+
+    path = metadata.get("direct_socket") if isinstance(metadata, dict) else None
+    if not isinstance(path, str) or not same_machine(base_url):
+        return None
+    connection = DirectConnection(path, metadata.get("server_id"), timeout=timeout, token=token, max_message_bytes=max_message_bytes)
+    try:
+        connection.connect()
+    except (OSError, ConnectionLost, ValueError):
+        return None  # not this machine's socket after all (a container's, another user's): use /ws/batch
+    return connection
+
+
+class DirectConnection:
+    """Many sessions on a direct socket; requests and replies are the batch protocol's.
+
+    One request is in flight at a time. As on :class:`~gym_openenv.client.BatchConnection`,
+    every reply must echo its request's ``seq``, and a timed-out request closes the
+    connection (the next call raises :class:`~gym_openenv.ConnectionLost`).
+    """
+
+    def __init__(self, path: str, server_id: str | None = None, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES):
+        self.path = path
+        self.server_id = server_id
+        self.timeout = timeout
+        self.token = token
+        self.max_message_bytes = max_message_bytes
+        self._sock: socket.socket | None = None
+        self._closed_because: str | None = None
+        self._seq = 0
+        #: seq -> its reply (None until it came), for every request sent and not yet received
+        self._waiting: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def connect(self) -> "DirectConnection":
+        """Connect and say hello (blocking)."""
+        if self._sock is not None:
+            return self
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+            send_frame(sock, encode_msgpack(DirectHello.model_construct(token=self.token, max_reply_bytes=self.max_message_bytes, seq=0).wire()))
+            welcome = decode_msgpack(receive_frame(sock, 64 * 1024))
+        except BaseException:
+            sock.close()
+            raise
+        if welcome.get("type") == "error":
+            sock.close()
+            data = welcome.get("data") or {}
+            if data.get("code") == ErrorCode.UNAUTHORIZED.value:
+                raise Unauthorized(f"the server's direct socket refused the token: {data.get('message')}")
+            raise server_error(data)
+        if self.server_id is not None and welcome.get("server_id") != self.server_id:
+            sock.close()
+            raise ValueError(f"{self.path} is served by another server ({welcome.get('server_id')}, not {self.server_id})")
+        self._sock = sock
+        return self
+
+    @property
+    def is_open(self) -> bool:
+        return self._sock is not None
+
+    def send(self, message: BatchRequest) -> int:
+        """Send ``message``; returns its ``seq``, for :meth:`receive`. Requests may queue up:
+        the server answers them in order."""
+        with self._lock:
+            if self._sock is None:
+                raise ConnectionLost(f"the direct connection to {self.path} is closed: {self._closed_because or 'not connected'}")
+            self._seq += 1
+            message.seq = seq = self._seq
+            try:
+                send_frame(self._sock, encode_msgpack(message.wire()))
+            except OSError as e:
+                self._drop(f"closed: {e}")
+                raise ConnectionLost(f"connection to the server closed: {e}") from e
+            self._waiting[seq] = None
+            return seq
+
+    def receive(self, seq: int, timeout: float | None = None) -> Any:
+        """The reply to request ``seq`` (a ``Batch*`` model), or the server's error raised.
+
+        Replies to requests sent before it are read first and kept for their own :meth:`receive`.
+        """
+        with self._lock:
+            if seq not in self._waiting:
+                raise RuntimeError(f"request {seq} was not sent, or its reply was received already")
+            while self._waiting[seq] is None:
+                self._read_reply(timeout or self.timeout)
+            reply = self._waiting.pop(seq)
+        if isinstance(reply, dict):
+            raise server_error(reply.get("data", {}))
+        return reply
+
+    def _read_reply(self, wait: float) -> None:
+        if self._sock is None:
+            raise ConnectionLost(f"the direct connection to {self.path} is closed: {self._closed_because}")
+        try:
+            self._sock.settimeout(wait)
+            raw = receive_frame(self._sock, self.max_message_bytes)
+        except TimeoutError:
+            self._drop(f"no reply within {wait}s")
+            raise RequestTimeout(f"no reply from the server within {wait}s; the connection was closed") from None
+        except (OSError, ValueError) as e:
+            self._drop(f"closed: {e}")
+            raise ConnectionLost(f"connection to the server closed: {e}") from e
+        reply = decode_batch_reply(raw)
+        reply_seq = reply.get("seq") if isinstance(reply, dict) else reply.seq
+        oldest = next(s for s, r in self._waiting.items() if r is None)  # answered in the order sent
+        if reply_seq != oldest:  # cannot happen with a conforming server; never pass it on as another's
+            self._drop(f"reply {reply_seq} to request {oldest}")
+            raise ConnectionLost(f"the server answered request {oldest} with a reply to {reply_seq}; the connection was closed")
+        self._waiting[oldest] = reply  # kept until its receive() claims it
+
+    def call(self, message: BatchRequest, timeout: float | None = None) -> Any:
+        """Send ``message`` and wait for its reply."""
+        return self.receive(self.send(message), timeout)
+
+    def _drop(self, why: str) -> None:
+        sock, self._sock = self._sock, None
+        self._closed_because = why
+        if sock is not None:
+            sock.close()
+
+    def close_now(self) -> None:
+        """Close the connection and with it every session on it (idempotent)."""
+        self._drop("closed by the client")
+
+    # the async methods of BatchConnection, for the session pool's event loop
+
+    async def request(self, message: BatchRequest, timeout: float | None = None) -> Any:
+        return await asyncio.to_thread(self.call, message, timeout)
+
+    async def open(self, n: int, shm: bool = False) -> BatchOpened:
+        return await self.request(BatchOpen.model_construct(n=n, shm=shm, max_reply_bytes=self.max_message_bytes))
+
+    async def reset(self, ids: list[int], seeds: list[int | None] | None = None, options: dict[str, Any] | None = None, timeout: float | None = None) -> BatchResult:
+        return await self.request(BatchReset.model_construct(ids=ids, seeds=seeds, options=options), timeout)
+
+    async def step(self, ids: list[int], actions: dict[str, Any], reset_ids: list[int] = (), autoreset: bool = False, timeout: float | None = None) -> BatchResult:
+        return await self.request(BatchStep.model_construct(ids=ids, actions=actions, reset_ids=list(reset_ids), autoreset=autoreset), timeout)
+
+    async def close_sessions(self, ids: list[int]) -> BatchClosed:
+        return await self.request(BatchClose.model_construct(ids=ids))
+
+    async def close(self) -> None:
+        self.close_now()
+
+
+class DirectSession:
+    """One session on a direct connection (a batch of one), called from the caller's thread.
+
+    The blocking twin of :class:`~gym_openenv.client.BatchSession`: OpenEnv payload
+    dicts in and out, shared-memory arrays from the server's block. A dropped
+    connection is reopened, with a new session, at the next :meth:`reset`.
+    """
+
+    def __init__(self, metadata: dict[str, Any], base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, shared_memory: bool = True):
+        self.metadata = metadata
+        self.base_url = base_url
+        self.timeout = timeout
+        self.token = token
+        self.shared_memory = shared_memory
+        self._connection: DirectConnection | None = None
+        self._id = 0
+        self._slots: Any = None
+
+    @classmethod
+    def reachable(cls, metadata: Any, base_url: str) -> bool:
+        """Whether ``metadata`` names a direct socket this process may reach."""
+        from gym_openenv.client import same_machine
+
+        return isinstance(metadata, dict) and isinstance(metadata.get("direct_socket"), str) and same_machine(base_url)
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.is_open
+
+    def connect(self) -> "DirectSession":
+        if self.connected:
+            return self
+        self._drop()
+        from gym_openenv.client import opening, run_blocking
+
+        connection = connect_direct(self.metadata, self.base_url, timeout=self.timeout, token=self.token)
+        if connection is None:
+            raise ConnectionLost(f"the direct socket of {self.base_url} is out of reach")
+        try:
+            ids, self._slots = run_blocking(opening(1, self.shared_memory, connection.max_message_bytes), connection.call)
+            self._id = ids[0]
+        except BaseException:
+            connection.close_now()
+            raise
+        self._connection = connection
+        return self
+
+    def reset(self, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+        from gym_openenv.client import single_payload
+
+        self.connect()
+        seed = kwargs.pop("seed", None)
+        request = BatchReset.model_construct(ids=[self._id], seeds=[seed], options=to_plain(kwargs, keep_arrays=False) or None)
+        return single_payload(self._connection.call(request, timeout), self._slots)
+
+    def step(self, action: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        from gym_openenv.client import single_payload
+
+        if self._connection is None:
+            raise ConnectionLost("not connected: call reset() first")
+        request = BatchStep.model_construct(ids=[self._id], actions={k: [v] for k, v in action.items()}, reset_ids=[], autoreset=False)
+        return single_payload(self._connection.call(request, timeout), self._slots)
+
+    def state(self) -> dict[str, Any]:
+        if self._connection is None:
+            raise ConnectionLost("not connected: call reset() first")
+        return self._connection.call(BatchState.model_construct(ids=[self._id])).states[0]
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        slots, self._slots = self._slots, None
+        if connection is not None:
+            connection.close_now()
+        if slots is not None:
+            slots.close()
+
+    def close(self) -> None:
+        """End the session (idempotent)."""
+        self._drop()
+

@@ -1,0 +1,300 @@
+"""The direct transport: the batch protocol on a Unix socket, one thread per connection.
+
+For clients on the same machine. A WebSocket request wakes four threads on
+the server's side alone (the event loop, a worker, the loop again, and
+uvicorn's framing in between); here the thread that reads a request runs its
+environment calls itself and writes the reply, so a round trip costs one
+wake-up on each side. Requests and replies are the batch protocol's
+(:mod:`gym_openenv.server.batch_ws` handles them, the same code as for
+``/ws/batch``), framed by :func:`gym_openenv.protocol.send_frame`.
+
+The guarantees of the WebSocket driver hold here too:
+
+* **Hung calls.** A call that passes the step timeout is noticed by the
+  :class:`_Watchdog`. The connection moves to a new thread, which gives the
+  hung session a new environment, runs the rows after it and sends the reply;
+  the stuck thread drops its result when its call returns, and the old
+  environment is closed only then. A connection has at most
+  ``workers_per_client`` threads, stuck ones included: past that, the rows
+  are not run (their errors say so).
+* **Opening and closing** sessions run on the event loop, as for WebSockets:
+  one session table, one capacity, one idle reaper.
+* **Auth.** The socket is the owner's only (mode 0600) and the first frame,
+  :class:`~gym_openenv.protocol.DirectHello`, must carry the server's token.
+"""
+
+import asyncio
+import hmac
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+
+from gym_openenv.protocol import (
+    DirectHello,
+    DirectWelcome,
+    ErrorCode,
+    decode_msgpack,
+    encode_msgpack,
+    error_reply,
+    receive_frame,
+    send_frame,
+)
+from gym_openenv.server.batch_ws import _HANDLERS, _NOT_RUN, Plan, _BatchError, _Connection, _Job, _Rows, parse_frame, reply_frame
+from gym_openenv.server.host import EnvHost
+
+__all__ = ["DirectListener"]
+
+#: Seconds a loop-side call (opening or closing sessions) may take before the connection gives up.
+_LOOP_CALL_TIMEOUT = 600.0
+#: Seconds a leaving connection waits for its sessions to close.
+_CLOSE_TIMEOUT = 30.0
+
+
+class _TakenOver(Exception):
+    """Raised in a connection's stuck thread once the connection has moved to a new thread."""
+
+
+class _Watchdog:
+    """Calls ``on_timeout`` for every watched call still running past its deadline."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._watched: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._tickets = itertools.count()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._patrol, name="openenv-direct-watchdog", daemon=True).start()
+
+    def watch(self, seconds: float, on_timeout: Callable[[], None]) -> int:
+        ticket = next(self._tickets)
+        with self._lock:
+            self._watched[ticket] = (time.monotonic() + seconds, on_timeout)
+        return ticket
+
+    def unwatch(self, ticket: int) -> None:
+        with self._lock:
+            self._watched.pop(ticket, None)
+
+    def _patrol(self) -> None:
+        while not self._stopped.wait(self.interval):
+            now = time.monotonic()
+            with self._lock:
+                due = [t for t, (deadline, _) in self._watched.items() if deadline <= now]
+                callbacks = [self._watched.pop(t)[1] for t in due]
+            for callback in callbacks:
+                callback()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class DirectListener:
+    """Accepts direct connections on ``path`` for ``host``, whose event loop is ``loop``."""
+
+    def __init__(self, host: EnvHost, loop: asyncio.AbstractEventLoop, path: str):
+        self.host = host
+        self.loop = loop
+        self.path = path
+        timeout = host.settings.step_timeout
+        self.watchdog = None if timeout is None else _Watchdog(interval=min(0.05, timeout / 10))
+        self._connections: set["_DirectConnection"] = set()
+        self._lock = threading.Lock()
+        if os.path.exists(path):
+            os.unlink(path)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_mask = os.umask(0o177)  # created 0600: the socket is as private as the token
+        try:
+            self._socket.bind(path)
+        finally:
+            os.umask(old_mask)
+        self._socket.listen(256)
+        self._accepting = threading.Thread(target=self._accept, name="openenv-direct-accept", daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._socket.accept()
+            except OSError:
+                return  # closed by stop()
+            connection = _DirectConnection(self, sock)
+            with self._lock:
+                self._connections.add(connection)
+            connection.start(connection.serve)
+
+    def forget(self, connection: "_DirectConnection") -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    def stop(self) -> None:
+        """Stop accepting and end every connection (their sessions close with the server)."""
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._socket.close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            connection.hang_up()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class _DirectConnection:
+    """One client's connection; served by one thread at a time (see the module docstring)."""
+
+    def __init__(self, listener: DirectListener, sock: socket.socket):
+        self.listener = listener
+        self.host = listener.host
+        self.loop = listener.loop
+        self.sock = sock
+        self.batch = _Connection(self.host, "direct connection")
+        self.max_frame = self.host.settings.max_message_bytes
+        self._abandoned: list[dict[str, Any]] = []  # runs given up on (their threads may still be stuck)
+
+    def start(self, work: Callable[[], None]) -> None:
+        threading.Thread(target=self._own, args=(work,), name="openenv-direct", daemon=True).start()
+
+    def _own(self, work: Callable[[], None]) -> None:
+        """A thread's life on this connection: ``work``, then serving, until the client leaves."""
+        try:
+            work()
+            self._serve()
+        except _TakenOver:
+            return  # another thread serves the connection now
+        except (ConnectionError, OSError, ValueError):
+            pass  # the client left, or broke the framing: the connection ends
+        self._end()
+
+    def serve(self) -> None:
+        """The first thread: the hello, then requests."""
+        self.sock.settimeout(self.host.settings.header_timeout)
+        raw = receive_frame(self.sock, 64 * 1024)
+        try:
+            hello = DirectHello.model_validate(decode_msgpack(raw))
+        except (pydantic.ValidationError, ValueError, TypeError) as e:
+            self._send(encode_msgpack(error_reply(ErrorCode.VALIDATION_ERROR, f"the first frame must be a hello: {e}")))
+            raise ConnectionError("no hello") from None
+        if not self._authorized(hello.token):
+            self._send(encode_msgpack(error_reply(ErrorCode.UNAUTHORIZED, "missing or wrong token", hello.seq)))
+            raise ConnectionError("unauthorized")
+        self.batch.max_reply_bytes = hello.max_reply_bytes
+        self._send(encode_msgpack(DirectWelcome(server_id=self.host.server_id, seq=hello.seq).__dict__))
+        self.sock.settimeout(None)  # an idle connection waits; its sessions are reaped as on WebSockets
+
+    def _authorized(self, token: str | None) -> bool:
+        expected = self.host.settings.token
+        return expected is None or (token is not None and hmac.compare_digest(token.encode(), expected.encode()))
+
+    def _serve(self) -> None:
+        while True:
+            self._answer(receive_frame(self.sock, self.max_frame))
+
+    def _answer(self, raw: bytearray) -> None:
+        request = parse_frame(raw)
+        if isinstance(request, bytes):
+            self._send(request)
+            return
+        seq, typed = request
+        handler, is_plan = _HANDLERS[typed.type]
+        try:
+            if is_plan:
+                self._drive(handler(self.batch, typed), seq)
+                return
+            reply = self._on_loop(handler(self.batch, typed))
+        except _BatchError as e:
+            self._send(encode_msgpack(error_reply(e.code, str(e), seq)))
+            return
+        self._send(reply_frame(self.batch, reply, seq))
+
+    def _drive(self, plan: Plan, seq: int | None, results: list[Any] | None = None) -> None:
+        """Run ``plan`` (from its start, or on from ``results`` of its current job) and send its reply."""
+        try:
+            job = next(plan) if results is None else plan.send(results)
+            while True:
+                job = plan.send(self._run(plan, seq, job))
+        except StopIteration as done:
+            self._send(reply_frame(self.batch, done.value, seq))
+        except _BatchError as e:
+            self._send(encode_msgpack(error_reply(e.code, str(e), seq)))
+
+    def _run(self, plan: Plan, seq: int | None, job: _Job) -> list[Any]:
+        job.begin()
+        return self._run_rows(plan, seq, job, _Rows(job.calls), 0, [])
+
+    def _run_rows(self, plan: Plan, seq: int | None, job: _Job, rows: _Rows, start: int, abandoned: list[dict[str, Any]]) -> list[Any]:
+        """Run ``rows`` from ``start`` on this thread; the job's results once every row ran."""
+        run: dict[str, Any] = {"abandoned": False, "current": None, "finished": False, "loop": self.loop}
+        watchdog, timeout = self.listener.watchdog, self.host.settings.step_timeout
+        ticket = None if watchdog is None else watchdog.watch(timeout, lambda: self._give_up(plan, seq, job, rows, run, abandoned))
+        rows._work(run, start)
+        if ticket is not None:
+            watchdog.unwatch(ticket)
+        if run["abandoned"]:
+            raise _TakenOver
+        job.end()
+        if rows.hung:  # new environments are built on the event loop, as for WebSockets
+            return self._on_loop(self.batch.settle(job, rows, abandoned))
+        return job.outcome(rows.results, set(), timeout)
+
+    def _give_up(self, plan: Plan, seq: int | None, job: _Job, rows: _Rows, run: dict[str, Any], abandoned: list[dict[str, Any]]) -> None:
+        """On the watchdog: ``run``'s call hung. Move the connection to a new thread that goes on after it."""
+        with rows.lock:
+            if run["finished"] or run["abandoned"]:
+                return
+            run["abandoned"] = True
+            current = run["current"]
+            finished = current is not None and rows.results[current] is not _NOT_RUN
+        abandoned.append(run)
+        self._abandoned = [r for r in self._abandoned if not r["finished"]] + [run]
+        if current is not None and not finished:
+            rows.hung.append(current)
+        start = 0 if current is None else current + 1
+        stuck = sum(1 for r in self._abandoned if not r["finished"])
+
+        def go_on() -> None:
+            if stuck < self.host.settings.workers_per_client:
+                results = self._run_rows(plan, seq, job, rows, start, abandoned)
+            else:  # every thread this connection may have is stuck: the rest is not run
+                job.end()
+                results = self._on_loop(self.batch.settle(job, rows, abandoned))
+            self._drive(plan, seq, results)
+
+        self.start(go_on)
+
+    def _on_loop(self, coro: Any) -> Any:
+        """Run ``coro`` on the server's event loop (session table, new environments) and wait."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(_LOOP_CALL_TIMEOUT)
+
+    def _send(self, frame: bytes) -> None:
+        send_frame(self.sock, frame)
+
+    def hang_up(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _end(self) -> None:
+        self.listener.forget(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self.loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self.batch.close_all(), self.loop).result(_CLOSE_TIMEOUT)
+            except Exception:  # the server is shutting down: its session table closes them all
+                pass
+
