@@ -150,3 +150,10 @@ def test_short_paths_of_build_give_the_checked_result(name, data):
             return ValueError, str(e)
 
     assert result(short) == result(full)
+
+
+def test_an_optional_field_does_not_hide_a_missing_required_one():
+    with pytest.raises(ValueError, match=r"Mixed: missing field\(s\) \['label', 'count', 'flag', 'x', 'vec'\]"):
+        SPEC.build({"note": "n", "metadata": {}})
+    with pytest.raises(ValueError, match=r"missing field\(s\) \['vec'\]"):
+        SPEC.build_batch({"label": ["a"], "count": [0], "flag": [True], "x": [0.0], "metadata": [{}]}, 1)
