@@ -1,0 +1,206 @@
+"""The direct transport (a co-located server's Unix socket) against real server processes.
+
+The same requests as ``/ws/batch`` must give the same replies, with the same
+guarantees: hung calls replaced while the rows after them run, tokens checked,
+garbage answered, the connection's threads bounded, and nothing lost when a
+server dies. Every test here reaches the server through its direct socket.
+"""
+
+import os
+import socket
+import stat
+import time
+
+import gymnasium as gym
+import httpx
+import numpy as np
+import pytest
+
+from gym_openenv import ConnectionLost, ServerError, Unauthorized
+from gym_openenv.direct import DirectConnection, DirectSession, connect_direct
+from gym_openenv.protocol import BatchOpen, BatchReset, BatchStep, decode_msgpack, encode_msgpack, receive_frame, send_frame
+from gym_openenv.providers import LocalProcessProvider
+from tests.compare import same
+
+FAULTY = "tests.batch_fault_envs:FaultyEnvironment"
+ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
+
+
+@pytest.fixture(scope="module")
+def faulty_server():
+    with LocalProcessProvider(FAULTY, server_args=["--step-timeout", "2", "--workers-per-client", "2"]) as server:
+        yield server
+
+
+def metadata(server) -> dict:
+    return httpx.get(server.base_url + "/metadata", timeout=30).json()
+
+
+def direct(server, **kwargs) -> DirectConnection:
+    connection = connect_direct(metadata(server), server.base_url, **kwargs)
+    assert connection is not None, "the server's direct socket is out of reach"
+    return connection
+
+
+def open_sessions(connection: DirectConnection, n: int) -> list[int]:
+    return connection.call(BatchOpen.model_construct(n=n, shm=False, max_reply_bytes=None)).ids
+
+
+def step(connection: DirectConnection, ids: list[int], commands: list[str]):
+    return connection.call(BatchStep.model_construct(ids=ids, actions={"command": commands}, reset_ids=[], autoreset=False))
+
+
+def test_the_socket_is_private_and_named_in_metadata(faulty_server):
+    meta = metadata(faulty_server)
+    mode = os.stat(meta["direct_socket"]).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    assert len(meta["server_id"]) == 16
+
+
+def test_gym_make_and_make_vec_take_the_direct_socket_and_match_the_websocket():
+    """Same seeds, same actions: the direct and WebSocket paths give identical Atari rollouts."""
+    rollouts = {}
+    for transport in (True, False):
+        env = gym.make("openenv/atari-v0", game="pong", direct=transport)
+        envs = gym.make_vec("openenv/atari-v0", num_envs=3, game="pong", direct=transport)
+        try:
+            assert isinstance(env.unwrapped._session, DirectSession) is transport
+            assert envs.unwrapped._pool.all_direct is transport
+            frames = [env.reset(seed=3)[0]]
+            batches = [envs.reset(seed=5)[0]]
+            rng = np.random.default_rng(0)
+            for _ in range(40):
+                frames.append(env.step(int(rng.integers(6)))[0])
+                batches.append(envs.step(rng.integers(6, size=3))[0])
+            rollouts[transport] = (frames, batches)
+        finally:
+            env.close()
+            envs.close()
+    assert same(rollouts[True], rollouts[False])
+
+
+def test_requests_queue_up_and_each_reply_goes_to_its_own_request(faulty_server):
+    connection = direct(faulty_server)
+    try:
+        ids = open_sessions(connection, 2)
+        connection.call(BatchReset.model_construct(ids=ids, seeds=None, options=None))
+        first = connection.send(BatchStep.model_construct(ids=ids[:1], actions={"command": ["a"]}, reset_ids=[], autoreset=False))
+        second = connection.send(BatchStep.model_construct(ids=ids[1:], actions={"command": ["b"]}, reset_ids=[], autoreset=False))
+        assert connection.receive(second).observation["text"] == ["b"]  # read past the first, kept for it
+        assert connection.receive(first).observation["text"] == ["a"]
+    finally:
+        connection.close_now()
+
+
+def test_a_hung_call_is_replaced_and_the_rows_after_it_still_run(faulty_server):
+    connection = direct(faulty_server, timeout=60)
+    try:
+        ids = open_sessions(connection, 3)
+        connection.call(BatchReset.model_construct(ids=ids, seeds=None, options=None))
+        reply = step(connection, ids, ["ok", "hang:5", "ok"])  # the server's step timeout: 2 s
+        assert reply.observation["text"] == ["ok", None, "ok"]
+        [error] = reply.errors
+        assert error.row == 1 and error.episode_lost and "did not finish within 2" in error.message
+        # The connection goes on, on another thread: the hung session has a new environment.
+        connection.call(BatchReset.model_construct(ids=ids[1:2], seeds=None, options=None))
+        again = step(connection, ids, ["a", "b", "c"])
+        assert again.observation["text"] == ["a", "b", "c"] and again.observation["steps"] == [2, 1, 2]
+    finally:
+        connection.close_now()
+
+
+def test_a_connection_whose_threads_all_hang_runs_no_more_rows(faulty_server):
+    """workers_per_client=2: the stuck thread of one hang and the thread of a second hang
+    are all the connection may have; the rows after that are not run, and say so."""
+    connection = direct(faulty_server, timeout=60)
+    try:
+        ids = open_sessions(connection, 3)
+        connection.call(BatchReset.model_construct(ids=ids, seeds=None, options=None))
+        reply = step(connection, ids, ["hang:8", "hang:8", "ok"])
+        assert [e.row for e in reply.errors] == [0, 1, 2]
+        assert all(e.episode_lost for e in reply.errors[:2]) and "not run" in reply.errors[2].message
+        time.sleep(7)  # the stuck threads return (their results are dropped): the connection has threads again
+        connection.call(BatchReset.model_construct(ids=ids, seeds=None, options=None))
+        assert step(connection, ids, ["a", "b", "c"]).observation["text"] == ["a", "b", "c"]
+    finally:
+        connection.close_now()
+
+
+def test_a_hung_environment_is_closed_only_after_its_step_returns(tmp_path):
+    log = tmp_path / "closes.log"
+    with LocalProcessProvider("tests.envs:CloseWatchEnvironment", {"log": str(log)}, server_args=["--step-timeout", "1"]) as server:
+        connection = direct(server)
+        try:
+            ids = open_sessions(connection, 2)
+            connection.call(BatchReset.model_construct(ids=ids, seeds=None, options=None))
+            reply = connection.call(BatchStep.model_construct(ids=ids, actions={"seconds": [3.0, 0.0]}, reset_ids=[], autoreset=False))
+            assert [e.row for e in reply.errors] == [0] and reply.errors[0].episode_lost
+            assert reply.observation["slept"][1] == 0.0
+            deadline = time.monotonic() + 30
+            while not log.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            connection.close_now()
+    assert log.read_text().splitlines()[0] == "close"
+
+
+def test_a_wrong_token_is_refused():
+    with LocalProcessProvider(ECHO, env={"OPENENV_TOKEN": "right-token"}) as server:
+        meta = httpx.get(server.base_url + "/metadata", headers={"Authorization": "Bearer right-token"}, timeout=30).json()
+        with pytest.raises(Unauthorized):
+            connect_direct(meta, server.base_url, token="wrong-token")
+        with pytest.raises(Unauthorized):
+            connect_direct(meta, server.base_url)
+        connection = connect_direct(meta, server.base_url, token="right-token")
+        assert connection is not None and connection.is_open
+        connection.close_now()
+
+
+def test_garbage_gets_error_replies_and_a_bad_stream_is_closed(faulty_server):
+    path = metadata(faulty_server)["direct_socket"]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(path)
+        send_frame(sock, b"\xc1 not msgpack")  # no hello first: refused, and closed
+        assert decode_msgpack(receive_frame(sock, 1 << 20))["data"]["code"] == "VALIDATION_ERROR"
+        assert sock.recv(1) == b""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(path)
+        send_frame(sock, encode_msgpack({"type": "hello", "seq": 0}))
+        assert decode_msgpack(receive_frame(sock, 1 << 20))["type"] == "welcome"
+        for garbage in (b"\xc1", encode_msgpack([1, 2]), encode_msgpack({"type": "step", "ids": "x", "seq": 7})):
+            send_frame(sock, garbage)
+            assert decode_msgpack(receive_frame(sock, 1 << 20))["type"] == "error"
+        sock.sendall((2**31).to_bytes(4, "little"))  # a frame over the server's limit: the stream is not trusted after it
+        assert sock.recv(1) == b""
+
+
+def test_a_killed_server_is_restarted_and_reached_through_its_new_direct_socket():
+    envs = gym.make_vec("openenv/echo-v0", num_envs=2, num_servers=1, timeout=30)
+    try:
+        assert envs.unwrapped._pool.all_direct
+        envs.reset()
+        os.kill(envs.unwrapped._providers[0].pid, 9)
+        obs, _, _, _, info = envs.step(("a", "b"))
+        assert info["_openenv_restarted"].all() and obs == ("", "")  # new sessions: first observations
+        obs, _, _, _, info = envs.step(("c", "d"))
+        assert obs == ("c", "d") and "openenv_error" not in info
+        assert envs.unwrapped._pool.all_direct  # the new server's socket, not a WebSocket fallback
+    finally:
+        envs.close()
+
+
+def test_a_direct_session_reports_a_failed_row_and_reconnects_at_reset(faulty_server):
+    session = DirectSession(metadata(faulty_server), faulty_server.base_url, timeout=30)
+    try:
+        session.reset()
+        with pytest.raises(ServerError, match="boom"):
+            session.step({"command": "raise"})
+        session._connection.close_now()  # dropped: a step cannot go on, a reset starts over
+        with pytest.raises(ConnectionLost):
+            session.step({"command": "ok"})
+        session.reset()
+        assert session.step({"command": "ok"})["observation"]["text"] == "ok"
+    finally:
+        session.close()
