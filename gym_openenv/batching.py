@@ -64,6 +64,7 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     info_rows: dict[str, list[int]] = {}
     info_field_names = [f.name for f in observation.info_fields]
     missing_fields: dict[int, list[str]] = {}
+    action_mask: tuple[np.ndarray, np.ndarray] | None = None  # (masks, rows that have one)
     for chunk in chunks:
         if not len(chunk.indices):
             continue
@@ -78,9 +79,12 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
             for position in missing:
                 missing_fields.setdefault(int(rows[position]), []).append(f.name)
         if observation.action_mask is not None:
-            masks = [observation.legal_mask({observation.action_mask[0]: legal}) for legal in chunk.observation.get(observation.action_mask[0]) or ()]
-            info_columns.setdefault("action_mask", []).extend(masks)
-            info_rows.setdefault("action_mask", []).extend(rows[: len(masks)].tolist())
+            legal = chunk.observation.get(observation.action_mask[0]) or ()
+            if len(legal):
+                if action_mask is None:  # one (num_envs, n) array, zeros where a row has no mask
+                    action_mask = np.zeros((m, observation.action_mask[1].n), dtype=np.int8), np.zeros(m, dtype=bool)
+                action_mask[0][rows[: len(legal)]] = observation.legal_masks(legal)
+                action_mask[1][rows[: len(legal)]] = True
         rewards[rows] = [0.0 if r is None else r for r in chunk.reward]
         chunk_truncated = np.asarray(chunk.truncated, dtype=bool)
         truncated[rows] = chunk_truncated
@@ -99,9 +103,8 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     obs = {f.name: _finish(f.space, buffers[f.name]) for f in fields}
     obs = obs[fields[0].name] if observation.unwrapped else obs if fields else np.zeros(m, dtype=np.int64)
     info = _batched_info(info_columns, info_rows, m)
-    if "action_mask" in info:  # one (num_envs, n) array, zeros where a row has no mask
-        n = observation.action_mask[1].n
-        info["action_mask"] = np.stack([np.zeros(n, np.int8) if mask is None else mask for mask in info["action_mask"]])
+    if action_mask is not None:
+        info = {"action_mask": action_mask[0], "_action_mask": action_mask[1], **info}
     return obs, rewards, terminated, truncated, info
 
 

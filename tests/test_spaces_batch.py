@@ -3,6 +3,7 @@
 checks of build keep the slow path's results and errors."""
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -157,3 +158,29 @@ def test_an_optional_field_does_not_hide_a_missing_required_one():
         SPEC.build({"note": "n", "metadata": {}})
     with pytest.raises(ValueError, match=r"missing field\(s\) \['vec'\]"):
         SPEC.build_batch({"label": ["a"], "count": [0], "flag": [True], "x": [0.0], "metadata": [{}]}, 1)
+
+
+LEGAL = st.one_of(
+    st.none(),
+    st.lists(st.integers(-3, 9)),
+    st.lists(st.integers(-3, 9)).map(np.array),
+    st.lists(st.lists(st.integers(0, 6), max_size=2), max_size=2),
+    st.lists(st.booleans()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(column=st.lists(LEGAL, max_size=5), start=st.integers(-2, 2))
+def test_legal_masks_equal_one_legal_mask_per_row(column, start):
+    spec = ModelSpec.from_json_schema({"title": "Obs", "type": "object", "properties": {"legal_actions": {"type": "array", "items": {"type": "integer"}}}})
+    spec.action_mask = ("legal_actions", spaces.Discrete(7, start=start))
+    try:
+        expected = [spec.legal_mask({"legal_actions": legal}) for legal in column]
+    except ValueError as e:  # ragged nested lists: the same error either way
+        with pytest.raises(ValueError, match=re.escape(str(e))):
+            spec.legal_masks(column)
+        return
+    masks = spec.legal_masks(column)
+    assert masks.dtype == np.int8 and masks.shape == (len(column), 7)
+    for row, mask in zip(masks, expected):
+        np.testing.assert_array_equal(row, np.zeros(7, np.int8) if mask is None else mask)

@@ -38,8 +38,9 @@ Example:
 import copy
 import dataclasses
 import functools
+import itertools
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,9 +361,37 @@ class ModelSpec:
         """``info["action_mask"]`` for one observation (see :attr:`action_mask`), if it lists legal actions."""
         if self.action_mask is None or fields.get(self.action_mask[0]) is None:
             return None
+        return self._mask_of(fields[self.action_mask[0]])
+
+    def legal_masks(self, column: Sequence[Any]) -> np.ndarray:
+        """:meth:`legal_mask` for a column of legal-action lists (one per observation):
+        one ``int8`` row each, all zeros where a row's list is ``None``."""
+        space = self.action_mask[1]
+        n, start = int(space.n), int(space.start)
+        masks = np.zeros((len(column), n), dtype=np.int8)
+        present = [i for i, legal in enumerate(column) if legal is not None]
+        items = [column[i] for i in present]
+        flat = list(itertools.chain.from_iterable(items)) if set(map(type, items)) <= {list} else None
+        if flat is None or not set(map(type, flat)) <= {int}:  # arrays, nested lists, other types: row by row
+            return self._mask_rows(present, items, masks)
+        try:
+            ids = np.array(flat, dtype=np.int64) - start
+        except OverflowError:
+            return self._mask_rows(present, items, masks)
+        rows = np.repeat(np.asarray(present, dtype=np.int64), np.fromiter(map(len, items), np.int64, len(items)))
+        keep = (ids >= 0) & (ids < n)
+        masks[rows[keep], ids[keep]] = 1
+        return masks
+
+    def _mask_rows(self, present: list[int], items: list[Any], masks: np.ndarray) -> np.ndarray:
+        for i, legal in zip(present, items):
+            masks[i] = self._mask_of(legal)
+        return masks
+
+    def _mask_of(self, legal: Any) -> np.ndarray:
         space = self.action_mask[1]
         mask = np.zeros(space.n, dtype=np.int8)
-        ids = np.asarray(fields[self.action_mask[0]], dtype=np.int64).reshape(-1) - int(space.start)
+        ids = np.asarray(legal, dtype=np.int64).reshape(-1) - int(space.start)
         mask[ids[(ids >= 0) & (ids < space.n)]] = 1
         return mask
 
