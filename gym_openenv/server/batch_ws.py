@@ -339,7 +339,7 @@ class _Connection:
             if not isinstance(column, (list, tuple, np.ndarray)) or len(column) != n:
                 raise _BatchError(ErrorCode.VALIDATION_ERROR, f"actions[{name!r}] must be a column of {n} values")
         try:
-            return [spec.build({k: _item(col, i) for k, col in columns.items()}) for i in range(n)]
+            return spec.build_batch(columns, n)
         except (ValueError, IndexError, TypeError, RecursionError) as e:
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{type(e).__name__}: {e}") from None
 
@@ -439,11 +439,6 @@ def _guarded(call: Callable[[], Any]) -> Any:
 def _short(error: BaseException, limit: int = 2000) -> str:
     text = str(error)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
-
-
-def _item(column: Any, i: int) -> Any:
-    value = column[i]
-    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
 
 
 #: request type -> (handler, whether it is a plan); plans' calls run on the driver's threads
