@@ -371,14 +371,22 @@ class ModelSpec:
         masks = np.zeros((len(column), n), dtype=np.int8)
         present = [i for i, legal in enumerate(column) if legal is not None]
         items = [column[i] for i in present]
-        flat = list(itertools.chain.from_iterable(items)) if set(map(type, items)) <= {list} else None
-        if flat is None or not set(map(type, flat)) <= {int}:  # arrays, nested lists, other types: row by row
-            return self._mask_rows(present, items, masks)
-        try:
-            ids = np.array(flat, dtype=np.int64) - start
-        except OverflowError:
-            return self._mask_rows(present, items, masks)
-        rows = np.repeat(np.asarray(present, dtype=np.int64), np.fromiter(map(len, items), np.int64, len(items)))
+        try:  # lists of one length (a fixed action set): one conversion
+            ids = np.array(items, dtype=np.int64)
+        except (ValueError, TypeError, OverflowError):  # ragged lists (legal moves), or odd values
+            ids = None
+        if ids is not None and ids.ndim == 2:
+            rows = np.repeat(np.asarray(present, dtype=np.int64), ids.shape[1])
+        else:
+            flat = list(itertools.chain.from_iterable(items)) if set(map(type, items)) <= {list} else None
+            if flat is None or not set(map(type, flat)) <= {int}:  # arrays, nested lists, other types: row by row
+                return self._mask_rows(present, items, masks)
+            try:
+                ids = np.array(flat, dtype=np.int64)
+            except OverflowError:
+                return self._mask_rows(present, items, masks)
+            rows = np.repeat(np.asarray(present, dtype=np.int64), np.fromiter(map(len, items), np.int64, len(items)))
+        ids = ids.reshape(-1) - start
         keep = (ids >= 0) & (ids < n)
         masks[rows[keep], ids[keep]] = 1
         return masks
