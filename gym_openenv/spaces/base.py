@@ -261,7 +261,7 @@ def _plain_converter(kind: type) -> Any:
     if issubclass(kind, np.generic):
         return lambda value, keep_arrays: value.item()
     if issubclass(kind, (list, tuple)):
-        return lambda value, keep_arrays: [to_plain(v, keep_arrays=keep_arrays) for v in value]
+        return _plain_sequence
     if dataclasses.is_dataclass(kind):
         return _dataclass_converter(kind)
     if issubclass(kind, pydantic.BaseModel):
@@ -275,6 +275,10 @@ _PLAIN_BY_TYPE: dict[type, Any] = {}
 
 def _plain_mapping(value: Mapping, keep_arrays: bool) -> dict[str, Any]:
     return {str(k): v if type(v) in _SCALARS else to_plain(v, keep_arrays=keep_arrays) for k, v in value.items()}
+
+
+def _plain_sequence(value: list | tuple, keep_arrays: bool) -> list[Any]:
+    return [v if type(v) in _SCALARS else to_plain(v, keep_arrays=keep_arrays) for v in value]
 
 
 def _plain_array(value: np.ndarray, keep_arrays: bool) -> Any:
