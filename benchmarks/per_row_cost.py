@@ -73,12 +73,12 @@ def case(name: str, env: Any, batch_actions: Any, observation: Any, n: int, seco
     reply.shm = list(slots)
     wire = encode_msgpack(reply.wire())
     indices = np.arange(n)
+    shared = {key: np.repeat(getattr(observation, key)[None], n, axis=0) for key in slots}  # the slots' block
 
     def chunks() -> list:
         decoded = decode_batch_reply(wire)
         for key in slots:
-            value = getattr(observation, key)
-            decoded.observation[key] = SlotColumn(np.repeat(value[None], n, axis=0), indices)
+            decoded.observation[key] = SlotColumn(shared[key], indices)
         return [_chunk(indices, decoded)]
 
     ready = chunks()
