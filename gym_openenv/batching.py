@@ -93,10 +93,7 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
             if name in chunk.observation:
                 info_columns.setdefault(name, []).extend(chunk.observation[name])
                 info_rows.setdefault(name, []).extend(rows.tolist())
-        for row, meta in zip(rows.tolist(), chunk.metadata or ()):
-            for key, value in meta.items():
-                info_columns.setdefault(key, []).append(value)
-                info_rows.setdefault(key, []).append(row)
+        _add_metadata(chunk.metadata or [], rows.tolist(), info_columns, info_rows)
     if missing_fields:
         info_rows["missing_fields"] = list(missing_fields)
         info_columns["missing_fields"] = list(missing_fields.values())
@@ -106,6 +103,28 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     if action_mask is not None:
         info = {"action_mask": action_mask[0], "_action_mask": action_mask[1], **info}
     return obs, rewards, terminated, truncated, info
+
+
+def _add_metadata(metadata: list[dict[str, Any]], rows: list[int], columns: dict[str, list], row_lists: dict[str, list[int]]) -> None:
+    """Each row's metadata into the info columns: key by key where every row has the
+    first row's keys and no others (as an environment's metadata usually does), else row by row."""
+    metadata = metadata[: len(rows)]
+    keys = list(metadata[0]) if metadata else []
+    try:
+        values = {key: [meta[key] for meta in metadata] for key in keys}
+        same_keys = sum(map(len, metadata)) == len(keys) * len(metadata)  # each row has them all: no others
+    except (KeyError, TypeError, IndexError):
+        same_keys = False
+    if same_keys:
+        rows = rows[: len(metadata)]
+        for key in keys:
+            columns.setdefault(key, []).extend(values[key])
+            row_lists.setdefault(key, []).extend(rows)
+        return
+    for row, meta in zip(rows, metadata):
+        for key, value in meta.items():
+            columns.setdefault(key, []).append(value)
+            row_lists.setdefault(key, []).append(row)
 
 
 def same_step_rows(obs: Any, info: dict[str, Any], done: np.ndarray, new_obs: Any, new_info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

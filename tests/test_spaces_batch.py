@@ -184,3 +184,27 @@ def test_legal_masks_equal_one_legal_mask_per_row(column, start):
     assert masks.dtype == np.int8 and masks.shape == (len(column), 7)
     for row, mask in zip(masks, expected):
         np.testing.assert_array_equal(row, np.zeros(7, np.int8) if mask is None else mask)
+
+
+METADATA = st.dictionaries(st.sampled_from(["step", "seed", "note"]), st.one_of(st.integers(), st.text(max_size=2), st.none()), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    metadata=st.one_of(st.lists(METADATA, max_size=5), METADATA.flatmap(lambda m: st.lists(st.just(m), max_size=5))),
+    extra_rows=st.integers(-2, 2),
+    before=st.dictionaries(st.sampled_from(["step", "other"]), st.just([7]), max_size=2),
+)
+def test_metadata_columns_equal_the_row_by_row_ones(metadata, extra_rows, before):
+    from gym_openenv.batching import _add_metadata
+
+    rows = list(range(10, 10 + max(0, len(metadata) + extra_rows)))
+    columns, row_lists = {k: list(v) for k, v in before.items()}, {k: [0] for k in before}
+    _add_metadata(metadata, rows, columns, row_lists)
+    expected, expected_rows = {k: list(v) for k, v in before.items()}, {k: [0] for k in before}
+    for row, meta in zip(rows, metadata):
+        for key, value in meta.items():
+            expected.setdefault(key, []).append(value)
+            expected_rows.setdefault(key, []).append(row)
+    assert columns == expected and row_lists == expected_rows
+    assert list(columns) == list(expected)  # info keys keep their order
