@@ -296,15 +296,17 @@ class BatchConnection:
             self._ws = await _open_ws(self.base_url, "/ws/batch", self.token, self.timeout, self.max_message_bytes)
         return self
 
-    async def request(self, message: BatchRequest, timeout: float | None = None) -> Any:
-        """Send ``message``; its reply (a ``Batch*`` model), or the server's error raised."""
+    async def request(self, message: "BatchRequest | dict[str, Any]", timeout: float | None = None) -> Any:
+        """Send ``message`` (a request model, or its :meth:`~gym_openenv.protocol.BatchRequest.message`
+        map); its reply (a ``Batch*`` model), or the server's error raised."""
         async with self._lock:
             if self._ws is None:
                 raise ConnectionLost(f"the batch connection to {self.base_url} is closed: {self._closed_because or 'not connected'}")
             self._seq += 1
-            message.seq = seq = self._seq
+            wire = message.wire() if isinstance(message, BatchRequest) else message
+            wire["seq"] = seq = self._seq
             try:
-                await self._ws.send(encode_msgpack(message.wire()))
+                await self._ws.send(encode_msgpack(wire))
             except websockets.exceptions.ConnectionClosed as e:
                 # The server may have said why before it closed: an error frame nobody read yet.
                 refused = await _left_behind_error(self._ws, decode_batch_reply)
@@ -405,13 +407,14 @@ class BatchSession:
     async def reset(self, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
         await self.connect()
         seed = kwargs.pop("seed", None)
-        reply = await self._connection.reset([self._id], [seed], to_plain(kwargs, keep_arrays=False) or None, timeout)
+        request = BatchReset.message(ids=[self._id], seeds=[seed], options=to_plain(kwargs, keep_arrays=False) or None)
+        reply = await self._connection.request(request, timeout)
         return self._payload(reply)
 
     async def step(self, action: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         if self._connection is None:
             raise ConnectionLost("not connected: call reset() first")
-        reply = await self._connection.step([self._id], {k: [v] for k, v in action.items()}, timeout=timeout)
+        reply = await self._connection.request(BatchStep.message(ids=[self._id], actions={k: [v] for k, v in action.items()}), timeout)
         return self._payload(reply)
 
     async def state(self) -> dict[str, Any]:

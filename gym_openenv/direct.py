@@ -111,23 +111,25 @@ class DirectConnection:
         if self.server_id is not None and welcome.get("server_id") != self.server_id:
             sock.close()
             raise ValueError(f"{self.path} is served by another server ({welcome.get('server_id')}, not {self.server_id})")
-        self._sock = sock
+        self._sock, self._sock_timeout = sock, self.timeout
         return self
 
     @property
     def is_open(self) -> bool:
         return self._sock is not None
 
-    def send(self, message: BatchRequest) -> int:
-        """Send ``message``; returns its ``seq``, for :meth:`receive`. Requests may queue up:
-        the server answers them in order."""
+    def send(self, message: "BatchRequest | dict[str, Any]") -> int:
+        """Send ``message`` (a request model, or its :meth:`~gym_openenv.protocol.BatchRequest.message`
+        map); returns its ``seq``, for :meth:`receive`. Requests may queue up: the server
+        answers them in order."""
         with self._lock:
             if self._sock is None:
                 raise ConnectionLost(f"the direct connection to {self.path} is closed: {self._closed_because or 'not connected'}")
             self._seq += 1
-            message.seq = seq = self._seq
+            wire = message.wire() if isinstance(message, BatchRequest) else message
+            wire["seq"] = seq = self._seq
             try:
-                send_frame(self._sock, encode_msgpack(message.wire()))
+                send_frame(self._sock, encode_msgpack(wire))
             except OSError as e:
                 self._drop(f"closed: {e}")
                 raise ConnectionLost(f"connection to the server closed: {e}") from e
@@ -153,7 +155,9 @@ class DirectConnection:
         if self._sock is None:
             raise ConnectionLost(f"the direct connection to {self.path} is closed: {self._closed_because}")
         try:
-            self._sock.settimeout(wait)
+            if wait != self._sock_timeout:  # settimeout costs system calls: only when it changes
+                self._sock.settimeout(wait)
+                self._sock_timeout = wait
             raw = receive_frame(self._sock, self.max_message_bytes)
         except TimeoutError:
             self._drop(f"no reply within {wait}s")
@@ -169,7 +173,7 @@ class DirectConnection:
             raise ConnectionLost(f"the server answered request {oldest} with a reply to {reply_seq}; the connection was closed")
         self._waiting[oldest] = reply  # kept until its receive() claims it
 
-    def call(self, message: BatchRequest, timeout: float | None = None) -> Any:
+    def call(self, message: "BatchRequest | dict[str, Any]", timeout: float | None = None) -> Any:
         """Send ``message`` and wait for its reply."""
         return self.receive(self.send(message), timeout)
 
@@ -256,7 +260,7 @@ class DirectSession:
 
         self.connect()
         seed = kwargs.pop("seed", None)
-        request = BatchReset.model_construct(ids=[self._id], seeds=[seed], options=to_plain(kwargs, keep_arrays=False) or None)
+        request = BatchReset.message(ids=[self._id], seeds=[seed], options=to_plain(kwargs, keep_arrays=False) or None)
         return single_payload(self._connection.call(request, timeout), self._slots)
 
     def step(self, action: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -264,7 +268,7 @@ class DirectSession:
 
         if self._connection is None:
             raise ConnectionLost("not connected: call reset() first")
-        request = BatchStep.model_construct(ids=[self._id], actions={k: [v] for k, v in action.items()}, reset_ids=[], autoreset=False)
+        request = BatchStep.message(ids=[self._id], actions={k: [v] for k, v in action.items()})
         return single_payload(self._connection.call(request, timeout), self._slots)
 
     def state(self) -> dict[str, Any]:

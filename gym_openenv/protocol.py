@@ -240,6 +240,12 @@ class BatchRequest(BaseModel):
         """The frame's map (no validation: the client builds requests with ``model_construct``)."""
         return self.__dict__
 
+    @classmethod
+    def message(cls, **fields: Any) -> dict[str, Any]:
+        """The frame's map of a request built by the client, without a model instance
+        (for the per-step requests; the server validates it as this model)."""
+        return {"type": cls.model_fields["type"].default, "seq": None, **fields}
+
 
 class BatchOpen(BatchRequest):
     """Open ``n`` sessions (all or none); ``shm``: hand array fields over in shared memory."""

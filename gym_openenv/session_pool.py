@@ -146,11 +146,11 @@ class _BatchServer:
             chunks.append(self._chunk(rows[reply.autoreset_rows], reply.autoreset, autoreset=True))
         return chunks
 
-    def _reset_request(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> BatchReset:
-        return BatchReset.model_construct(ids=self._ids(env_indices), seeds=seeds, options=options)
+    def _reset_request(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> dict[str, Any]:
+        return BatchReset.message(ids=self._ids(env_indices), seeds=seeds, options=options)
 
-    def _step_request(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> BatchStep:
-        return BatchStep.model_construct(ids=self._ids(env_indices), actions=columns, reset_ids=self._ids(reset_indices), autoreset=autoreset)
+    def _step_request(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> dict[str, Any]:
+        return BatchStep.message(ids=self._ids(env_indices), actions=columns, reset_ids=self._ids(reset_indices), autoreset=autoreset)
 
     async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> list[Chunk]:
         reply = await self.connection.request(self._reset_request(env_indices, seeds, options))
