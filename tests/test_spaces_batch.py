@@ -208,3 +208,21 @@ def test_metadata_columns_equal_the_row_by_row_ones(metadata, extra_rows, before
             expected_rows.setdefault(key, []).append(row)
     assert columns == expected and row_lists == expected_rows
     assert list(columns) == list(expected)  # info keys keep their order
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(st.text("abc", max_size=4), st.text("abcd", min_size=1, max_size=6), st.integers(0, 2)), max_size=5))
+def test_text_action_columns_are_checked_as_row_by_row(values):
+    from gym_openenv.batching import action_columns
+
+    @dataclass
+    class Say(Action):
+        label: Annotated[str, spaces.Text(4, min_length=0, charset="abc")]
+
+    spec = ModelSpec.from_json_schema(ModelSpec.from_model(Say).json_schema(), role="action")  # as the client sees it
+    bad = next((i for i, v in enumerate(values) if not spec.space.contains(v)), None)
+    if bad is None:
+        assert action_columns(spec, values, len(values))["label"] == values
+    else:
+        with pytest.raises(ValueError, match=rf"^action {bad} for 'label'"):
+            action_columns(spec, values, len(values))

@@ -28,6 +28,7 @@ from gym_openenv.spaces.base import (
     space_to_json,
     text,
     text_contains,
+    text_contains_all,
     to_plain,
 )
 from gym_openenv.spaces.json_schema import BoundedSequence, JSONText, SchemaSpace, default_value, schema_space
@@ -62,5 +63,6 @@ __all__ = [
     "space_to_json",
     "text",
     "text_contains",
+    "text_contains_all",
     "to_plain",
 ]

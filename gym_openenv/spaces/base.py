@@ -36,6 +36,7 @@ __all__ = [
     "space_to_json",
     "text",
     "text_contains",
+    "text_contains_all",
     "to_plain",
 ]
 
@@ -408,6 +409,17 @@ def text_contains(space: spaces.Text, value: Any) -> bool:
         isinstance(value, str)
         and space.min_length <= len(value) <= space.max_length
         and space.character_set.issuperset(value)
+    )
+
+
+def text_contains_all(space: spaces.Text, values: list[Any]) -> bool:
+    """Whether every item of ``values`` is in ``space``: :func:`text_contains` on a whole
+    column, with one pass in C per check instead of a Python call per item."""
+    return (
+        set(map(type, values)) <= {str}
+        and space.min_length <= min(map(len, values), default=space.min_length)
+        and max(map(len, values), default=space.max_length) <= space.max_length
+        and space.character_set.issuperset("".join(values))
     )
 
 

@@ -66,6 +66,7 @@ from gym_openenv.spaces.base import (
     space_to_json,
     text,
     text_contains,
+    text_contains_all,
     to_plain,
 )
 from gym_openenv.spaces.json_schema import SchemaSpace, default_value, schema_space
@@ -616,7 +617,7 @@ def _row_item(column: Any, i: int) -> Any:
 
 
 def _text_column(space: spaces.Text, values: list, kinds: set) -> bool:
-    return kinds == {str} and space.min_length <= min(map(len, values)) and max(map(len, values)) <= space.max_length and space.character_set.issuperset("".join(values))
+    return text_contains_all(space, values)
 
 
 def _discrete_column(plain: type) -> Any:
