@@ -113,6 +113,7 @@ class _BatchServer:
         self.connection = connection
         self.session_ids: np.ndarray | None = None
         self._position = {int(e): i for i, e in enumerate(env_indices)}
+        self._all_positions = np.arange(len(env_indices))
         self._shared_memory = shared_memory and same_machine(url)
         self.slots: ObservationSlots | None = None
         self._expected: dict[int, np.ndarray] = {}  # seq of a request sent -> the env indices of its rows
@@ -127,9 +128,13 @@ class _BatchServer:
         self.session_ids = np.asarray(ids, dtype=np.int64)
 
     def _positions(self, env_indices: np.ndarray) -> np.ndarray:
+        if len(env_indices) == len(self.env_indices) and (env_indices == self.env_indices).all():
+            return self._all_positions  # every env of this server, in order: each step
         return np.fromiter((self._position[int(e)] for e in env_indices), dtype=np.int64, count=len(env_indices))
 
     def _ids(self, env_indices: np.ndarray) -> list[int]:
+        if not len(env_indices):
+            return []
         return self.session_ids[self._positions(env_indices)].tolist()
 
     def _chunk(self, env_indices: np.ndarray, reply: BatchResult, autoreset: bool = False) -> Chunk:
@@ -182,6 +187,7 @@ class _BatchServer:
         for e in env_indices.tolist():
             del self._position[e]
         self.env_indices = np.setdiff1d(self.env_indices, env_indices)
+        self._all_positions = np.fromiter((self._position[int(e)] for e in self.env_indices), dtype=np.int64, count=len(self.env_indices))
         await self.connection.close_sessions(ids)
 
     async def close(self) -> None:
@@ -320,6 +326,10 @@ class SessionPool:
         self.direct = direct
         self.servers: list[_BatchServer | _PlainServer] = []
         self._server_of = np.empty(num_envs, dtype=np.int64)
+        self._all_envs = np.arange(num_envs)
+        # _split of every env, cached until an env changes server (a new version object then)
+        self._server_of_version: object = object()
+        self._split_all: tuple[object, dict] | None = None
 
     async def open(self) -> None:
         blocks = np.array_split(np.arange(self.num_envs), len(self.urls))
@@ -327,6 +337,7 @@ class SessionPool:
         self.servers = [None] * len(assigned)
         for k, (_, block) in enumerate(assigned):
             self._server_of[block] = k
+        self._server_of_version = object()
         try:
             await asyncio.gather(*(self._connect(k, url, block) for k, (url, block) in enumerate(assigned)))
         except BaseException:
@@ -373,6 +384,7 @@ class SessionPool:
             raise
         previous = np.unique(self._server_of[env_indices]).tolist()
         self._server_of[env_indices] = k
+        self._server_of_version = object()
         for j in previous:
             old = self.servers[j]
             leaving = env_indices[np.isin(env_indices, old.env_indices)]
@@ -397,6 +409,15 @@ class SessionPool:
 
     def _split(self, env_indices: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """{server: (env indices on it, their positions in ``env_indices``)}."""
+        if not len(env_indices):
+            return {}
+        if len(env_indices) == self.num_envs and (env_indices == self._all_envs).all():  # every env, in order: each step
+            if self._split_all is None or self._split_all[0] is not self._server_of_version:
+                self._split_all = (self._server_of_version, self._split_by_owner(self._all_envs))
+            return self._split_all[1]
+        return self._split_by_owner(env_indices)
+
+    def _split_by_owner(self, env_indices: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         owners = self._server_of[env_indices]
         parts = {}
         for k in np.unique(owners).tolist():

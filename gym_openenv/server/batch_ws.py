@@ -187,17 +187,21 @@ class _Connection:
     # sessions
 
     def lookup(self, ids: list[int]) -> list[Session]:
+        if not ids:
+            return []
         if len(set(ids)) != len(ids):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"duplicate session ids in {ids}")
-        unknown = [i for i in ids if i not in self.sessions]
-        if unknown:
-            raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection")
-        sessions = [self.sessions[i] for i in ids]
+        try:
+            sessions = [self.sessions[i] for i in ids]
+        except KeyError:
+            unknown = [i for i in ids if i not in self.sessions]
+            raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection") from None
+        holds = self.host.sessions.holds
         for i, s in zip(ids, sessions):
-            if not self.host.sessions.holds(s):
+            if s.broken or not holds(s):
+                if s.broken:  # its environment hung and no new one could be built
+                    raise _BatchError(ErrorCode.SESSION_ERROR, f"session {i} cannot continue: {s.broken}; close it")
                 raise _BatchError(ErrorCode.SESSION_ERROR, f"session {s.id} expired after {self.host.settings.idle_timeout}s idle")
-            if s.broken:  # its environment hung and no new one could be built
-                raise _BatchError(ErrorCode.SESSION_ERROR, f"session {i} cannot continue: {s.broken}; close it")
         return sessions
 
     async def on_open(self, request: BatchOpen) -> BatchOpened:
