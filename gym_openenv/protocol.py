@@ -36,7 +36,6 @@ import msgpack
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter
 
-from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
 from gym_openenv.spaces import metadata_json_fields, to_plain
 
 __all__ = [
@@ -142,18 +141,18 @@ def observation_payload(observation: Any, *, keep_arrays: bool) -> dict[str, Any
     On OpenEnv JSON (``keep_arrays=False``) fields marked ``METADATA_IN_JSON`` go
     into ``observation["metadata"]``, where upstream's typed clients accept them.
     """
-    fields = to_plain(observation, keep_arrays=keep_arrays)
-    reward = fields.pop("reward", None)
+    shown = to_plain(observation, keep_arrays=keep_arrays)  # a fresh dict: the reserved keys are popped out of it
+    reward = shown.pop("reward", None)
+    done, truncated, metadata = shown.pop("done", False), shown.pop("truncated", False), shown.pop("metadata", None)
     moved = () if keep_arrays else metadata_json_fields(type(observation))
-    shown = {k: v for k, v in fields.items() if k not in RESERVED_OBSERVATION_FIELDS and k not in moved}
     if moved:
-        shown["metadata"] = {k: v for k, v in fields.items() if k in moved}
+        shown["metadata"] = {k: shown.pop(k) for k in list(shown) if k in moved}
     return {
         "observation": shown,
         "reward": None if reward is None else float(reward),
-        "done": bool(fields.get("done", False)),
-        "truncated": bool(fields.get("truncated", False)),
-        "metadata": fields.get("metadata") or {},
+        "done": bool(done),
+        "truncated": bool(truncated),
+        "metadata": metadata or {},
     }
 
 
