@@ -24,11 +24,8 @@ from gym_openenv.errors import ConnectionLost, RequestTimeout, Unauthorized, ser
 from gym_openenv.protocol import (
     BatchClose,
     BatchClosed,
-    BatchOpen,
-    BatchOpened,
     BatchRequest,
     BatchReset,
-    BatchResult,
     BatchState,
     BatchStep,
     DirectHello,
@@ -187,19 +184,10 @@ class DirectConnection:
         """Close the connection and with it every session on it (idempotent)."""
         self._drop("closed by the client")
 
-    # the async methods of BatchConnection, for the session pool's event loop
+    # what the session pool's event loop calls on a connection (as on BatchConnection)
 
-    async def request(self, message: BatchRequest, timeout: float | None = None) -> Any:
+    async def request(self, message: "BatchRequest | dict[str, Any]", timeout: float | None = None) -> Any:
         return await asyncio.to_thread(self.call, message, timeout)
-
-    async def open(self, n: int, shm: bool = False) -> BatchOpened:
-        return await self.request(BatchOpen.model_construct(n=n, shm=shm, max_reply_bytes=self.max_message_bytes))
-
-    async def reset(self, ids: list[int], seeds: list[int | None] | None = None, options: dict[str, Any] | None = None, timeout: float | None = None) -> BatchResult:
-        return await self.request(BatchReset.model_construct(ids=ids, seeds=seeds, options=options), timeout)
-
-    async def step(self, ids: list[int], actions: dict[str, Any], reset_ids: list[int] = (), autoreset: bool = False, timeout: float | None = None) -> BatchResult:
-        return await self.request(BatchStep.model_construct(ids=ids, actions=actions, reset_ids=list(reset_ids), autoreset=autoreset), timeout)
 
     async def close_sessions(self, ids: list[int]) -> BatchClosed:
         return await self.request(BatchClose.model_construct(ids=ids))
