@@ -50,9 +50,8 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     """The rows of ``chunks``, in the order of ``env_ids``; later chunks win for a row in several."""
     m = len(env_ids)
     # Rows of the output for each env index: the identity when stepping every env in order.
-    everyone = m == num_envs and bool((env_ids == np.arange(m)).all())
     row_of = None
-    if not everyone:
+    if m != num_envs or not (m == 1 and env_ids[0] == 0 or bool((env_ids == np.arange(m)).all())):
         row_of = np.full(num_envs, -1, dtype=np.int64)
         row_of[env_ids] = np.arange(m)
     fields = observation.space_fields
@@ -69,31 +68,37 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
         if not len(chunk.indices):
             continue
         rows = np.asarray(chunk.indices, dtype=np.int64) if row_of is None else row_of[chunk.indices]
+        row_list = rows.tolist()
+        # Where the rows go: a slice when they are consecutive and ascending (one server's block,
+        # the common case), which numpy fills without a gather.
+        at: slice | np.ndarray = slice(row_list[0], row_list[-1] + 1) if row_list == list(range(row_list[0], row_list[0] + len(row_list))) else rows
         for f in fields:
             column = chunk.observation.get(f.name)
             decoded, missing = observation.decode_column(f, column, len(rows))  # foreign schemas, sparse rows
             if decoded is None:
-                _fill(f.space, buffers[f.name], rows, column)
+                _fill(f.space, buffers[f.name], rows, at, column)
             else:
-                _place(buffers[f.name], rows, decoded)
+                _place(buffers[f.name], row_list, decoded)
             for position in missing:
-                missing_fields.setdefault(int(rows[position]), []).append(f.name)
+                missing_fields.setdefault(row_list[position], []).append(f.name)
         if observation.action_mask is not None:
             legal = chunk.observation.get(observation.action_mask[0]) or ()
             if len(legal):
                 if action_mask is None:  # one (num_envs, n) array, zeros where a row has no mask
                     action_mask = np.zeros((m, observation.action_mask[1].n), dtype=np.int8), np.zeros(m, dtype=bool)
-                action_mask[0][rows[: len(legal)]] = observation.legal_masks(legal)
-                action_mask[1][rows[: len(legal)]] = True
-        rewards[rows] = [0.0 if r is None else r for r in chunk.reward]
-        chunk_truncated = np.asarray(chunk.truncated, dtype=bool)
-        truncated[rows] = chunk_truncated
-        terminated[rows] = np.asarray(chunk.done, dtype=bool) & ~chunk_truncated
+                legal_at = at if len(legal) == len(rows) else rows[: len(legal)]
+                action_mask[0][legal_at] = observation.legal_masks(legal)
+                action_mask[1][legal_at] = True
+        rewards[at] = [0.0 if r is None else r for r in chunk.reward] if None in chunk.reward else chunk.reward
+        truncated[at] = chunk.truncated
+        terminated[at] = chunk.done
         for name in info_field_names:
             if name in chunk.observation:
                 info_columns.setdefault(name, []).extend(chunk.observation[name])
-                info_rows.setdefault(name, []).extend(rows.tolist())
-        _add_metadata(chunk.metadata or [], rows.tolist(), info_columns, info_rows)
+                info_rows.setdefault(name, []).extend(row_list)
+        if chunk.metadata:
+            _add_metadata(chunk.metadata, row_list, info_columns, info_rows)
+    terminated &= ~truncated  # a truncated episode is not a terminated one
     if missing_fields:
         info_rows["missing_fields"] = list(missing_fields)
         info_columns["missing_fields"] = list(missing_fields.values())
@@ -222,21 +227,22 @@ def _empty(space: spaces.Space, m: int) -> Any:
     return [None] * m
 
 
-def _fill(space: spaces.Space, buffer: Any, rows: np.ndarray, column: Any) -> None:
+def _fill(space: spaces.Space, buffer: Any, rows: np.ndarray, at: slice | np.ndarray, column: Any) -> None:
+    """``column`` into ``buffer``'s ``rows`` (``at``: the same rows, as a slice where they are consecutive)."""
     if isinstance(buffer, np.ndarray):
         if isinstance(column, SlotColumn):  # one copy, from the shared slots into place
-            if len(rows) and (len(rows) == 1 or bool((np.diff(rows) == 1).all())):
-                _take_slots(column, buffer[rows[0] : rows[-1] + 1])
+            if isinstance(at, slice):
+                _take_slots(column, buffer[at])
             else:
                 buffer[rows] = column.view[column.positions]
         elif isinstance(column, list) and column and isinstance(column[0], np.ndarray):
             for row, value in zip(rows.tolist(), column):  # one copy per array, straight into place
                 buffer[row] = value
         else:
-            buffer[rows] = np.asarray(column, dtype=buffer.dtype).reshape((len(rows), *buffer.shape[1:]))
+            buffer[at] = np.asarray(column, dtype=buffer.dtype).reshape((len(rows), *buffer.shape[1:]))
     elif isinstance(buffer, dict):
         for key, sub in buffer.items():
-            _fill(space[key], sub, rows, [item[key] for item in column])
+            _fill(space[key], sub, rows, at, [item[key] for item in column])
     elif type(space) is spaces.Text:  # strings arrive as they are
         for row, value in zip(rows.tolist(), column):
             buffer[row] = value
@@ -254,18 +260,19 @@ def _take_slots(column: SlotColumn, out: np.ndarray) -> None:
     here instead, and the take writes straight into ``out``.
     """
     positions, view = column.positions, column.view
-    if len(positions) and (positions.min() < 0 or positions.max() >= len(view)):
-        raise IndexError(f"slot positions {positions.tolist()} outside the {len(view)} slots")
+    listed = positions.tolist()  # min/max of a short list: cheaper than two numpy reductions
+    if listed and (min(listed) < 0 or max(listed) >= len(view)):
+        raise IndexError(f"slot positions {listed} outside the {len(view)} slots")
     np.take(view, positions, axis=0, out=out, mode="clip")
 
 
-def _place(buffer: Any, rows: np.ndarray, values: list) -> None:
+def _place(buffer: Any, rows: list[int], values: list) -> None:
     """Values already decoded (foreign schemas, defaults for missing fields) into the batch buffer."""
     if isinstance(buffer, dict):
         for key, sub in buffer.items():
             _place(sub, rows, [value[key] for value in values])
         return
-    for row, value in zip(rows.tolist(), values):
+    for row, value in zip(rows, values):
         buffer[row] = value
 
 
@@ -281,10 +288,16 @@ def _finish(space: spaces.Space, buffer: Any) -> Any:
 def _batched_info(columns: dict[str, list], rows: dict[str, list[int]], m: int) -> dict[str, Any]:
     """Gymnasium's batched info: one array per key plus a ``_key`` mask."""
     info: dict[str, Any] = {}
+    every_row = list(range(m))
+    full_mask = np.ones(m, dtype=bool)
     for key, values in columns.items():
-        idx = np.asarray(rows[key], dtype=np.int64)
-        mask = np.zeros(m, dtype=bool)
-        mask[idx] = True
+        if rows[key] == every_row:  # each row once, in order (the common case): no index array
+            idx: slice | np.ndarray = slice(None)
+            mask = full_mask.copy()
+        else:
+            idx = np.asarray(rows[key], dtype=np.int64)
+            mask = np.zeros(m, dtype=bool)
+            mask[idx] = True
         sample = values[0]
         if isinstance(sample, (bool, np.bool_)):
             array = np.zeros(m, dtype=bool)
@@ -298,7 +311,7 @@ def _batched_info(columns: dict[str, list], rows: dict[str, list[int]], m: int) 
             array[idx] = values
         except (TypeError, ValueError, OverflowError):  # mixed types across envs
             array = np.empty(m, dtype=object)
-            for i, v in zip(idx, values):
+            for i, v in zip(rows[key], values):
                 array[i] = v
         info[key], info[f"_{key}"] = array, mask
     return info

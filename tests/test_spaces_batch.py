@@ -13,7 +13,7 @@ from gymnasium import spaces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gym_openenv.models import Action
+from gym_openenv.models import Action, Observation
 from gym_openenv.spaces import NOT_IN_SPACE, ModelSpec
 
 
@@ -226,3 +226,106 @@ def test_text_action_columns_are_checked_as_row_by_row(values):
     else:
         with pytest.raises(ValueError, match=rf"^action {bad} for 'label'"):
             action_columns(spec, values, len(values))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    columns=st.lists(st.one_of(st.lists(LEGAL, max_size=5), LEGAL.flatmap(lambda legal: st.lists(st.just(legal), min_size=1, max_size=5))), min_size=1, max_size=3),
+    start=st.integers(-2, 2),
+)
+def test_legal_masks_of_repeated_action_sets_follow_the_list_and_the_space(columns, start):
+    # One spec across calls: a row remembered for one list (or one action space) is not reused for another.
+    spec = ModelSpec.from_json_schema({"title": "Obs", "type": "object", "properties": {"legal_actions": {"type": "array", "items": {"type": "integer"}}}})
+    for k, column in enumerate(columns * 2):
+        spec.action_mask = ("legal_actions", spaces.Discrete(7, start=start + k % 2))
+        try:
+            expected = [spec.legal_mask({"legal_actions": legal}) for legal in column]
+        except ValueError:
+            continue  # ragged nested lists: covered above
+        masks = spec.legal_masks(column)
+        assert masks.shape == (len(column), 7) and masks.flags.owndata or masks.base is not None
+        for row, mask in zip(masks, expected):
+            np.testing.assert_array_equal(row, np.zeros(7, np.int8) if mask is None else mask)
+        if len(masks) > 1:  # rows are not views of one remembered row
+            masks[0, :] = 9
+            assert not (spec.legal_masks(column)[1] == 9).any()
+
+
+def _assemble_row_by_row(spec: ModelSpec, chunks: list, env_ids: np.ndarray) -> dict:
+    """What assemble must give, one row at a time (later chunks win)."""
+    row_of = {int(e): r for r, e in enumerate(env_ids)}
+    out: dict[str, dict[int, Any]] = {}
+    for chunk in chunks:
+        for i, env in enumerate(chunk.indices.tolist()):
+            row = row_of[env]
+            frames = chunk.observation["frame"]
+            frame = frames.view[frames.positions[i]] if hasattr(frames, "view") else frames[i]
+            out.setdefault("obs", {})[row] = np.asarray(frame, dtype=np.uint8)
+            out.setdefault("reward", {})[row] = 0.0 if chunk.reward[i] is None else chunk.reward[i]
+            out.setdefault("terminated", {})[row] = bool(chunk.done[i]) and not chunk.truncated[i]
+            out.setdefault("truncated", {})[row] = bool(chunk.truncated[i])
+            for key in ("lives", "score"):
+                if key in chunk.observation:
+                    out.setdefault(key, {})[row] = chunk.observation[key][i]
+            for key, value in (chunk.metadata[i] if chunk.metadata else {}).items():
+                out.setdefault(key, {})[row] = value
+            out.setdefault("action_mask", {})[row] = chunk.observation["legal_actions"][i]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), num_envs=st.integers(1, 6))
+def test_assemble_equals_the_row_by_row_result(data, num_envs):
+    from gym_openenv.batching import assemble
+    from gym_openenv.session_pool import Chunk, SlotColumn
+
+    @dataclass
+    class Frame(Observation):
+        frame: Annotated[np.ndarray, spaces.Box(0, 255, (2,), np.uint8)] = None
+        legal_actions: Annotated[list[int] | None, NOT_IN_SPACE] = None
+        lives: Annotated[int | None, NOT_IN_SPACE] = None
+        score: Annotated[float | None, NOT_IN_SPACE] = None
+
+    spec = ModelSpec.from_json_schema(ModelSpec.from_model(Frame).json_schema(), role="observation")  # as the client sees it
+    spec.action_mask = ("legal_actions", spaces.Discrete(3))
+    env_ids = np.asarray(data.draw(st.one_of(st.just(list(range(num_envs))), st.permutations(range(num_envs)).flatmap(lambda p: st.lists(st.sampled_from(p), min_size=1, max_size=num_envs, unique=True)))), dtype=np.int64)
+    slots = np.arange(60, dtype=np.uint8).reshape(30, 2)
+    chunks = []
+    for _ in range(data.draw(st.integers(1, 3))):  # overlapping chunks in any order; later ones win
+        indices = np.asarray(data.draw(st.lists(st.sampled_from(env_ids.tolist()), max_size=len(env_ids), unique=True)), dtype=np.int64)
+        k = len(indices)
+        positions = np.asarray(data.draw(st.lists(st.integers(0, 29), min_size=k, max_size=k)), dtype=np.int64)
+        frames = SlotColumn(slots, positions) if data.draw(st.booleans()) else [[int(v) for v in slots[p]] for p in positions]
+        observation: dict[str, Any] = {"frame": frames, "legal_actions": data.draw(st.lists(st.lists(st.integers(0, 2), max_size=3), min_size=k, max_size=k))}
+        if data.draw(st.booleans()):
+            observation["lives"] = data.draw(st.lists(st.integers(0, 5), min_size=k, max_size=k))
+        if data.draw(st.booleans()):
+            observation["score"] = data.draw(st.lists(st.floats(-5, 5), min_size=k, max_size=k))
+        chunks.append(Chunk(
+            indices=indices,
+            observation=observation,
+            reward=data.draw(st.lists(st.one_of(st.none(), st.floats(-1, 1), st.integers(-1, 1)), min_size=k, max_size=k)),
+            done=data.draw(st.lists(st.booleans(), min_size=k, max_size=k)),
+            truncated=data.draw(st.lists(st.booleans(), min_size=k, max_size=k)),
+            metadata=data.draw(st.one_of(st.none(), st.lists(st.dictionaries(st.sampled_from(["step", "seed"]), st.integers(0, 9)), min_size=k, max_size=k))),
+        ))
+    obs, rewards, terminated, truncated, info = assemble(spec, chunks, env_ids, num_envs)
+    expected = _assemble_row_by_row(spec, chunks, env_ids)
+    m = len(env_ids)
+    for row in range(m):
+        if row in expected.get("obs", {}):
+            np.testing.assert_array_equal(obs[row], expected["obs"][row])
+        assert rewards[row] == expected.get("reward", {}).get(row, 0.0)
+        assert terminated[row] == expected.get("terminated", {}).get(row, False)
+        assert truncated[row] == expected.get("truncated", {}).get(row, False)
+        for key in ("lives", "score", "step", "seed"):
+            rows = expected.get(key, {})
+            assert (key in info) == bool(rows)
+            if rows:
+                assert info[f"_{key}"][row] == (row in rows)
+                if row in rows:
+                    assert info[key][row] == rows[row]
+        legal = expected.get("action_mask", {})
+        if legal:
+            assert info["_action_mask"][row] == (row in legal)
+            np.testing.assert_array_equal(info["action_mask"][row], spec.legal_mask({"legal_actions": legal[row]}) if row in legal else np.zeros(3, np.int8))

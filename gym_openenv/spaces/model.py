@@ -202,6 +202,7 @@ class ModelSpec:
         #: (observation field listing legal action ids, the ``Discrete`` action space) for
         #: ``info["action_mask"]``; set by the client (:class:`gym_openenv.schema.EnvSchema`).
         self.action_mask: tuple[str, spaces.Discrete] | None = None
+        self._last_mask: tuple[Any, list, np.ndarray] | None = None  # (action_mask, legal list, its mask row)
         self._by_name = {f.name: f for f in fields}
         self._space_names = frozenset(f.name for f in self.space_fields)
         self._required = [f.name for f in fields if f.required]
@@ -367,6 +368,19 @@ class ModelSpec:
     def legal_masks(self, column: Sequence[Any]) -> np.ndarray:
         """:meth:`legal_mask` for a column of legal-action lists (one per observation):
         one ``int8`` row each, all zeros where a row's list is ``None``."""
+        first = column[0] if len(column) else None
+        try:  # every row lists the same actions (a fixed action set, Atari's): one row, repeated
+            same = type(first) is list and all(type(legal) is list and legal == first for legal in column)
+        except (ValueError, TypeError):  # items that do not compare as plain values
+            same = False
+        if same:
+            last = self._last_mask
+            if last is None or last[0] is not self.action_mask or last[1] != first:
+                last = self._last_mask = (self.action_mask, list(first), self._legal_masks([first])[0])
+            return last[2][None].repeat(len(column), axis=0)
+        return self._legal_masks(column)
+
+    def _legal_masks(self, column: Sequence[Any]) -> np.ndarray:
         space = self.action_mask[1]
         n, start = int(space.n), int(space.start)
         masks = np.zeros((len(column), n), dtype=np.int8)
