@@ -204,3 +204,19 @@ def test_a_direct_session_reports_a_failed_row_and_reconnects_at_reset(faulty_se
         assert session.step({"command": "ok"})["observation"]["text"] == "ok"
     finally:
         session.close()
+
+
+def test_a_stopping_server_closes_an_environment_only_after_its_running_step(tmp_path):
+    log = tmp_path / "closes.log"
+    server = LocalProcessProvider("tests.envs:CloseWatchEnvironment", {"log": str(log)})
+    server.start()
+    try:
+        connection = direct(server)
+        ids = open_sessions(connection, 1)
+        connection.call(BatchReset.model_construct(ids=ids, seeds=None, options=None))
+        connection.send(BatchStep.model_construct(ids=ids, actions={"seconds": [2.0]}, reset_ids=[], autoreset=False))
+        time.sleep(0.5)  # the step is running on the connection's thread
+    finally:
+        server.stop()  # SIGTERM: the server shuts down with the step still running
+    lines = log.read_text().splitlines()
+    assert "close during step" not in lines and lines.count("close") == 2  # the startup probe's, the session's

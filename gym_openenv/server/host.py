@@ -38,6 +38,7 @@ import inspect
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -194,6 +195,8 @@ class EnvHost:
         #: the stateless HTTP routes share one budget: hung HTTP steps never take a session's workers
         self.http_client = Client("HTTP routes", settings.workers_per_client)
         self._in_flight: dict[int, int] = {}  # id(env) -> its calls still running
+        # Worker calls are counted on the event loop, the direct transport's on its own threads.
+        self._in_flight_lock = threading.Lock()
         self._lost: set[int] = set()  # id(env) of environments whose call timed out
         self._close_when_done: dict[int, Environment] = {}
         self._pending: set[asyncio.Future] = set()  # background closes, kept from the garbage collector
@@ -247,7 +250,7 @@ class EnvHost:
         answer = loop.create_future()
         key = None if env is None else id(env)
         if key is not None:
-            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            self._enter((key,))
         work = self._executor.submit(fn, *args)
         work.add_done_callback(lambda w: loop.call_soon_threadsafe(self._finished, w, answer, client, key, if_abandoned))
         try:
@@ -263,12 +266,8 @@ class EnvHost:
         """On the event loop, when a worker call ends (or was cancelled before it ran)."""
         client._release()
         if key is not None:
-            self._in_flight[key] -= 1
-            if not self._in_flight[key]:
-                del self._in_flight[key]
-                env = self._close_when_done.pop(key, None)
-                if env is not None:
-                    self._in_background(self.close_env(env))
+            for env in self._leave((key,)):
+                self._in_background(self.close_env(env))
         if work.cancelled():
             return
         if not answer.done():
@@ -278,6 +277,37 @@ class EnvHost:
                 answer.set_result(work.result())
         elif if_abandoned is not None and work.exception() is None:
             if_abandoned(work.result())
+
+    def _enter(self, keys: Any) -> None:
+        with self._in_flight_lock:
+            for key in keys:
+                self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def _leave(self, keys: Any) -> list[Environment]:
+        """Count the calls out; the environments whose close waited for them."""
+        due = []
+        with self._in_flight_lock:
+            for key in keys:
+                self._in_flight[key] -= 1
+                if not self._in_flight[key]:
+                    del self._in_flight[key]
+                    if key in self._close_when_done:
+                        due.append(self._close_when_done.pop(key))
+        return due
+
+    def calls_started(self, envs: list[Environment]) -> None:
+        """The calling thread runs calls on ``envs`` itself (the direct transport): until
+        :meth:`calls_finished`, :meth:`close_env` on any of them waits."""
+        self._enter([id(env) for env in envs])
+
+    def calls_finished(self, envs: list[Environment]) -> list[Environment]:
+        """The end of :meth:`calls_started`; returns the environments now due to close
+        (the caller closes them with :meth:`close_env` on the event loop)."""
+        return self._leave([id(env) for env in envs])
+
+    def close_later(self, env: Environment) -> None:
+        """Close ``env`` in the background (on the event loop), counted by :meth:`drain`."""
+        self._in_background(self.close_env(env))
 
     def _in_background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -303,9 +333,10 @@ class EnvHost:
     async def close_env(self, env: Environment) -> None:
         """Close ``env`` now, or as soon as its running calls return; never raises."""
         key = id(env)
-        if self._in_flight.get(key):
-            self._close_when_done[key] = env
-            return
+        with self._in_flight_lock:
+            if self._in_flight.get(key):
+                self._close_when_done[key] = env
+                return
         try:
             await self.run(env.close, client=self._closer, timeout=CLOSE_TIMEOUT)
         except Exception:
