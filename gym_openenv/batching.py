@@ -195,6 +195,8 @@ def _check_column(field: FieldSpec, values: Any, n: int) -> Any:
         if array.shape != expected:
             raise ValueError(f"actions for {field.name!r} must have shape {expected}, got {array.shape}")
         if isinstance(space, spaces.Discrete):
+            if array.dtype.kind in "iu" and (not array.size or (array.min() >= space.start and array.max() < space.start + space.n)):
+                return array.astype(space.dtype, copy=False)  # integers in range (the common case): two reductions
             bad = (array < space.start) | (array >= space.start + space.n) | (array != np.floor(array))
         else:
             bad = np.array([not space.contains(np.asarray(v, dtype=space.dtype)) for v in array])

@@ -285,21 +285,24 @@ class OpenEnvVectorEnv(VectorEnv):
             ValueError: the batch does not fit the action space (checked before sending),
                 or an env in ``env_ids`` has a step pending.
         """
+        given = env_ids
         if env_ids is None:
             env_ids = np.arange(self.num_envs)
         else:
             env_ids = np.asarray(env_ids, dtype=np.int64)
             if len(np.unique(env_ids)) != len(env_ids) or (len(env_ids) and (env_ids.min() < 0 or env_ids.max() >= self.num_envs)):
                 raise ValueError(f"env_ids must be distinct indices in [0, {self.num_envs}), got {env_ids.tolist()}")
-        if self._busy[env_ids].any():
+        if self._pending and self._busy[env_ids].any():  # envs are busy only while a call is pending
             raise ValueError(f"envs {env_ids[self._busy[env_ids]].tolist()} already have a step pending; recv() first")
         if not self._pending and self._recovery.replacement_ready:
             self._start_over(self._loop.run(self._recovery.rebalance()))
         columns = action_columns(self._schema.action, actions, len(env_ids))
         needs_reset = self._needs_reset[env_ids]
-        reset_ids, step_ids = env_ids[needs_reset], env_ids[~needs_reset]
         if needs_reset.any():
+            reset_ids, step_ids = env_ids[needs_reset], env_ids[~needs_reset]
             columns = {k: _take(col, np.flatnonzero(~needs_reset)) for k, col in columns.items()}
+        else:  # no episode ended last step: every env steps (a copy of the caller's array, as above)
+            reset_ids, step_ids = env_ids[:0], env_ids if given is None else env_ids.copy()
         same_step = self.autoreset_mode is AutoresetMode.SAME_STEP
         if self._pool.all_direct:  # sent from this thread; recv() collects the replies in it
             waiting: Future | Sent = self._pool.send_step(step_ids, columns, reset_ids, autoreset=same_step)
@@ -333,18 +336,25 @@ class OpenEnvVectorEnv(VectorEnv):
             raise RequestTimeout(f"no step result within {timeout}s") from None
         finally:
             self._busy[env_ids] = False
-        self._mark_replaced(outcome)
-        restarted = outcome.restarted + [int(e) for e in reset_ids if self._lost[e]]
-        self._lost[reset_ids] = False
+        if len(outcome.replaced):
+            self._mark_replaced(outcome)
+        restarted = outcome.restarted
+        if len(reset_ids):
+            restarted = restarted + [int(e) for e in reset_ids if self._lost[e]]
+            self._lost[reset_ids] = False
         main = [c for c in outcome.chunks if not c.autoreset]
         obs, rewards, terminated, truncated, info = assemble(self._schema.observation, main, env_ids, self.num_envs)
         started_over = [*reset_ids.tolist(), *restarted, *outcome.errors]
-        was_reset = np.isin(env_ids, started_over) if started_over else np.zeros(len(env_ids), dtype=bool)
-        self._episode_steps[env_ids] = np.where(was_reset, 0, self._episode_steps[env_ids] + 1)
-        if self.max_episode_steps is not None:
-            truncated |= (self._episode_steps[env_ids] >= self.max_episode_steps) & ~terminated & ~was_reset
+        episode_steps = self._episode_steps[env_ids] + 1
         if started_over:  # a reset row is the first observation of a new episode: no reward, not done
+            was_reset = np.isin(env_ids, started_over)
+            episode_steps[was_reset] = 0
+            if self.max_episode_steps is not None:
+                truncated |= (episode_steps >= self.max_episode_steps) & ~terminated & ~was_reset
             rewards[was_reset], terminated[was_reset], truncated[was_reset] = 0.0, False, False
+        elif self.max_episode_steps is not None:
+            truncated |= (episode_steps >= self.max_episode_steps) & ~terminated
+        self._episode_steps[env_ids] = episode_steps
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
             obs, info = self._reset_done_now(env_ids, done, obs, info, [c for c in outcome.chunks if c.autoreset])

@@ -329,3 +329,30 @@ def test_assemble_equals_the_row_by_row_result(data, num_envs):
         if legal:
             assert info["_action_mask"][row] == (row in legal)
             np.testing.assert_array_equal(info["action_mask"][row], spec.legal_mask({"legal_actions": legal[row]}) if row in legal else np.zeros(3, np.int8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.integers(-4, 4), st.floats(-4, 4), st.booleans()), max_size=5),
+    dtype=st.sampled_from([np.int8, np.int64, np.uint8, np.uint64, np.float64, None]),
+)
+def test_discrete_action_columns_are_checked_as_row_by_row(values, dtype):
+    from gym_openenv.batching import action_columns
+
+    @dataclass
+    class Pick(Action):
+        choice: Annotated[int, spaces.Discrete(5, start=-2)]
+
+    spec = ModelSpec.from_json_schema(ModelSpec.from_model(Pick).json_schema(), role="action")  # as the client sees it
+    try:
+        array = np.array(values, dtype=dtype) if dtype is not None else np.array(values)
+    except (OverflowError, ValueError):
+        return
+    space = spec.space
+    bad = next((i for i, v in enumerate(array.tolist()) if not (v == int(v) and space.start <= v < space.start + space.n)), None)
+    if bad is None:
+        column = action_columns(spec, array, len(array))["choice"]
+        assert column.dtype == space.dtype and column.tolist() == [int(v) for v in array.tolist()]
+    else:
+        with pytest.raises(ValueError, match=rf"^action {bad} for 'choice'"):
+            action_columns(spec, array, len(array))
