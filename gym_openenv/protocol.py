@@ -28,7 +28,7 @@ our keys: ``{"observation": {...fields}, "reward", "done", "truncated", "metadat
 import json
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -36,7 +36,8 @@ import msgpack
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter
 
-from gym_openenv.spaces import metadata_json_fields, to_plain
+from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
+from gym_openenv.spaces import field_names, metadata_json_fields, to_plain
 
 __all__ = [
     "BATCH_CAPABILITY",
@@ -409,6 +410,45 @@ class BatchResult:
             truncated=[bool(p.get("truncated")) for p in rows],
             metadata=metadata if any(metadata) else None,
         )
+
+
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def observation_columns(observations: list[Any]) -> BatchResult:
+    """Observations (``None`` for a failed row) -> a batch reply's columns, arrays kept as arrays.
+
+    The same as ``BatchResult.of([observation_payload(o, keep_arrays=True), ...])``,
+    read field by field from dataclass observations without a dict per row.
+
+    Example:
+        >>> from gym_openenv.servers.echo.models import EchoObservation
+        >>> rows = [EchoObservation(echoed_message="hi", message_length=2, reward=0.5, metadata={"step": 1}), None]
+        >>> columns = observation_columns(rows)
+        >>> columns.observation, columns.reward, columns.metadata
+        ({'echoed_message': ['hi', None], 'message_length': [2, None]}, [0.5, None], [{'step': 1}, {}])
+        >>> columns == BatchResult.of([observation_payload(rows[0], keep_arrays=True), None])
+        True
+    """
+    kind = next((type(o) for o in observations if o is not None), None)
+    if kind is None or not is_dataclass(kind) or any(o is not None and type(o) is not kind for o in observations):
+        return BatchResult.of([None if o is None else observation_payload(o, keep_arrays=True) for o in observations])
+
+    def column(name: str) -> list[Any]:
+        values = [None if o is None else getattr(o, name) for o in observations]
+        if all(type(v) in _PLAIN_SCALARS for v in values):
+            return values
+        return [v if type(v) in _PLAIN_SCALARS else to_plain(v, keep_arrays=True) for v in values]
+
+    rows = [o for o in observations if o is not None]
+    metadata = [{} if o is None else to_plain(o.metadata, keep_arrays=True) or {} for o in observations]
+    return BatchResult(
+        observation={name: column(name) for name in field_names(kind) if name not in RESERVED_OBSERVATION_FIELDS},
+        reward=[None if o is None or o.reward is None else float(o.reward) for o in observations],
+        done=[False if o is None else bool(o.done) for o in observations],
+        truncated=[False if o is None else bool(getattr(o, "truncated", False)) for o in observations],
+        metadata=metadata if rows and any(metadata) else None,
+    )
 
 
 def decode_batch_reply(raw: bytes) -> BatchOpened | BatchClosed | BatchStates | BatchResult | dict[str, Any]:

@@ -42,7 +42,7 @@ from gym_openenv.protocol import (
     decode_msgpack,
     encode_msgpack,
     error_reply,
-    observation_payload,
+    observation_columns,
     parse_batch_request,
 )
 from gym_openenv.server.host import EnvHost, StepTimeout
@@ -400,29 +400,27 @@ class _Connection:
 
     def _reply(self, ids: list[int], results: list[Any], use_slots: bool = True) -> BatchResult:
         errors = [RowError(row, r.code, r.message, r.episode_lost) for row, r in enumerate(results) if isinstance(r, RowError)]
-        payloads = [None if isinstance(r, RowError) else observation_payload(r, keep_arrays=True) for r in results]
+        reply = observation_columns([None if isinstance(r, RowError) else r for r in results])
+        reply.errors = errors
         if use_slots:
-            in_slots = self._write_slots(payloads, ids)
+            reply.shm = self._write_slots(reply.observation, ids, {e.row for e in errors})
         else:  # arrays travel in the frame; copied, as an environment may have rendered them into its slot
-            in_slots = []
-            for p in payloads:
-                if p is not None:
-                    p["observation"] = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p["observation"].items()}
-        reply = BatchResult.of(payloads, fields=next((p["observation"].keys() for p in payloads if p is not None), ()))
-        reply.errors, reply.shm = errors, in_slots
+            for name, column in reply.observation.items():
+                reply.observation[name] = [v.copy() if isinstance(v, np.ndarray) else v for v in column]
         return reply
 
-    def _write_slots(self, payloads: list[dict[str, Any] | None], ids: list[int]) -> list[str]:
+    def _write_slots(self, columns: dict[str, list[Any]], ids: list[int], failed: set[int]) -> list[str]:
         """Move array fields into the sessions' shared slots; their columns then travel as None."""
-        rows = [(p, self.slot_of.get(i)) for p, i in zip(payloads, ids) if p is not None]
+        rows = [(r, self.slot_of.get(i)) for r, i in enumerate(ids) if r not in failed]
         if not rows or any(slot is None for _, slot in rows):
             return []
         written = []
         for key in rows[0][1][0].fields:
-            if all(block.fits(key, p["observation"].get(key)) for p, (block, _) in rows):
-                for p, (block, k) in rows:
-                    block.write(key, k, p["observation"][key])
-                    p["observation"][key] = None
+            column = columns.get(key)
+            if column is not None and all(block.fits(key, column[r]) for r, (block, _) in rows):
+                for r, (block, k) in rows:
+                    block.write(key, k, column[r])
+                    column[r] = None
                 written.append(key)
         return written
 
