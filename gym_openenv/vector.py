@@ -329,7 +329,10 @@ class OpenEnvVectorEnv(VectorEnv):
             self._state = AsyncState.DEFAULT
         try:
             if isinstance(waiting, Sent):
-                outcome = self._recovered(self._pool.receive(waiting, timeout))
+                results = self._pool.receive(waiting, timeout)
+                if timeout is not None and any(isinstance(r, ServerFailure) and isinstance(r.error, RequestTimeout) for r in results):
+                    raise TimeoutError  # the caller's own bound: raised, as on the event loop's path
+                outcome = self._recovered(results)
             else:
                 outcome = waiting.result(timeout)  # by default bounded inside: each request by `timeout`
         except TimeoutError:
