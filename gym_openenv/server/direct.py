@@ -26,6 +26,7 @@ The guarantees of the WebSocket driver hold here too:
 import asyncio
 import hmac
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -49,6 +50,8 @@ from gym_openenv.server.batch_ws import _HANDLERS, _NOT_RUN, Plan, _BatchError, 
 from gym_openenv.server.host import EnvHost
 
 __all__ = ["DirectListener"]
+
+log = logging.getLogger("gym_openenv.server")
 
 #: Seconds a loop-side call (opening or closing sessions) may take before the connection gives up.
 _LOOP_CALL_TIMEOUT = 600.0
@@ -175,6 +178,8 @@ class _DirectConnection:
             return  # another thread serves the connection now
         except (ConnectionError, OSError, ValueError):
             pass  # the client left, or broke the framing: the connection ends
+        except Exception:  # a bug of ours: end this connection (its client sees it closed), keep the server
+            log.exception("direct connection failed")
         self._end()
 
     def serve(self) -> None:
