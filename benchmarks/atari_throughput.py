@@ -275,7 +275,7 @@ def main() -> None:
         try:
             import envpool  # noqa: F401
         except ImportError as e:
-            skipped["envpool"] = f"not installed ({e}); try `pip install -c constraints.txt -e ".[bench]"`"
+            skipped["envpool"] = f"not installed ({e}); try `pip install -c constraints.txt -e '.[bench]'`"
             names.remove("envpool")
             print(f"note: skipping envpool: {skipped['envpool']}")
 
