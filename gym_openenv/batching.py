@@ -51,7 +51,7 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     m = len(env_ids)
     # Rows of the output for each env index: the identity when stepping every env in order.
     row_of = None
-    if m != num_envs or not (m == 1 and env_ids[0] == 0 or bool((env_ids == np.arange(m)).all())):
+    if m != num_envs or not _in_order(env_ids):
         row_of = np.full(num_envs, -1, dtype=np.int64)
         row_of[env_ids] = np.arange(m)
     fields = observation.space_fields
@@ -108,6 +108,13 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     if action_mask is not None:
         info = {"action_mask": action_mask[0], "_action_mask": action_mask[1], **info}
     return obs, rewards, terminated, truncated, info
+
+
+def _in_order(env_ids: np.ndarray) -> bool:
+    """Whether ``env_ids`` is ``0, 1, ..., m - 1`` (a short list compares faster than numpy)."""
+    if len(env_ids) <= 64:
+        return env_ids.tolist() == list(range(len(env_ids)))
+    return bool((env_ids == np.arange(len(env_ids))).all())
 
 
 def _add_metadata(metadata: list[dict[str, Any]], rows: list[int], columns: dict[str, list], row_lists: dict[str, list[int]]) -> None:
@@ -246,6 +253,9 @@ def _fill(space: spaces.Space, buffer: Any, rows: np.ndarray, at: slice | np.nda
         for key, sub in buffer.items():
             _fill(space[key], sub, rows, at, [item[key] for item in column])
     elif type(space) is spaces.Text:  # strings arrive as they are
+        if isinstance(at, slice) and len(column) == len(rows):
+            buffer[at] = column
+            return
         for row, value in zip(rows.tolist(), column):
             buffer[row] = value
     else:
@@ -256,7 +266,7 @@ def _fill(space: spaces.Space, buffer: Any, rows: np.ndarray, at: slice | np.nda
 def _take_slots(column: SlotColumn, out: np.ndarray) -> None:
     """``column``'s slots copied into ``out``.
 
-    ``np.take(..., out=out)`` in its default ``mode="raise"`` first copies into a
+    ``take(..., out=out)`` in its default ``mode="raise"`` first copies into a
     temporary array (numpy buffers ``out`` to keep it intact on a bad index): for
     32 Atari frames that cost ~50x the copy itself. The positions are checked
     here instead, and the take writes straight into ``out``.
@@ -265,7 +275,7 @@ def _take_slots(column: SlotColumn, out: np.ndarray) -> None:
     listed = positions.tolist()  # min/max of a short list: cheaper than two numpy reductions
     if listed and (min(listed) < 0 or max(listed) >= len(view)):
         raise IndexError(f"slot positions {listed} outside the {len(view)} slots")
-    np.take(view, positions, axis=0, out=out, mode="clip")
+    view.take(positions, axis=0, out=out, mode="clip")
 
 
 def _place(buffer: Any, rows: list[int], values: list) -> None:

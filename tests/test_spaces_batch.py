@@ -261,6 +261,7 @@ def _assemble_row_by_row(spec: ModelSpec, chunks: list, env_ids: np.ndarray) -> 
             frames = chunk.observation["frame"]
             frame = frames.view[frames.positions[i]] if hasattr(frames, "view") else frames[i]
             out.setdefault("obs", {})[row] = np.asarray(frame, dtype=np.uint8)
+            out.setdefault("label", {})[row] = chunk.observation["label"][i]
             out.setdefault("reward", {})[row] = 0.0 if chunk.reward[i] is None else chunk.reward[i]
             out.setdefault("terminated", {})[row] = bool(chunk.done[i]) and not chunk.truncated[i]
             out.setdefault("truncated", {})[row] = bool(chunk.truncated[i])
@@ -282,6 +283,7 @@ def test_assemble_equals_the_row_by_row_result(data, num_envs):
     @dataclass
     class Frame(Observation):
         frame: Annotated[np.ndarray, spaces.Box(0, 255, (2,), np.uint8)] = None
+        label: Annotated[str, spaces.Text(3, min_length=0, charset="ab")] = ""
         legal_actions: Annotated[list[int] | None, NOT_IN_SPACE] = None
         lives: Annotated[int | None, NOT_IN_SPACE] = None
         score: Annotated[float | None, NOT_IN_SPACE] = None
@@ -296,7 +298,8 @@ def test_assemble_equals_the_row_by_row_result(data, num_envs):
         k = len(indices)
         positions = np.asarray(data.draw(st.lists(st.integers(0, 29), min_size=k, max_size=k)), dtype=np.int64)
         frames = SlotColumn(slots, positions) if data.draw(st.booleans()) else [[int(v) for v in slots[p]] for p in positions]
-        observation: dict[str, Any] = {"frame": frames, "legal_actions": data.draw(st.lists(st.lists(st.integers(0, 2), max_size=3), min_size=k, max_size=k))}
+        labels = data.draw(st.lists(st.one_of(st.none(), st.text("ab", max_size=3)), min_size=k, max_size=k))
+        observation: dict[str, Any] = {"frame": frames, "label": labels, "legal_actions": data.draw(st.lists(st.lists(st.integers(0, 2), max_size=3), min_size=k, max_size=k))}
         if data.draw(st.booleans()):
             observation["lives"] = data.draw(st.lists(st.integers(0, 5), min_size=k, max_size=k))
         if data.draw(st.booleans()):
@@ -314,7 +317,11 @@ def test_assemble_equals_the_row_by_row_result(data, num_envs):
     m = len(env_ids)
     for row in range(m):
         if row in expected.get("obs", {}):
-            np.testing.assert_array_equal(obs[row], expected["obs"][row])
+            np.testing.assert_array_equal(obs["frame"][row], expected["obs"][row])
+            label = expected["label"][row]
+            assert obs["label"][row] == ("" if label is None else label)
+            if label is None:  # the field's default, and flagged (an earlier chunk's None stays flagged too)
+                assert info["_missing_fields"][row] and "label" in info["missing_fields"][row]
         assert rewards[row] == expected.get("reward", {}).get(row, 0.0)
         assert terminated[row] == expected.get("terminated", {}).get(row, False)
         assert truncated[row] == expected.get("truncated", {}).get(row, False)

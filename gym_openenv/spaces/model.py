@@ -354,9 +354,12 @@ class ModelSpec:
             return [f.decode(None) for _ in range(n)], list(range(n))
         if not isinstance(column, list):  # arrays (shared-memory slots) from our own servers
             return None, []
-        missing = [i for i, v in enumerate(column) if v is None]
-        if f.codec is None and not missing:
-            return None, []
+        if type(None) not in set(map(type, column)):  # no row missing (one pass in C)
+            if f.codec is None:
+                return None, []
+            missing = []
+        else:
+            missing = [i for i, v in enumerate(column) if v is None]
         return [f.decode(v) for v in column], missing
 
     def legal_mask(self, fields: Mapping[str, Any]) -> np.ndarray | None:
