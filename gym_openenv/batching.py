@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space, iterate
 from gym_openenv.session_pool import Chunk, SlotColumn
 from gym_openenv.spaces import FieldSpec, ModelSpec, describe, from_wire, text_contains, text_contains_all
 
-__all__ = ["action_columns", "assemble", "batched_space", "flag_rows", "same_step_rows"]
+__all__ = ["action_columns", "assemble", "batched_space", "env_index", "flag_rows", "same_step_rows"]
 
 Batch = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 
@@ -115,6 +115,17 @@ def _in_order(env_ids: np.ndarray) -> bool:
     if len(env_ids) <= 64:
         return env_ids.tolist() == list(range(len(env_ids)))
     return bool((env_ids == np.arange(len(env_ids))).all())
+
+
+def env_index(env_ids: np.ndarray, num_envs: int) -> slice | np.ndarray:
+    """An index for per-env arrays of length ``num_envs`` that selects ``env_ids``:
+    ``slice(None)`` when they are every env in order (cheaper than indexing with an array).
+
+    Example:
+        >>> env_index(np.arange(3), 3), env_index(np.array([2, 0]), 3)
+        (slice(None, None, None), array([2, 0]))
+    """
+    return slice(None) if len(env_ids) == num_envs and _in_order(env_ids) else env_ids
 
 
 def _add_metadata(metadata: list[dict[str, Any]], rows: list[int], columns: dict[str, list], row_lists: dict[str, list[int]]) -> None:

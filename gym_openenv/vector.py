@@ -43,7 +43,7 @@ from gym_openenv.env import resolve_server
 from gym_openenv.errors import RequestTimeout
 from gym_openenv.providers import Provider
 from gym_openenv.schema import EnvSchema
-from gym_openenv.batching import action_columns, assemble, batched_space, flag_rows, same_step_rows
+from gym_openenv.batching import action_columns, assemble, batched_space, env_index, flag_rows, same_step_rows
 from gym_openenv.recovery import Recovered
 from gym_openenv.session_pool import Chunk, Sent, SessionPool, ServerFailure
 
@@ -292,12 +292,13 @@ class OpenEnvVectorEnv(VectorEnv):
             env_ids = np.asarray(env_ids, dtype=np.int64)
             if len(np.unique(env_ids)) != len(env_ids) or (len(env_ids) and (env_ids.min() < 0 or env_ids.max() >= self.num_envs)):
                 raise ValueError(f"env_ids must be distinct indices in [0, {self.num_envs}), got {env_ids.tolist()}")
-        if self._pending and self._busy[env_ids].any():  # envs are busy only while a call is pending
+        ix = slice(None) if given is None else env_index(env_ids, self.num_envs)  # for the per-env arrays
+        if self._pending and self._busy[ix].any():  # envs are busy only while a call is pending
             raise ValueError(f"envs {env_ids[self._busy[env_ids]].tolist()} already have a step pending; recv() first")
         if not self._pending and self._recovery.replacement_ready:
             self._start_over(self._loop.run(self._recovery.rebalance()))
         columns = action_columns(self._schema.action, actions, len(env_ids))
-        needs_reset = self._needs_reset[env_ids]
+        needs_reset = self._needs_reset[ix]
         if needs_reset.any():
             reset_ids, step_ids = env_ids[needs_reset], env_ids[~needs_reset]
             columns = {k: _take(col, np.flatnonzero(~needs_reset)) for k, col in columns.items()}
@@ -308,7 +309,7 @@ class OpenEnvVectorEnv(VectorEnv):
             waiting: Future | Sent = self._pool.send_step(step_ids, columns, reset_ids, autoreset=same_step)
         else:
             waiting = self._loop.submit(self._step_and_recover(step_ids, columns, reset_ids, same_step))
-        self._busy[env_ids] = True
+        self._busy[ix] = True
         self._pending.append((env_ids, waiting, reset_ids))
         self._state = AsyncState.WAITING_STEP
 
@@ -327,6 +328,7 @@ class OpenEnvVectorEnv(VectorEnv):
         env_ids, waiting, reset_ids = self._pending.popleft()
         if not self._pending:
             self._state = AsyncState.DEFAULT
+        ix = env_index(env_ids, self.num_envs)  # for the per-env arrays
         try:
             if isinstance(waiting, Sent):
                 results = self._pool.receive(waiting, timeout)
@@ -338,7 +340,7 @@ class OpenEnvVectorEnv(VectorEnv):
         except TimeoutError:
             raise RequestTimeout(f"no step result within {timeout}s") from None
         finally:
-            self._busy[env_ids] = False
+            self._busy[ix] = False
         if len(outcome.replaced):
             self._mark_replaced(outcome)
         restarted = outcome.restarted
@@ -348,7 +350,7 @@ class OpenEnvVectorEnv(VectorEnv):
         main = [c for c in outcome.chunks if not c.autoreset]
         obs, rewards, terminated, truncated, info = assemble(self._schema.observation, main, env_ids, self.num_envs)
         started_over = [*reset_ids.tolist(), *restarted, *outcome.errors]
-        episode_steps = self._episode_steps[env_ids] + 1
+        episode_steps = self._episode_steps[ix] + 1
         if started_over:  # a reset row is the first observation of a new episode: no reward, not done
             was_reset = np.isin(env_ids, started_over)
             episode_steps[was_reset] = 0
@@ -357,13 +359,13 @@ class OpenEnvVectorEnv(VectorEnv):
             rewards[was_reset], terminated[was_reset], truncated[was_reset] = 0.0, False, False
         elif self.max_episode_steps is not None:
             truncated |= (episode_steps >= self.max_episode_steps) & ~terminated
-        self._episode_steps[env_ids] = episode_steps
+        self._episode_steps[ix] = episode_steps
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
             obs, info = self._reset_done_now(env_ids, done, obs, info, [c for c in outcome.chunks if c.autoreset])
             self._episode_steps[env_ids[done]] = 0
         else:
-            self._needs_reset[env_ids] = done
+            self._needs_reset[ix] = done
         _flag(info, env_ids, outcome, restarted)
         info["env_id"] = env_ids
         return obs, rewards, terminated, truncated, info
