@@ -73,8 +73,9 @@ class Recovery(ABC):
     def nothing_to_recover(results: list[Chunk | ServerFailure]) -> Recovered | None:
         """``results`` as they are when no server failed and no row has an error (else None):
         the common case, which needs no event loop."""
-        if any(isinstance(r, ServerFailure) or (r.errors and not r.autoreset) for r in results):
-            return None
+        for r in results:  # a plain loop: this runs at every step
+            if isinstance(r, ServerFailure) or (r.errors and not r.autoreset):
+                return None
         return Recovered(chunks=[r.healthy() for r in results])
 
     async def recover(self, results: list[Chunk | ServerFailure]) -> Recovered:
