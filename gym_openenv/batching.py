@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector.utils import batch_space
 from gymnasium.vector.utils import batch_space, iterate
 
 from gym_openenv.session_pool import Chunk, SlotColumn
