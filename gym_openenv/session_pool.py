@@ -128,7 +128,7 @@ class _BatchServer:
         self.session_ids = np.asarray(ids, dtype=np.int64)
 
     def _positions(self, env_indices: np.ndarray) -> np.ndarray:
-        if len(env_indices) == len(self.env_indices) and (env_indices == self.env_indices).all():
+        if env_indices is self.env_indices or (len(env_indices) == len(self.env_indices) and (env_indices == self.env_indices).all()):
             return self._all_positions  # every env of this server, in order: each step
         return np.fromiter((self._position[int(e)] for e in env_indices), dtype=np.int64, count=len(env_indices))
 
@@ -174,7 +174,7 @@ class _BatchServer:
 
     def send_step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> int:
         seq = self.connection.send(self._step_request(env_indices, columns, reset_indices, autoreset))
-        self._expected[seq] = np.concatenate([reset_indices, env_indices])
+        self._expected[seq] = np.concatenate([reset_indices, env_indices]) if len(reset_indices) else env_indices
         return seq
 
     def receive(self, seq: int, timeout: float | None = None) -> list[Chunk]:
@@ -413,7 +413,12 @@ class SessionPool:
             return {}
         if len(env_indices) == self.num_envs and (env_indices == self._all_envs).all():  # every env, in order: each step
             if self._split_all is None or self._split_all[0] is not self._server_of_version:
-                self._split_all = (self._server_of_version, self._split_by_owner(self._all_envs))
+                parts = self._split_by_owner(self._all_envs)
+                for k, (idx, positions) in parts.items():  # the server's own array: _positions knows it at once
+                    own = getattr(self.servers[k], "env_indices", None)
+                    if own is not None and len(own) == len(idx) and (own == idx).all():
+                        parts[k] = (own, positions)
+                self._split_all = (self._server_of_version, parts)
             return self._split_all[1]
         return self._split_by_owner(env_indices)
 
@@ -433,7 +438,9 @@ class SessionPool:
         parts = {}
         for k in sorted(set(stepping) | set(resetting)):
             idx, pos = stepping.get(k, empty)
-            parts[k] = (idx, {name: _take(col, pos) for name, col in columns.items()}, resetting.get(k, empty)[0])
+            # one server steps every row (in order): the columns as they are
+            cols = columns if len(pos) == len(env_indices) else {name: _take(col, pos) for name, col in columns.items()}
+            parts[k] = (idx, cols, resetting.get(k, empty)[0])
         return parts
 
     async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> list[Chunk | ServerFailure]:
@@ -452,7 +459,7 @@ class SessionPool:
         calls, touched = {}, {}
         for k, (idx, cols, reset_idx) in self._step_parts(env_indices, columns, reset_indices).items():
             calls[k] = self.servers[k].step(idx, cols, reset_idx, autoreset)
-            touched[k] = np.concatenate([reset_idx, idx])
+            touched[k] = np.concatenate([reset_idx, idx]) if len(reset_idx) else idx
         return await self._settle(calls, touched)
 
     def send_reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> "Sent":
@@ -464,7 +471,7 @@ class SessionPool:
         """:meth:`step`'s requests, sent from this thread (:attr:`all_direct` only); :meth:`receive` collects."""
         sends = {}
         for k, (idx, cols, reset_idx) in self._step_parts(env_indices, columns, reset_indices).items():
-            sends[k] = (np.concatenate([reset_idx, idx]), lambda server, i=idx, c=cols, r=reset_idx: server.send_step(i, c, r, autoreset))
+            sends[k] = (np.concatenate([reset_idx, idx]) if len(reset_idx) else idx, lambda server, i=idx, c=cols, r=reset_idx: server.send_step(i, c, r, autoreset))
         return self._send(sends)
 
     def _send(self, sends: dict[int, tuple[np.ndarray, Any]]) -> "Sent":
@@ -513,5 +520,5 @@ class SessionPool:
 def _take(column: Any, positions: np.ndarray) -> Any:
     if isinstance(column, np.ndarray):
         return column[positions]
-    return [column[p] for p in positions]
+    return [column[p] for p in positions.tolist()]  # Python ints: indexing a list with numpy ones is slow
 
