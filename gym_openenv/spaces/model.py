@@ -488,15 +488,10 @@ class ModelSpec:
         with the checks run on whole columns where a field's space allows it.
 
         Example:
-            >>> from dataclasses import dataclass
-            >>> from typing import Annotated
-            >>> from gymnasium.spaces import Discrete
-            >>> from gym_openenv.models import Action
-            >>> @dataclass
-            ... class Move(Action):
-            ...     direction: Annotated[int, Discrete(4)]
-            >>> ModelSpec.from_model(Move).build_batch({"direction": np.array([3, 0])}, 2)
-            [Move(metadata={}, direction=3), Move(metadata={}, direction=0)]
+            >>> from gym_openenv.servers.atari.models import AtariAction
+            >>> actions = ModelSpec.from_model(AtariAction).build_batch({"action_id": np.array([3, 0])}, 2)
+            >>> [(type(a).__name__, a.action_id) for a in actions]
+            [('AtariAction', 3), ('AtariAction', 0)]
 
         Raises:
             ValueError: as :meth:`build`, for the first row that fails.
