@@ -50,6 +50,26 @@ def test_vector_env_restarts_a_killed_server_and_training_continues():
         envs.close()
 
 
+def test_a_frozen_server_is_replaced_without_waiting_out_its_stop_grace():
+    """SIGSTOP: the server neither answers nor handles SIGTERM. The step times out, the
+    provider stops it (SIGTERM, then SIGCONT so it can act on it) and starts a new one;
+    without the SIGCONT the provider would wait its whole 10 s grace before killing it."""
+    envs = gym.make_vec("openenv/echo-v0", num_envs=4, num_servers=2, timeout=3)
+    try:
+        envs.reset()
+        frozen = envs._providers[0].pid
+        os.kill(frozen, signal.SIGSTOP)
+        start = time.monotonic()
+        obs, _, _, _, info = envs.step(words(4))
+        took = time.monotonic() - start
+        assert info["_openenv_restarted"].all() and obs[2:] == words(4)[2:]
+        assert took < 11, took  # 3 s step timeout + a restart; 13 s or more with the grace spent
+        assert gone(frozen)
+        assert envs.step(words(4, "y"))[0] == words(4, "y")
+    finally:
+        envs.close()
+
+
 def test_vector_env_can_raise_instead():
     envs = gym.make_vec("openenv/echo-v0", num_envs=2, num_servers=1, on_server_failure="raise")
     try:

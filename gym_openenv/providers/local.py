@@ -156,6 +156,7 @@ class LocalProcessProvider(Provider):
             if self.process.poll() is None:
                 try:
                     os.killpg(self.process.pid, signal.SIGTERM)
+                    os.killpg(self.process.pid, signal.SIGCONT)  # a frozen (stopped) server handles the TERM too
                 except ProcessLookupError:
                     pass
                 try:
