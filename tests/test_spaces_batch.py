@@ -251,6 +251,27 @@ def test_legal_masks_of_repeated_action_sets_follow_the_list_and_the_space(colum
             assert not (spec.legal_masks(column)[1] == 9).any()
 
 
+@settings(max_examples=200, deadline=None)
+@given(sequence=st.lists(LEGAL, min_size=1, max_size=8), start=st.integers(-2, 2))
+def test_legal_mask_remembers_a_repeated_action_set_without_sharing_it(sequence, start):
+    # The single env's mask for one observation: a remembered row for a repeated list, never
+    # for another list or another action space, and a fresh array each time.
+    spec = ModelSpec.from_json_schema({"title": "Obs", "type": "object", "properties": {"legal_actions": {"type": "array", "items": {"type": "integer"}}}})
+    for k, legal in enumerate(sequence * 2):
+        spec.action_mask = ("legal_actions", spaces.Discrete(7, start=start + k % 2))
+        try:
+            expected = None if legal is None else spec._mask_of(legal)  # computed afresh, no memory
+        except ValueError:
+            continue  # ragged nested lists
+        mask = spec.legal_mask({"legal_actions": legal})
+        if expected is None:
+            assert mask is None
+            continue
+        np.testing.assert_array_equal(mask, expected)
+        mask[:] = 9  # the caller's to keep: the next call is not affected
+        np.testing.assert_array_equal(spec.legal_mask({"legal_actions": legal}), expected)
+
+
 def _assemble_row_by_row(spec: ModelSpec, chunks: list, env_ids: np.ndarray) -> dict:
     """What assemble must give, one row at a time (later chunks win)."""
     row_of = {int(e): r for r, e in enumerate(env_ids)}

@@ -366,7 +366,18 @@ class ModelSpec:
         """``info["action_mask"]`` for one observation (see :attr:`action_mask`), if it lists legal actions."""
         if self.action_mask is None or fields.get(self.action_mask[0]) is None:
             return None
-        return self._mask_of(fields[self.action_mask[0]])
+        legal = fields[self.action_mask[0]]
+        if type(legal) is not list:
+            return self._mask_of(legal)
+        last = self._last_mask
+        try:  # the same action set as last time (a fixed one, Atari's): its remembered row, copied
+            if last is not None and last[0] is self.action_mask and last[1] == legal:
+                return last[2].copy()
+        except (ValueError, TypeError):  # items that do not compare as plain values
+            return self._mask_of(legal)
+        mask = self._mask_of(legal)
+        self._last_mask = (self.action_mask, list(legal), mask.copy())
+        return mask
 
     def legal_masks(self, column: Sequence[Any]) -> np.ndarray:
         """:meth:`legal_mask` for a column of legal-action lists (one per observation):
