@@ -59,6 +59,9 @@ def test_a_frozen_server_is_replaced_without_waiting_out_its_stop_grace():
         envs.reset()
         frozen = envs._providers[0].pid
         os.kill(frozen, signal.SIGSTOP)
+        deadline = time.monotonic() + 10  # the stop lands when the process is next scheduled
+        while psutil.Process(frozen).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+            time.sleep(0.01)
         start = time.monotonic()
         obs, _, _, _, info = envs.step(words(4))
         took = time.monotonic() - start
