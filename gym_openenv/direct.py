@@ -20,6 +20,7 @@ import socket
 import threading
 from typing import Any
 
+from gym_openenv.client import opening, run_blocking, same_machine, single_payload
 from gym_openenv.errors import ConnectionLost, RequestTimeout, Unauthorized, server_error
 from gym_openenv.protocol import (
     BatchClose,
@@ -52,11 +53,9 @@ def connect_direct(
     Raises:
         Unauthorized: the server refused the token (as it would on ``/ws/batch``).
     """
-    from gym_openenv.client import same_machine
-
-    path = metadata.get("direct_socket") if isinstance(metadata, dict) else None
-    if not isinstance(path, str) or not same_machine(base_url):
+    if not DirectSession.reachable(metadata, base_url):
         return None
+    path = metadata["direct_socket"]
     connection = DirectConnection(path, metadata.get("server_id"), timeout=timeout, token=token, max_message_bytes=max_message_bytes)
     try:
         connection.connect()
@@ -217,8 +216,6 @@ class DirectSession:
     @classmethod
     def reachable(cls, metadata: Any, base_url: str) -> bool:
         """Whether ``metadata`` names a direct socket this process may reach."""
-        from gym_openenv.client import same_machine
-
         return isinstance(metadata, dict) and isinstance(metadata.get("direct_socket"), str) and same_machine(base_url)
 
     @property
@@ -229,8 +226,6 @@ class DirectSession:
         if self.connected:
             return self
         self._drop()
-        from gym_openenv.client import opening, run_blocking
-
         connection = connect_direct(self.metadata, self.base_url, timeout=self.timeout, token=self.token)
         if connection is None:
             raise ConnectionLost(f"the direct socket of {self.base_url} is out of reach")
@@ -244,16 +239,12 @@ class DirectSession:
         return self
 
     def reset(self, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
-        from gym_openenv.client import single_payload
-
         self.connect()
         seed = kwargs.pop("seed", None)
         request = BatchReset.message(ids=[self._id], seeds=[seed], options=to_plain(kwargs, keep_arrays=False) or None)
         return single_payload(self._connection.call(request, timeout), self._slots)
 
     def step(self, action: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        from gym_openenv.client import single_payload
-
         if self._connection is None:
             raise ConnectionLost("not connected: call reset() first")
         request = BatchStep.message(ids=[self._id], actions={k: [v] for k, v in action.items()})

@@ -18,7 +18,6 @@ import numpy as np
 
 from gym_openenv.client import MAX_MESSAGE_BYTES, AsyncSession, BatchConnection, fetch_json, opening, run_async, same_machine
 from gym_openenv.direct import DirectConnection, connect_direct
-from gym_openenv.endpoint import Endpoint
 from gym_openenv.errors import CapacityReached, ConnectionLost, OpenEnvError, RequestTimeout, ServerError
 from gym_openenv.protocol import BATCH_CAPABILITY, BatchReset, BatchResult, BatchStep, RowError
 from gym_openenv.shm import ObservationSlots
@@ -247,11 +246,6 @@ async def _plain_chunk(env_indices: np.ndarray, calls: list) -> Chunk:
         for row, p in enumerate(payloads) if isinstance(p, ServerError)
     ]
     return _chunk(env_indices, reply)
-
-
-def _same_machine(url: str) -> bool:
-    """Whether a server URL is on this machine (loopback or a Unix socket)."""
-    return Endpoint.parse(url).is_local
 
 
 def _row(column: Any, i: int) -> Any:
