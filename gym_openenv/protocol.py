@@ -16,7 +16,7 @@ Two protocols share one server:
   models below, used by both the client and the server.
 * **Direct** (a co-located server's own Unix socket, named in ``/metadata`` as
   ``direct_socket``): the batch protocol's messages without HTTP or WebSocket,
-  each a :data:`FRAME_HEADER` length and the msgpack bytes. The connection
+  each a length-prefixed frame (:mod:`gym_openenv.framing`). The connection
   starts with :class:`DirectHello` (the token) and its :class:`DirectWelcome`.
   The server answers on the thread that runs the environments and the client
   waits in the caller's thread: a round trip wakes one thread on each side.
@@ -26,8 +26,6 @@ our keys: ``{"observation": {...fields}, "reward", "done", "truncated", "metadat
 """
 
 import json
-import socket
-import struct
 from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -53,7 +51,6 @@ __all__ = [
     "BatchStep",
     "DirectHello",
     "DirectWelcome",
-    "FRAME_HEADER",
     "RowError",
     "CloseMessage",
     "ErrorCode",
@@ -71,8 +68,6 @@ __all__ = [
     "observation_from_json",
     "observation_payload",
     "parse_batch_request",
-    "receive_frame",
-    "send_frame",
 ]
 
 #: Name of the batched, binary protocol in ``/metadata``'s ``capabilities``.
@@ -475,19 +470,18 @@ def batch_payload(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     return BatchResult.of(payloads).__dict__
 
 
-# --- the direct transport: batch messages in length-prefixed frames -----------
-
-#: A direct frame's header: the message's length in bytes (little-endian uint32).
-FRAME_HEADER = struct.Struct("<I")
-_SMALL_FRAME = 64 * 1024
+# --- the direct transport's hello (its frames: gym_openenv.framing) -----------
 
 
 class DirectHello(BatchRequest):
-    """The first frame on a direct socket: the server's token, and the client's frame limit."""
+    """The first frame on a direct socket: the server's token, the client's frame limit, and
+    how long the server may spin waiting for each next request (seconds; see
+    :class:`gym_openenv.framing.FrameReader`; the server caps it)."""
 
     type: Literal["hello"] = "hello"
     token: str | None = None
     max_reply_bytes: Annotated[StrictInt, Field(ge=1024)] | None = None
+    spin: Annotated[float, Field(ge=0.0)] = 0.0
 
 
 @dataclass
@@ -497,38 +491,3 @@ class DirectWelcome:
     server_id: str
     seq: int | None = None
     type: str = "welcome"
-
-
-def send_frame(sock: socket.socket, payload: bytes) -> None:
-    """One frame on a blocking stream socket."""
-    header = FRAME_HEADER.pack(len(payload))
-    if len(payload) <= _SMALL_FRAME:
-        sock.sendall(header + payload)  # one write: a small copy beats a second syscall
-    else:
-        sock.sendall(header)
-        sock.sendall(payload)
-
-
-def receive_frame(sock: socket.socket, limit: int) -> bytearray:
-    """The next frame's message from a blocking stream socket.
-
-    Raises:
-        ConnectionError: the peer closed the connection (mid-frame included).
-        ValueError: the frame is longer than ``limit`` bytes (the stream cannot be trusted after it).
-    """
-    (size,) = FRAME_HEADER.unpack(_receive_exactly(sock, FRAME_HEADER.size))
-    if size > limit:
-        raise ValueError(f"a frame of {size} bytes is over the limit of {limit}")
-    return _receive_exactly(sock, size)
-
-
-def _receive_exactly(sock: socket.socket, size: int) -> bytearray:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    received = 0
-    while received < size:
-        count = sock.recv_into(view[received:])
-        if not count:
-            raise ConnectionError("the peer closed the connection")
-        received += count
-    return buffer

@@ -18,7 +18,8 @@ import pytest
 
 from gym_openenv import ConnectionLost, ServerError, Unauthorized
 from gym_openenv.direct import DirectConnection, DirectSession, connect_direct
-from gym_openenv.protocol import BatchOpen, BatchReset, BatchStep, decode_msgpack, encode_msgpack, receive_frame, send_frame
+from gym_openenv.framing import receive_frame, send_frame
+from gym_openenv.protocol import BatchOpen, BatchReset, BatchStep, decode_msgpack, encode_msgpack
 from gym_openenv.providers import LocalProcessProvider
 from tests.compare import same
 

@@ -6,7 +6,7 @@ uvicorn's framing in between); here the thread that reads a request runs its
 environment calls itself and writes the reply, so a round trip costs one
 wake-up on each side. Requests and replies are the batch protocol's
 (:mod:`gym_openenv.server.batch_ws` handles them, the same code as for
-``/ws/batch``), framed by :func:`gym_openenv.protocol.send_frame`.
+``/ws/batch``), in the frames of :mod:`gym_openenv.framing`.
 
 The guarantees of the WebSocket driver hold here too:
 
@@ -36,6 +36,7 @@ from typing import Any
 
 import pydantic
 
+from gym_openenv.framing import FrameReader, receive_frame, send_frame
 from gym_openenv.protocol import (
     DirectHello,
     DirectWelcome,
@@ -43,8 +44,6 @@ from gym_openenv.protocol import (
     decode_msgpack,
     encode_msgpack,
     error_reply,
-    receive_frame,
-    send_frame,
 )
 from gym_openenv.server.batch_ws import _HANDLERS, _NOT_RUN, Plan, _BatchError, _Connection, _Job, _Rows, parse_frame, reply_frame
 from gym_openenv.server.host import EnvHost
@@ -57,6 +56,8 @@ log = logging.getLogger("gym_openenv.server")
 _LOOP_CALL_TIMEOUT = 600.0
 #: Seconds a leaving connection waits for its sessions to close.
 _CLOSE_TIMEOUT = 30.0
+#: The longest a connection's thread spins for the next request, whatever its client asks.
+_MAX_SPIN = 0.002
 
 
 class _TakenOver(Exception):
@@ -163,7 +164,7 @@ class _DirectConnection:
         self.loop = listener.loop
         self.sock = sock
         self.batch = _Connection(self.host, "direct connection")
-        self.max_frame = self.host.settings.max_message_bytes
+        self.requests: FrameReader | None = None  # after the hello
         self._abandoned: list[dict[str, Any]] = []  # runs given up on (their threads may still be stuck)
 
     def start(self, work: Callable[[], None]) -> None:
@@ -196,7 +197,11 @@ class _DirectConnection:
             raise ConnectionError("unauthorized")
         self.batch.max_reply_bytes = hello.max_reply_bytes
         self._send(encode_msgpack(DirectWelcome(server_id=self.host.server_id, seq=hello.seq).__dict__))
-        self.sock.settimeout(None)  # an idle connection waits; its sessions are reaped as on WebSockets
+        # An idle connection waits (its sessions are reaped as on WebSockets) in the reader's poll,
+        # after a spin if the client asked for one. The hello was read exactly: anything sent
+        # after it is still in the socket, for the reader.
+        self.sock.setblocking(False)
+        self.requests = FrameReader(self.sock, self.host.settings.max_message_bytes, min(hello.spin, _MAX_SPIN))
 
     def _authorized(self, token: str | None) -> bool:
         expected = self.host.settings.token
@@ -204,7 +209,7 @@ class _DirectConnection:
 
     def _serve(self) -> None:
         while True:
-            self._answer(receive_frame(self.sock, self.max_frame))
+            self._answer(self.requests.read())
 
     def _answer(self, raw: bytearray) -> None:
         request = parse_frame(raw)

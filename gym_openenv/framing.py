@@ -1,0 +1,173 @@
+"""Length-prefixed frames on a stream socket: how the direct transport delimits its messages.
+
+A frame is :data:`FRAME_HEADER` (the message's length) and the message's bytes.
+Both sides of :mod:`gym_openenv.direct` use this module:
+
+* :func:`send_frame` writes one frame, in one system call when it is small;
+* :class:`FrameReader` reads frames ahead into a buffer, so a small frame
+  (every request, and every reply whose arrays are in shared memory) costs one
+  ``recv`` instead of one for the header and one for the body. On a socket in
+  non-blocking mode it waits with its own ``poll`` (a socket timeout would
+  poll before every ``recv``) and can first *spin*: poll the socket without
+  sleeping for a few hundred microseconds. A round trip to an environment
+  that answers within that time then skips the wake-up of a sleeping thread
+  (on a virtual machine, an interrupt to an idle CPU) on the waiting side.
+"""
+
+import select
+import socket
+import struct
+import time
+
+__all__ = ["FRAME_HEADER", "FrameReader", "receive_frame", "send_frame"]
+
+#: A frame's header: the message's length in bytes (little-endian uint32).
+FRAME_HEADER = struct.Struct("<I")
+#: Frames up to this size go out in one write (header and body copied together).
+_SMALL_FRAME = 64 * 1024
+#: Bytes a reader asks the kernel for at once: any small frame, and the next one if it came too.
+_READ_AHEAD = 64 * 1024
+
+
+def send_frame(sock: socket.socket, payload: bytes) -> None:
+    """One frame on a stream socket (blocking, with a timeout, or non-blocking: then it waits in ``poll``)."""
+    header = FRAME_HEADER.pack(len(payload))
+    if len(payload) <= _SMALL_FRAME:
+        _send_all(sock, header + payload)  # one write: a small copy beats a second system call
+    else:
+        _send_all(sock, header)
+        _send_all(sock, payload)
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    if sock.gettimeout() != 0.0:
+        sock.sendall(data)
+        return
+    view, sent = memoryview(data), 0
+    while sent < len(data):
+        try:
+            sent += sock.send(view[sent:])
+        except BlockingIOError:  # the peer's buffer is full: wait until it reads
+            writable = select.poll()
+            writable.register(sock, select.POLLOUT)
+            writable.poll()
+
+
+def receive_frame(sock: socket.socket, limit: int) -> bytearray:
+    """The next frame's message from a blocking socket, read exactly (no read-ahead: for one-off frames).
+
+    Raises:
+        ConnectionError: the peer closed the connection (mid-frame included).
+        ValueError: the frame is longer than ``limit`` bytes (the stream cannot be trusted after it).
+    """
+    (size,) = FRAME_HEADER.unpack(_receive_exactly(sock, FRAME_HEADER.size))
+    _check_size(size, limit)
+    return _receive_exactly(sock, size)
+
+
+def _check_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise ValueError(f"a frame of {size} bytes is over the limit of {limit}")
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytearray:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:])
+        if not count:
+            raise ConnectionError("the peer closed the connection")
+        received += count
+    return buffer
+
+
+class FrameReader:
+    """Reads the frames of ``sock`` ahead: bytes after a frame stay buffered for the next one.
+
+    Every frame comes back as a new ``bytearray`` (decoders may keep views on it).
+    On a socket in non-blocking mode (``sock.setblocking(False)``) :meth:`read` waits
+    at most ``timeout`` seconds, after spinning for up to ``spin`` seconds; it spins
+    only while frames keep coming within ``spin`` (a moving average of the waits), so
+    a slow peer, or one short of CPU that a spinning reader would take it from, gets
+    a sleeping reader. On a blocking socket, the socket's own timeout holds.
+
+    Raises (from :meth:`read`):
+        ConnectionError: the peer closed the connection (mid-frame included).
+        ValueError: a frame is longer than ``limit`` bytes (the stream cannot be trusted after it).
+        TimeoutError: nothing came within ``timeout`` seconds.
+    """
+
+    def __init__(self, sock: socket.socket, limit: int, spin: float = 0.0):
+        self.sock = sock
+        self.limit = limit
+        self.spin = spin
+        self._typical_wait = 0.0
+        self._buffer = bytearray(_READ_AHEAD)
+        self._view = memoryview(self._buffer)
+        self._start = self._end = 0  # the unread bytes are _buffer[_start:_end]
+        self._readable = select.poll()  # not select(): it fails on descriptors past 1023
+        self._readable.register(sock, select.POLLIN)
+
+    def read(self, timeout: float | None = None) -> bytearray:
+        """The next frame's message (``timeout``: non-blocking sockets only)."""
+        spin = self.spin if self._typical_wait < self.spin else 0.0
+        while self._end - self._start < FRAME_HEADER.size:
+            self._fill(timeout, spin)
+        (size,) = FRAME_HEADER.unpack_from(self._buffer, self._start)
+        _check_size(size, self.limit)
+        begin = self._start + FRAME_HEADER.size
+        if size <= len(self._buffer) - begin:  # fits behind its header: read on into the buffer
+            while self._end - begin < size:
+                self._fill(timeout, spin)
+            self._start = begin + size
+            if self._start == self._end:
+                self._start = self._end = 0
+            return self._buffer[begin : begin + size]
+        # A large frame: what came ahead is copied, the rest is read straight into the message.
+        message = bytearray(size)
+        have = min(size, self._end - begin)
+        message[:have] = self._view[begin : begin + have]
+        self._start = self._end = 0
+        view = memoryview(message)
+        while have < size:
+            have += self._receive(view[have:], timeout, spin)
+        return message
+
+    def _fill(self, timeout: float | None, spin: float) -> None:
+        if self._start and len(self._buffer) - self._end < FRAME_HEADER.size + 1:
+            self._buffer[: self._end - self._start] = self._buffer[self._start : self._end]  # to the front
+            self._end -= self._start
+            self._start = 0
+        self._end += self._receive(self._view[self._end :], timeout, spin)
+
+    def _receive(self, into: memoryview, timeout: float | None, spin: float) -> int:
+        """Bytes read into ``into`` (at least one); a non-blocking socket is tried, spun on, then waited for."""
+        sock = self.sock
+        try:
+            count = sock.recv_into(into)
+        except BlockingIOError:  # non-blocking and nothing there yet
+            count = self._receive_later(into, timeout, spin)
+        if not count:
+            raise ConnectionError("the peer closed the connection")
+        return count
+
+    def _receive_later(self, into: memoryview, timeout: float | None, spin: float) -> int:
+        sock, began = self.sock, time.perf_counter()
+        try:
+            if spin > 0.0:  # each try is a system call that does not sleep
+                deadline = began + spin
+                while time.perf_counter() < deadline:
+                    try:
+                        return sock.recv_into(into)
+                    except BlockingIOError:
+                        pass
+            while True:
+                if not self._readable.poll(None if timeout is None else timeout * 1000):
+                    raise TimeoutError(f"no frame within {timeout}s")
+                try:
+                    return sock.recv_into(into)
+                except BlockingIOError:  # readable, then not (cannot happen on a Unix socket): wait again
+                    continue
+        finally:
+            self._typical_wait += 0.25 * (time.perf_counter() - began - self._typical_wait)
