@@ -16,6 +16,7 @@ in the thread that asked, with no event loop in between:
 """
 
 import asyncio
+import os
 import socket
 import threading
 from typing import Any
@@ -38,12 +39,20 @@ from gym_openenv.protocol import (
 )
 from gym_openenv.spaces import to_plain
 
-__all__ = ["DirectConnection", "DirectSession", "connect_direct"]
+__all__ = ["DirectConnection", "DirectSession", "connect_direct", "spin_for"]
 
 DEFAULT_TIMEOUT = 60.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: Seconds a caller polls for a reply before it sleeps in the kernel (see :class:`DirectConnection`).
 SPIN = 0.001
+
+
+def spin_for(servers: int) -> float:
+    """How long to spin for replies from ``servers`` busy servers: :data:`SPIN` while each
+    of them and the caller can have a CPU of this process's own; else 0 (a spinning caller
+    would take CPU from the servers it waits for)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return SPIN if servers < cpus else 0.0
 
 
 def connect_direct(
@@ -249,7 +258,7 @@ class DirectSession:
         if self.connected:
             return self
         self._drop()
-        connection = connect_direct(self.metadata, self.base_url, timeout=self.timeout, token=self.token, spin=SPIN)
+        connection = connect_direct(self.metadata, self.base_url, timeout=self.timeout, token=self.token, spin=spin_for(1))
         if connection is None:
             raise ConnectionLost(f"the direct socket of {self.base_url} is out of reach")
         try:

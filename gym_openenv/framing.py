@@ -14,6 +14,7 @@ Both sides of :mod:`gym_openenv.direct` use this module:
   (on a virtual machine, an interrupt to an idle CPU) on the waiting side.
 """
 
+import os
 import select
 import socket
 import struct
@@ -27,6 +28,8 @@ FRAME_HEADER = struct.Struct("<I")
 _SMALL_FRAME = 64 * 1024
 #: Bytes a reader asks the kernel for at once: any small frame, and the next one if it came too.
 _READ_AHEAD = 64 * 1024
+#: Lets another thread that is ready to run on this CPU go first (a spinning reader's peer, say).
+_yield = getattr(os, "sched_yield", lambda: None)
 
 
 def send_frame(sock: socket.socket, payload: bytes) -> None:
@@ -109,9 +112,14 @@ class FrameReader:
         self._readable = select.poll()  # not select(): it fails on descriptors past 1023
         self._readable.register(sock, select.POLLIN)
 
+    @property
+    def spinning(self) -> bool:
+        """Whether the next wait starts with a spin (frames came within ``spin`` of late)."""
+        return self._typical_wait < self.spin
+
     def read(self, timeout: float | None = None) -> bytearray:
         """The next frame's message (``timeout``: non-blocking sockets only)."""
-        spin = self.spin if self._typical_wait < self.spin else 0.0
+        spin = self.spin if self.spinning else 0.0
         while self._end - self._start < FRAME_HEADER.size:
             self._fill(timeout, spin)
         (size,) = FRAME_HEADER.unpack_from(self._buffer, self._start)
@@ -161,7 +169,7 @@ class FrameReader:
                     try:
                         return sock.recv_into(into)
                     except BlockingIOError:
-                        pass
+                        _yield()  # the peer may be waiting for this very CPU
             while True:
                 if not self._readable.poll(None if timeout is None else timeout * 1000):
                     raise TimeoutError(f"no frame within {timeout}s")

@@ -431,9 +431,10 @@ def observation_columns(observations: list[Any]) -> BatchResult:
 
     def column(name: str) -> list[Any]:
         values = [None if o is None else getattr(o, name) for o in observations]
-        if all(type(v) in _PLAIN_SCALARS for v in values):
-            return values
-        return [v if type(v) in _PLAIN_SCALARS else to_plain(v, keep_arrays=True) for v in values]
+        for i, value in enumerate(values):
+            if type(value) not in _PLAIN_SCALARS:
+                values[i] = to_plain(value, keep_arrays=True)
+        return values
 
     rows = [o for o in observations if o is not None]
     metadata = [{} if o is None else to_plain(o.metadata, keep_arrays=True) or {} for o in observations]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gym_openenv.client import MAX_MESSAGE_BYTES, AsyncSession, BatchConnection, fetch_json, opening, run_async, same_machine
-from gym_openenv.direct import DirectConnection, connect_direct
+from gym_openenv.direct import DirectConnection, connect_direct, spin_for
 from gym_openenv.errors import CapacityReached, ConnectionLost, OpenEnvError, RequestTimeout, ServerError
 from gym_openenv.protocol import BATCH_CAPABILITY, BatchReset, BatchResult, BatchStep, RowError
 from gym_openenv.shm import ObservationSlots
@@ -353,7 +353,8 @@ class SessionPool:
     async def _batch_connection(self, url: str, meta: dict[str, Any]) -> "BatchConnection | DirectConnection":
         if self.direct:
             connection = await asyncio.to_thread(
-                connect_direct, meta, url, timeout=self.timeout, token=self.token, max_message_bytes=self.max_message_bytes
+                connect_direct, meta, url, timeout=self.timeout, token=self.token, max_message_bytes=self.max_message_bytes,
+                spin=spin_for(len(self.urls)),
             )
             if connection is not None:
                 return connection

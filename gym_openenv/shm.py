@@ -69,6 +69,9 @@ class ObservationSlots:
             key: np.ndarray((count, *shape), dtype=np.dtype(dtype), buffer=self._map, offset=offsets[key])
             for key, (dtype, shape) in self.fields.items()
         }
+        #: each slot's view, made once: an environment renders into the very view its slot is
+        self.slot_views = {key: list(view) for key, view in self.views.items()}
+        self._dtypes = {key: view.dtype for key, view in self.views.items()}
 
     @classmethod
     def create(cls, fields: dict[str, tuple[str, tuple[int, ...]]], count: int) -> "ObservationSlots":
@@ -120,18 +123,17 @@ class ObservationSlots:
             raise
 
     def fits(self, key: str, value: Any) -> bool:
-        dtype, shape = self.fields[key]
-        return isinstance(value, np.ndarray) and value.dtype.str == dtype and value.shape == shape
+        return isinstance(value, np.ndarray) and value.dtype == self._dtypes[key] and value.shape == self.fields[key][1]
 
     def write(self, key: str, slot: int, value: np.ndarray) -> None:
         """Put ``value`` into ``slot`` (no copy if the environment rendered it there already)."""
-        target = self.views[key][slot]
-        if value.__array_interface__["data"][0] != target.__array_interface__["data"][0]:
+        target = self.slot_views[key][slot]
+        if value is not target and value.__array_interface__["data"][0] != target.__array_interface__["data"][0]:
             target[...] = value
 
     def close(self) -> None:
         """Release the block (idempotent); it is gone once every process holding it closed it."""
-        views, self.views = self.views, {}
+        views, self.views, self.slot_views = self.views, {}, {}
         del views  # the views hold the buffer; they must go before the map closes
         if self._map is not None:
             self._map.close()

@@ -1,23 +1,28 @@
 """The docker provider against a real Docker engine (started by scripts/docker-setup.sh):
 images built from gym_openenv/servers/<name>/server/Dockerfile, containers on loopback ports,
-none left behind."""
+direct sockets in private folders mounted at the same path, none left behind."""
 
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
+import textwrap
 import time
 
 import gymnasium as gym
+import httpx
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 from gym_openenv.client import AsyncSession
+from gym_openenv.direct import DirectSession
 from gym_openenv.errors import ServerStartError, Unauthorized
 from gym_openenv.providers import make_provider
 from gym_openenv.providers.docker import (
+    DIRECT_FOLDER_LABEL,
     OWNER_LABEL,
     DockerProvider,
     build_image,
@@ -26,6 +31,7 @@ from gym_openenv.providers.docker import (
     from_docker_image,
     remove_orphans,
 )
+from tests.compare import same
 from tests.fixtures import docker_exports
 
 ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
@@ -101,6 +107,138 @@ def test_atari_pong_in_a_container_matches_the_local_server(engine):
     assert our_containers(engine) == []
 
 
+def metadata(url: str) -> dict:
+    return httpx.get(url + "/metadata", timeout=30).json()
+
+
+def test_clients_here_reach_a_container_over_its_direct_socket_with_the_same_frames(engine):
+    """gym.make and make_vec on a docker server take its direct socket, and their Atari
+    rollouts are the WebSocket's (``direct=False``), frame for frame."""
+    # shared_memory=False: the server's block is out of reach across the pid namespace (see the shm test below).
+    with DockerProvider(ATARI, {"game": "pong"}) as provider:
+        url = provider.base_url
+        path = metadata(url)["direct_socket"]
+        folder = os.path.dirname(path)
+        mounts = provider.container.attrs["Mounts"]
+        assert [(m["Source"], m["Destination"]) for m in mounts] == [(folder, folder)]  # the same path inside and out
+        assert provider.container.labels[DIRECT_FOLDER_LABEL] == folder
+        folder_stat, socket_stat = os.stat(folder), os.stat(path)
+        assert stat.S_IMODE(folder_stat.st_mode) == 0o700 and folder_stat.st_uid == os.getuid()
+        assert stat.S_ISSOCK(socket_stat.st_mode) and stat.S_IMODE(socket_stat.st_mode) == 0o600 and socket_stat.st_uid == os.getuid()
+        rollouts = {}
+        for transport in (True, False):
+            env = gym.make("openenv/atari-v0", url=url, direct=transport, shared_memory=False)
+            envs = gym.make_vec("openenv/atari-v0", num_envs=2, url=url, direct=transport, shared_memory=False)
+            try:
+                assert isinstance(env.unwrapped._session, DirectSession) is transport
+                assert envs.unwrapped._pool.all_direct is transport
+                frames = [env.reset(seed=3)[0]]
+                batches = [envs.reset(seed=5)[0]]
+                rng = np.random.default_rng(0)
+                for _ in range(30):
+                    frames.append(env.step(int(rng.integers(6)))[0])
+                    batches.append(envs.step(rng.integers(6, size=2))[0])
+                rollouts[transport] = (frames, batches)
+            finally:
+                env.close()
+                envs.close()
+    assert same(rollouts[True], rollouts[False])
+    assert not os.path.exists(folder)
+    assert our_containers(engine) == []
+
+
+def test_shared_memory_crosses_into_a_container_that_shares_the_host_pid_namespace(engine):
+    """The opt-in documented in the provider: with ``pid_mode="host"`` the pid in the server's
+    block description is this machine's, so the client maps the block; frames match a local server."""
+    docker_env = gym.make("openenv/atari-v0", provider="docker", game="pong", provider_options={"run_options": {"pid_mode": "host"}})
+    local_env = gym.make("openenv/atari-v0", game="pong")
+    try:
+        session = docker_env.unwrapped._session
+        assert isinstance(session, DirectSession) and session._slots is not None
+        assert session._slots.pid == docker_env.unwrapped._provider.container.attrs["State"]["Pid"]
+        np.testing.assert_array_equal(docker_env.reset(seed=4)[0], local_env.reset(seed=4)[0])
+        for action in [1, 2, 3, 0, 4, 5] * 2:
+            step_d, step_l = docker_env.step(action), local_env.step(action)
+            np.testing.assert_array_equal(step_d[0], step_l[0])
+            assert step_d[1:4] == step_l[1:4]
+    finally:
+        docker_env.close()
+        local_env.close()
+    assert our_containers(engine) == []
+
+
+def test_a_server_that_cannot_make_its_socket_in_the_folder_serves_over_the_websocket(engine, echo_image):
+    """The container's user may not write the mounted folder (here: nobody, in root's 0700 folder; a
+    user-mapping engine likewise): the server starts without a direct socket and clients use /ws/batch."""
+    if os.getuid() == 65534:
+        pytest.skip("the folder would be the container user's own")
+    with DockerProvider(image=echo_image, run_options={"user": "65534:65534"}) as provider:
+        assert "direct_socket" not in metadata(provider.base_url)
+        assert "no direct socket" in provider.logs()
+        env = gym.make("openenv/remote-v0", url=provider.base_url)
+        try:
+            assert not isinstance(env.unwrapped._session, DirectSession)
+            env.reset()
+            assert env.step("over the websocket")[0] == "over the websocket"
+        finally:
+            env.close()
+    assert our_containers(engine) == []
+
+
+# Run as root, then as nobody in the docker group (a user of a rootful engine): the container's
+# root creates the socket, the provider hands it to the user. The interpreter may live where
+# nobody cannot read (/root/.pyenv): the first run, as root, imports every module the second needs.
+_AS_ANOTHER_USER = textwrap.dedent(
+    """
+    import grp, os, stat, sys
+    import certifi, gymnasium as gym, httpx, gym_openenv
+    from gym_openenv.direct import DirectSession
+
+    def run():
+        env = gym.make("openenv/echo-v0", provider="docker")
+        try:
+            path = httpx.get(env.unwrapped.base_url + "/metadata", timeout=30).json()["direct_socket"]
+            st = os.stat(path)
+            assert isinstance(env.unwrapped._session, DirectSession), env.unwrapped._session
+            env.reset(seed=0)
+            assert env.step("hello")[0] == "hello"
+        finally:
+            env.close()
+        print(os.getuid(), oct(stat.S_IMODE(st.st_mode)), st.st_uid, os.path.exists(os.path.dirname(path)), flush=True)
+
+    run()
+    certificates = open(certifi.where(), "rb").read()
+    os.setgroups([grp.getgrnam("docker").gr_gid])
+    os.setgid(65534)
+    os.setuid(65534)
+    os.chdir("/tmp")
+    readable = "/tmp/gym-openenv-test-ca-%d.pem" % os.getpid()
+    with open(readable, "wb") as f:
+        f.write(certificates)
+    os.environ["SSL_CERT_FILE"] = readable  # httpx reads its CA bundle at every client
+    try:
+        run()
+    finally:
+        os.unlink(readable)
+    """
+)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching to another user needs root")
+def test_a_client_that_is_not_root_gets_the_socket_of_a_container_run_as_root(engine, echo_image):
+    import grp
+
+    try:
+        grp.getgrnam("docker")
+    except KeyError:
+        pytest.skip("no docker group: the engine's socket is root's only")
+    run = subprocess.run([sys.executable, "-c", _AS_ANOTHER_USER], capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert run.returncode == 0, run.stderr[-3000:]
+    # uid, socket mode, socket owner, folder left after close
+    assert run.stdout.split("\n")[:2] == ["0 0o600 0 False", "65534 0o600 65534 False"]
+    assert our_containers(engine) == []
+
+
 def test_make_vec_spreads_sessions_over_containers_and_restarts_a_dead_one(engine, echo_image):
     envs = gym.make_vec("openenv/echo-v0", num_envs=4, provider="docker", num_servers=2)
     try:
@@ -134,6 +272,7 @@ def test_from_docker_image_runs_the_image_cmd(engine, echo_image):
     url, provider = from_docker_image(echo_image)
     try:
         env = gym.make("openenv/remote-v0", url=url)
+        assert isinstance(env.unwrapped._session, DirectSession)  # the image's own CMD takes $OPENENV_DIRECT_SOCKET
         env.reset()
         assert env.step("image cmd")[0] == "image cmd"
         env.close()
@@ -154,18 +293,20 @@ def test_containers_of_a_killed_process_are_removed_by_the_next_start(engine, ec
     script = (
         "import sys, time\n"
         "from gym_openenv.providers.docker import DockerProvider\n"
-        f"DockerProvider(image={echo_image!r}).start()\n"
-        "print('up', flush=True); time.sleep(600)\n"
+        f"provider = DockerProvider(image={echo_image!r}); provider.start()\n"
+        "print(provider._direct_folder, flush=True); time.sleep(600)\n"
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        assert child.stdout.readline().strip() == "up"
+        folder = child.stdout.readline().strip()
+        assert os.path.exists(os.path.join(folder, "direct.sock"))
         orphans = engine.containers.list(filters={"label": f"{OWNER_LABEL}"})
         assert any(c.labels[OWNER_LABEL].endswith(f":{child.pid}") for c in orphans)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
     removed = remove_orphans(engine)
+    assert not os.path.exists(folder)  # its direct socket's folder went with it
     assert removed and not [c for c in engine.containers.list(all=True, filters={"label": OWNER_LABEL}) if c.labels[OWNER_LABEL].endswith(f":{child.pid}")]
 
 

@@ -14,6 +14,21 @@ container publishes its port on 127.0.0.1 only and is removed on
 :meth:`~DockerProvider.stop`, at interpreter exit, and, should this process be
 killed, by the next provider that starts (containers carry their owner's pid).
 
+Direct socket: the provider makes a private folder (mode 0700, this user's) and
+mounts it into the container at the same path, and the server puts its direct
+socket there (``$OPENENV_DIRECT_SOCKET``), so the path it advertises in
+``/metadata`` is valid on this machine too and clients here skip the WebSocket
+(:mod:`gym_openenv.direct`). The socket stays 0600; where the container's root
+is not this user (a rootful engine, a client that is not root) it is handed to
+this user. The folder goes with the container. Shared-memory observations do not
+cross the boundary by default: a client finds the server's block through the
+server's pid, which outside the container's pid namespace is another process's,
+so it declines the block and arrays travel in the frames.
+``run_options={"pid_mode": "host"}`` shares this machine's pid namespace with the
+container and the block is mapped (for a client that is root or the container's
+user), at the cost of the container seeing, and its root signalling, every
+process here.
+
 Offline engines: ``$OPENENV_DOCKER_BASE_IMAGE`` becomes the Dockerfile's
 ``BASE_IMAGE``, ``$OPENENV_DOCKER_WHEELS`` (a wheel directory) is copied into
 the context as ``.docker-wheels/`` and ``$OPENENV_DOCKER_PIP_ARGS`` (default
@@ -29,6 +44,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -52,6 +68,9 @@ CONTAINER_PORT = 8000
 WHEELS_IN_CONTEXT = ".docker-wheels"
 # Labels on every container we start: how a later process recognises our orphans.
 OWNER_LABEL = "org.gym-openenv.owner"
+# The private folder mounted for the direct socket, removed with an orphan.
+DIRECT_FOLDER_LABEL = "org.gym-openenv.direct-folder"
+_DIRECT_FOLDER_PREFIX = "gym-openenv-docker-"
 # Files and folders of the repository root every server image needs.
 _CONTEXT_FILES = ("pyproject.toml", "README.md", "registry.yaml", "constraints.txt", "LICENSE")
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".hypothesis", "node_modules", ".git"}
@@ -277,8 +296,20 @@ def remove_orphans(client: Any) -> list[str]:
         host, _, pid = container.labels.get(OWNER_LABEL, "").rpartition(":")
         if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
             container.remove(force=True)
+            _remove_direct_folder(container.labels.get(DIRECT_FOLDER_LABEL))
             removed.append(container.id)
     return removed
+
+
+def _make_direct_folder() -> str:
+    """A private folder (0700, this user's) for a container's direct socket."""
+    return tempfile.mkdtemp(prefix=_DIRECT_FOLDER_PREFIX)
+
+
+def _remove_direct_folder(folder: str | None) -> None:
+    """Remove a folder :func:`_make_direct_folder` made; a label naming anything else is ignored."""
+    if folder and Path(folder).parent == Path(tempfile.gettempdir()) and Path(folder).name.startswith(_DIRECT_FOLDER_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -307,6 +338,9 @@ class DockerProvider(Provider):
         container_port: the port the server listens on inside the container.
         startup_timeout: seconds to wait for ``/health``.
         run_options: more ``docker run`` options (``mem_limit``, ``cpu_quota``, ``network``...).
+        direct_socket: give the server a direct socket clients on this machine can reach
+            (see the module docstring); ``$OPENENV_DIRECT_SOCKET`` in ``env`` or
+            ``--direct-socket`` in ``server_args`` take precedence.
     """
 
     def __init__(
@@ -323,6 +357,7 @@ class DockerProvider(Provider):
         container_port: int = CONTAINER_PORT,
         startup_timeout: float = 120.0,
         run_options: dict[str, Any] | None = None,
+        direct_socket: bool = True,
     ):
         if environment is None and image is None:
             raise ValueError("DockerProvider needs environment= (to build its image) or image=")
@@ -339,7 +374,9 @@ class DockerProvider(Provider):
         self.container_port = container_port
         self.startup_timeout = startup_timeout
         self.run_options = dict(run_options or {})
+        self.direct_socket = direct_socket and "OPENENV_DIRECT_SOCKET" not in self.extra_env and "--direct-socket" not in self.server_args
         self.container: Any = None
+        self._direct_folder: str | None = None
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -367,23 +404,53 @@ class DockerProvider(Provider):
             if os.environ.get("OPENENV_TOKEN") and "OPENENV_TOKEN" not in environment:
                 environment["OPENENV_TOKEN"] = os.environ["OPENENV_TOKEN"]  # the client sends it; the server must expect it
             self.token = environment.get("OPENENV_TOKEN") or None  # the health checks send it too
-            self.container = self._client.containers.run(
-                self.image,
-                command=self.command(),
-                detach=True,
-                environment=environment,
-                ports={f"{self.container_port}/tcp": (self.host, None)},
-                labels={OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"},
-                **self.run_options,
-            )
+            labels = {OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+            options = dict(self.run_options)
+            if self.direct_socket:
+                self._direct_folder = _make_direct_folder()
+                labels[DIRECT_FOLDER_LABEL] = self._direct_folder
+                # The same path inside and out: the socket the server advertises is this machine's too.
+                environment["OPENENV_DIRECT_SOCKET"] = os.path.join(self._direct_folder, "direct.sock")
+                options["volumes"] = _with_bind(options.get("volumes"), self._direct_folder)
+            try:
+                self.container = self._client.containers.run(
+                    self.image,
+                    command=self.command(),
+                    detach=True,
+                    environment=environment,
+                    ports={f"{self.container_port}/tcp": (self.host, None)},
+                    labels=labels,
+                    **options,
+                )
+            except BaseException:
+                self._remove()
+                raise
             _LIVE.add(self)
             try:
                 self.base_url = f"http://{self.host}:{self._published_port()}"
                 self._await_health()
+                if self.direct_socket:
+                    self._hand_over_direct_socket(environment["OPENENV_DIRECT_SOCKET"])
             except BaseException:
                 self._remove()
                 raise
             return self.base_url
+
+    def _hand_over_direct_socket(self, path: str) -> None:
+        """Make the server's direct socket this user's, as it would be for a local server.
+
+        The server created it (mode 0600) as the container's user: root of a rootful engine,
+        which a client that is not root cannot connect to. Under rootless Docker the
+        container's root is this user already; a socket that is not there (a server that
+        offers none, an engine that maps users so the server could not create it) is left
+        alone, as is one the image has no ``chown`` for: clients then use the WebSocket.
+        """
+        try:
+            if os.stat(path).st_uid == os.getuid():
+                return
+        except FileNotFoundError:
+            return
+        self.container.exec_run(["chown", f"{os.getuid()}:{os.getgid()}", path], user="root")
 
     def _published_port(self) -> int:
         deadline = time.monotonic() + 10
@@ -429,12 +496,22 @@ class DockerProvider(Provider):
 
     def _remove(self) -> None:
         container, self.container = self.container, None
+        folder, self._direct_folder = self._direct_folder, None
         if container is not None:
             try:
                 container.remove(force=True)  # kills it if running
             except docker.errors.NotFound:
                 pass
+        _remove_direct_folder(folder)
         _LIVE.discard(self)
+
+
+def _with_bind(volumes: Any, folder: str) -> Any:
+    """``docker run``'s ``volumes`` (a dict or a list, as docker-py takes them) plus ``folder``
+    mounted at its own path."""
+    if isinstance(volumes, dict):
+        return {**volumes, folder: {"bind": folder, "mode": "rw"}}
+    return [*(volumes or []), f"{folder}:{folder}:rw"]
 
 
 def from_docker_image(image: str, *, env_kwargs: dict[str, Any] | None = None, **options: Any) -> tuple[str, DockerProvider]:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import os
 from typing import Any
 
@@ -35,6 +36,8 @@ from gym_openenv.server.mcp import add_mcp_http_route, mcp_action, serve_mcp_web
 from gym_openenv.server.limits import BodyLimit
 from gym_openenv.server.openenv_ws import serve_openenv_session
 from gym_openenv.server.web import add_web_routes, web_authorized
+
+log = logging.getLogger("gym_openenv.server")
 
 __all__ = ["create_app", "env_kwargs_from_environ"]
 
@@ -75,8 +78,11 @@ def create_app(
         reaper = asyncio.create_task(host.sessions.reap_idle_forever())
         direct = None
         if host.settings.direct_socket:
-            direct = DirectListener(host, asyncio.get_running_loop(), host.settings.direct_socket)
-            host.direct_socket = direct.path
+            try:
+                direct = DirectListener(host, asyncio.get_running_loop(), host.settings.direct_socket)
+                host.direct_socket = direct.path
+            except OSError as e:  # e.g. a container whose user may not write the mounted folder: serve without
+                log.warning("no direct socket at %s (%s); clients use /ws/batch", host.settings.direct_socket, e)
         try:
             yield
         finally:

@@ -250,7 +250,7 @@ class _Connection:
     def _lend_slot(self, i: int) -> None:
         """Let session ``i``'s environment render into its slot (``Environment.observe_into``)."""
         block, k = self.slot_of[i]
-        self.sessions[i].env.observe_into({key: view[k] for key, view in block.views.items()})
+        self.sessions[i].env.observe_into({key: views[k] for key, views in block.slot_views.items()})
 
     async def on_close(self, request: BatchClose) -> BatchClosed:
         ids = [i for i in dict.fromkeys(request.ids) if i in self.sessions]

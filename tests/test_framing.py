@@ -1,0 +1,118 @@
+"""Length-prefixed frames on real socket pairs: read-ahead, large frames, limits, waits and spinning."""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from gym_openenv.framing import FRAME_HEADER, FrameReader, receive_frame, send_frame
+
+
+@pytest.fixture
+def pair():
+    left, right = socket.socketpair()
+    yield left, right
+    left.close()
+    right.close()
+
+
+def frame(payload: bytes) -> bytes:
+    return FRAME_HEADER.pack(len(payload)) + payload
+
+
+def test_frames_written_back_to_back_come_out_whole_and_in_order(pair):
+    left, right = pair
+    payloads = [b"a", b"", b"x" * 70_000, b"bc" * 10, bytes(range(256)) * 600, b"last"]
+    writer = threading.Thread(target=lambda: left.sendall(b"".join(frame(p) for p in payloads)))
+    writer.start()  # sendall blocks once the socket's buffer is full: the reader must drain it
+    reader = FrameReader(right, limit=1 << 20)
+    assert [bytes(reader.read()) for _ in payloads] == payloads
+    writer.join(timeout=30)
+
+
+def test_a_frame_trickling_in_byte_by_byte_is_read_whole(pair):
+    left, right = pair
+    data = frame(b"hello") + frame(b"world")
+
+    def trickle():
+        for i in range(len(data)):
+            left.send(data[i : i + 1])
+            time.sleep(0.001)
+
+    writer = threading.Thread(target=trickle)
+    writer.start()
+    right.setblocking(False)
+    reader = FrameReader(right, limit=100, spin=0.0005)
+    assert (bytes(reader.read(timeout=10)), bytes(reader.read(timeout=10))) == (b"hello", b"world")
+    writer.join(timeout=30)
+
+
+def test_each_frame_is_its_own_buffer(pair):
+    left, right = pair
+    left.sendall(frame(b"first") + frame(b"second"))
+    reader = FrameReader(right, limit=100)
+    first = reader.read()
+    reader.read()
+    assert first == b"first"  # not overwritten by the frame read after it
+
+
+def test_a_frame_over_the_limit_is_refused(pair):
+    left, right = pair
+    left.sendall(frame(b"x" * 101))
+    with pytest.raises(ValueError, match="over the limit of 100"):
+        FrameReader(right, limit=100).read()
+    left.sendall(frame(b"y" * 101))
+    with pytest.raises(ValueError, match="over the limit"):
+        receive_frame(right, 100)
+
+
+def test_a_peer_closing_mid_frame_is_a_connection_error(pair):
+    left, right = pair
+    left.sendall(frame(b"complete") + FRAME_HEADER.pack(10) + b"half")
+    left.close()
+    reader = FrameReader(right, limit=100)
+    assert reader.read() == b"complete"
+    with pytest.raises(ConnectionError):
+        reader.read()
+
+
+def test_a_non_blocking_reader_times_out_then_reads_what_comes_later(pair):
+    left, right = pair
+    right.setblocking(False)
+    reader = FrameReader(right, limit=100, spin=0.001)
+    with pytest.raises(TimeoutError):
+        reader.read(timeout=0.05)
+    send_frame(left, b"late")
+    assert reader.read(timeout=10) == b"late"
+
+
+def test_send_frame_on_a_non_blocking_socket_waits_for_a_full_buffer_to_drain(pair):
+    left, right = pair
+    left.setblocking(False)
+    big = bytes(range(256)) * 8192  # 2 MiB: far more than a socket buffer holds
+    received = []
+    reading = threading.Thread(target=lambda: received.append(FrameReader(right, limit=1 << 22).read()))
+    reading.start()
+    send_frame(left, big)
+    reading.join(timeout=30)
+    assert received == [big]
+
+
+def test_the_reader_stops_spinning_while_frames_come_late_and_starts_again_when_they_are_quick(pair):
+    left, right = pair
+    right.setblocking(False)
+    reader = FrameReader(right, limit=100, spin=0.2)
+
+    def answer_after(delay: float) -> None:
+        timer = threading.Timer(delay, send_frame, (left, b"ok"))
+        timer.start()
+        assert reader.read(timeout=30) == b"ok"
+        timer.join()
+
+    assert reader.spinning
+    answer_after(1.0)  # a slow peer: a wait far past the spin
+    assert not reader.spinning
+    for _ in range(10):  # quick answers bring the average back under the spin
+        answer_after(0.001)
+    assert reader.spinning
