@@ -39,6 +39,8 @@ __all__ = ["MIN_SHARED_BYTES", "ObservationSlots"]
 _ALIGN = 64
 _HEADER = 64  # the block starts with a random token, so a client knows it opened the right one
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+#: The name of our memfds, as /proc/<pid>/fd shows them ("/memfd:<name> (deleted)").
+_MEMFD_NAME = "gym-openenv-slots"
 #: arrays smaller than this travel in the frame: for them the socket is cheaper
 MIN_SHARED_BYTES = 4096
 
@@ -77,7 +79,7 @@ class ObservationSlots:
     def create(cls, fields: dict[str, tuple[str, tuple[int, ...]]], count: int) -> "ObservationSlots":
         """A new sealed block (server side). Raises OSError where memfds are unavailable."""
         _, size = _layout(fields, count)
-        fd = os.memfd_create("gym-openenv-slots", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        fd = os.memfd_create(_MEMFD_NAME, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(fd, size)
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
@@ -108,7 +110,12 @@ class ObservationSlots:
         """
         fields = {str(k): (str(d), tuple(s)) for k, (d, s) in description["fields"].items()}
         count, token = int(description["count"]), bytes(description["token"])
-        fd = os.open(f"/proc/{int(description['pid'])}/fd/{int(description['fd'])}", os.O_RDWR | os.O_CLOEXEC)
+        path = f"/proc/{int(description['pid'])}/fd/{int(description['fd'])}"
+        # Another pid namespace's pid (a container's server says 1) names some other process here:
+        # open nothing that is not a block of ours (a device, a pipe, a terminal), and never wait on it.
+        if not os.readlink(path).startswith(f"/memfd:{_MEMFD_NAME} "):
+            raise ValueError(f"{path} is not a gym_openenv shared block")
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
         try:
             _, size = _layout(fields, count)
             if os.fstat(fd).st_size != size:

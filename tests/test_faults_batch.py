@@ -177,6 +177,26 @@ def test_a_client_cannot_shrink_the_block_under_the_server():
         assert not [p for p in os.listdir("/dev/shm") if "gym-openenv" in p and str(server.pid) in p]
 
 
+def test_a_block_description_naming_anything_but_a_block_of_ours_is_refused_unopened():
+    """A container's server reports its pid inside the container (1): here that is another
+    process, whose descriptors (a pipe, a terminal, a device) must not be opened."""
+    read_end, write_end = os.pipe()
+    try:
+        description = {"pid": os.getpid(), "fd": read_end, "token": b"x" * 16, "count": 1, "fields": {"screen": ["|u1", [210, 160, 3]]}}
+        with pytest.raises(ValueError, match="is not a gym_openenv shared block"):
+            ObservationSlots.open(description)
+        own = ObservationSlots.create({"screen": ("|u1", (210, 160, 3))}, 1)
+        try:  # a real block of ours, with the wrong token: opened, then refused
+            with pytest.raises(ValueError, match="token mismatch"):
+                ObservationSlots.open({**own.describe(), "token": b"y" * 16})
+            ObservationSlots.open(own.describe()).close()
+        finally:
+            own.close()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 # 18.7: malformed frames get an error reply; oversize replies are reported as such
 
 

@@ -105,8 +105,6 @@ class DirectListener:
         self.host = host
         self.loop = loop
         self.path = path
-        timeout = host.settings.step_timeout
-        self.watchdog = None if timeout is None else _Watchdog(interval=min(0.05, timeout / 10))
         self._connections: set["_DirectConnection"] = set()
         self._lock = threading.Lock()
         if os.path.exists(path):
@@ -115,9 +113,14 @@ class DirectListener:
         old_mask = os.umask(0o177)  # created 0600: the socket is as private as the token
         try:
             self._socket.bind(path)
+        except OSError:
+            self._socket.close()
+            raise
         finally:
             os.umask(old_mask)
         self._socket.listen(256)
+        timeout = host.settings.step_timeout  # the watchdog only once the socket exists (a failed bind leaves no thread)
+        self.watchdog = None if timeout is None else _Watchdog(interval=min(0.05, timeout / 10))
         self._accepting = threading.Thread(target=self._accept, name="openenv-direct-accept", daemon=True)
         self._accepting.start()
 
