@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Unix socket of the direct transport for clients on this machine: a path, 'auto' "
         "(beside --uds, else a private temporary folder) or 'off' (default: $OPENENV_DIRECT_SOCKET or auto)",
     )
+    p.add_argument(
+        "--cpu-policy", choices=("batch", "normal"), default=os.environ.get("OPENENV_CPU_POLICY", "batch"),
+        help="Linux scheduling policy: 'batch' (SCHED_BATCH: a woken server does not preempt the client that "
+        "woke it, which may have more requests to send) or 'normal' (default: $OPENENV_CPU_POLICY or batch)",
+    )
     p.add_argument("--parent-pid", type=int, help="exit when this process dies")
     p.add_argument("--log-level", default="warning")
     return p.parse_args(argv)
@@ -116,8 +121,23 @@ def _kill_descendants() -> None:
             pass  # ended by itself
 
 
+def _set_cpu_policy(policy: str) -> None:
+    """SCHED_BATCH for this thread and every thread and process started after it (they inherit it).
+
+    A client on this machine that wakes a server (sends it a request) is otherwise preempted
+    by it at once: a vector env sending to two servers measured ~240 us per send here, the
+    second server starting that much later, instead of ~30 us.
+    """
+    if policy == "batch" and hasattr(os, "SCHED_BATCH"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except OSError:  # not allowed here (a seccomp profile, say): the normal policy serves too
+            pass
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    _set_cpu_policy(args.cpu_policy)  # first: threads started from here on inherit it
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else env_kwargs_from_environ()
     settings = ServerSettings.from_environ(
         max_sessions=args.max_sessions,
