@@ -50,7 +50,9 @@ SPIN = 0.001
 def spin_for(servers: int) -> float:
     """How long to spin for replies from ``servers`` busy servers: :data:`SPIN` while each
     of them and the caller can have a CPU of this process's own; else 0 (a spinning caller
-    would take CPU from the servers it waits for)."""
+    would take CPU from the servers it waits for). Servers may always spin for the next
+    request (``server_spin``): while they wait, the caller's work is all there is to run,
+    and a spinning server yields its CPU every few microseconds."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return SPIN if servers < cpus else 0.0
 
@@ -63,6 +65,7 @@ def connect_direct(
     token: str | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     spin: float = 0.0,
+    server_spin: float = 0.0,
 ) -> "DirectConnection | None":
     """A connection to the direct socket ``metadata`` (the server's ``/metadata``) names, if it is in reach.
 
@@ -72,7 +75,7 @@ def connect_direct(
     if not DirectSession.reachable(metadata, base_url):
         return None
     path = metadata["direct_socket"]
-    connection = DirectConnection(path, metadata.get("server_id"), timeout=timeout, token=token, max_message_bytes=max_message_bytes, spin=spin)
+    connection = DirectConnection(path, metadata.get("server_id"), timeout=timeout, token=token, max_message_bytes=max_message_bytes, spin=spin, server_spin=server_spin)
     try:
         connection.connect()
     except (OSError, ConnectionLost, ValueError):
@@ -88,8 +91,8 @@ class DirectConnection:
     connection (the next call raises :class:`~gym_openenv.ConnectionLost`).
 
     ``spin``: seconds a caller waiting for a reply polls the socket before it sleeps
-    (:class:`~gym_openenv.framing.FrameReader`; the server is asked to wait for the next
-    request the same way). A reply that comes meanwhile is read without waking a
+    (:class:`~gym_openenv.framing.FrameReader`); ``server_spin``: the same for the server
+    waiting for the next request (asked for in the hello). A reply that comes meanwhile is read without waking a
     sleeping thread, which on a virtual machine means an interrupt to an idle CPU:
     worth it for one environment that answers in a few hundred microseconds, while
     its server has a CPU to itself.
@@ -104,6 +107,7 @@ class DirectConnection:
         token: str | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         spin: float = 0.0,
+        server_spin: float = 0.0,
     ):
         self.path = path
         self.server_id = server_id
@@ -111,6 +115,7 @@ class DirectConnection:
         self.token = token
         self.max_message_bytes = max_message_bytes
         self.spin = spin
+        self.server_spin = server_spin
         self._sock: socket.socket | None = None
         self._replies: FrameReader | None = None
         self._closed_because: str | None = None
@@ -127,7 +132,7 @@ class DirectConnection:
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.path)
-            send_frame(sock, encode_msgpack(DirectHello.model_construct(token=self.token, max_reply_bytes=self.max_message_bytes, spin=self.spin, seq=0).wire()))
+            send_frame(sock, encode_msgpack(DirectHello.model_construct(token=self.token, max_reply_bytes=self.max_message_bytes, spin=self.server_spin, seq=0).wire()))
             welcome = decode_msgpack(receive_frame(sock, 64 * 1024))
         except BaseException:
             sock.close()
@@ -258,7 +263,7 @@ class DirectSession:
         if self.connected:
             return self
         self._drop()
-        connection = connect_direct(self.metadata, self.base_url, timeout=self.timeout, token=self.token, spin=spin_for(1))
+        connection = connect_direct(self.metadata, self.base_url, timeout=self.timeout, token=self.token, spin=spin_for(1), server_spin=SPIN)
         if connection is None:
             raise ConnectionLost(f"the direct socket of {self.base_url} is out of reach")
         try:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gym_openenv.client import MAX_MESSAGE_BYTES, AsyncSession, BatchConnection, fetch_json, opening, run_async, same_machine
-from gym_openenv.direct import DirectConnection, connect_direct, spin_for
+from gym_openenv.direct import SPIN, DirectConnection, connect_direct, spin_for
 from gym_openenv.errors import CapacityReached, ConnectionLost, OpenEnvError, RequestTimeout, ServerError
 from gym_openenv.protocol import BATCH_CAPABILITY, BatchReset, BatchResult, BatchStep, RowError
 from gym_openenv.shm import ObservationSlots
@@ -354,7 +354,7 @@ class SessionPool:
         if self.direct:
             connection = await asyncio.to_thread(
                 connect_direct, meta, url, timeout=self.timeout, token=self.token, max_message_bytes=self.max_message_bytes,
-                spin=spin_for(len(self.urls)),
+                spin=spin_for(len(self.urls)), server_spin=SPIN,
             )
             if connection is not None:
                 return connection
