@@ -221,3 +221,41 @@ def test_a_stopping_server_closes_an_environment_only_after_its_running_step(tmp
         server.stop()  # SIGTERM: the server shuts down with the step still running
     lines = log.read_text().splitlines()
     assert "close during step" not in lines and lines.count("close") == 2  # the startup probe's, the session's
+
+
+def test_a_spinning_client_and_server_answer_the_same_and_a_bad_spin_is_refused(faulty_server):
+    """Spinning (both sides polling instead of sleeping) changes when, never what."""
+    quiet, spinning = direct(faulty_server), direct(faulty_server, spin=0.001, server_spin=0.001)
+    try:
+        for connection in (quiet, spinning):
+            ids = open_sessions(connection, 2)
+            connection.call(BatchReset.model_construct(ids=ids, seeds=[0, 1], options=None))
+            replies = [step(connection, ids, ["ok", "ok"]) for _ in range(50)]
+            assert [r.errors for r in replies] == [[]] * 50
+            connection.result = [r.observation for r in replies]
+        assert same(quiet.result, spinning.result)
+    finally:
+        quiet.close_now()
+        spinning.close_now()
+    path = metadata(faulty_server)["direct_socket"]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(path)
+        send_frame(sock, encode_msgpack({"type": "hello", "seq": 0, "spin": -1.0}))
+        assert decode_msgpack(receive_frame(sock, 1 << 20))["data"]["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize("policy, expected", [(None, os.SCHED_BATCH), ("normal", os.SCHED_OTHER)])
+def test_a_server_runs_its_threads_as_batch_work_unless_told_otherwise(policy, expected):
+    args = [] if policy is None else ["--cpu-policy", policy]
+    with LocalProcessProvider(ECHO, server_args=args) as server:
+        env = gym.make("openenv/remote-v0", url=server.base_url)
+        try:
+            env.reset(seed=0)
+            env.step("hi")  # the direct connection's thread exists now
+            pid = server.pid
+            policies = {int(t): os.sched_getscheduler(int(t)) for t in os.listdir(f"/proc/{pid}/task")}
+        finally:
+            env.close()
+    assert policies[pid] == expected  # the main thread, and every thread started after it, inherit it
+    assert sum(p != expected for p in policies.values()) <= 1  # one may predate main(), started by an import
