@@ -43,8 +43,20 @@ __all__ = ["DirectConnection", "DirectSession", "connect_direct", "spin_for"]
 
 DEFAULT_TIMEOUT = 60.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-#: Seconds a caller polls for a reply before it sleeps in the kernel (see :class:`DirectConnection`).
-SPIN = 0.001
+#: Seconds a caller polls for a reply, and a server for the next request, before sleeping in
+#: the kernel (see :class:`DirectConnection`); ``$OPENENV_SPIN`` sets it, 0 turns spinning off.
+def _spin_from_environ(default: float = 0.001) -> float:
+    text = os.environ.get("OPENENV_SPIN", "").strip()
+    try:
+        seconds = float(text) if text else default
+    except ValueError:
+        seconds = -1.0
+    if not 0.0 <= seconds <= 0.1:
+        raise ValueError(f"OPENENV_SPIN={text!r}: give seconds from 0 (no spinning) to 0.1")
+    return seconds
+
+
+SPIN = _spin_from_environ()
 
 
 def spin_for(servers: int) -> float:
