@@ -465,7 +465,7 @@ def opening(n: int, shared_memory: bool, max_reply_bytes: int) -> "Exchange[tupl
     if opened.shm is None:
         return opened.ids, None
     try:
-        return opened.ids, ObservationSlots.open(opened.shm)
+        return opened.ids, ObservationSlots.open(opened.shm, opened.fd)
     except (OSError, ValueError, KeyError, TypeError):
         yield BatchClose.model_construct(ids=opened.ids)
         opened = yield BatchOpen.model_construct(n=n, shm=False, max_reply_bytes=max_reply_bytes)

@@ -27,6 +27,7 @@ from gym_openenv.framing import FrameReader, receive_frame, send_frame
 from gym_openenv.protocol import (
     BatchClose,
     BatchClosed,
+    BatchOpened,
     BatchRequest,
     BatchReset,
     BatchState,
@@ -134,6 +135,8 @@ class DirectConnection:
         self._seq = 0
         #: seq -> its reply (None until it came), for every request sent and not yet received
         self._waiting: dict[int, Any] = {}
+        #: seqs of requests whose reply may bring a shared block's descriptor (opening with shm)
+        self._bringing_fds: set[int] = set()
         self._lock = threading.Lock()
 
     def connect(self) -> "DirectConnection":
@@ -176,6 +179,9 @@ class DirectConnection:
             self._seq += 1
             wire = message.wire() if isinstance(message, BatchRequest) else message
             wire["seq"] = seq = self._seq
+            if wire.get("type") == "open" and wire.get("shm"):
+                self._bringing_fds.add(seq)
+                self._replies.take_fds = True
             try:
                 send_frame(self._sock, encode_msgpack(wire))
             except OSError as e:
@@ -212,11 +218,23 @@ class DirectConnection:
             raise ConnectionLost(f"connection to the server closed: {e}") from e
         reply = decode_batch_reply(raw)
         reply_seq = reply.get("seq") if isinstance(reply, dict) else reply.seq
+        if self._bringing_fds:
+            self._claim_fd(reply, reply_seq)
         oldest = next(s for s, r in self._waiting.items() if r is None)  # answered in the order sent
         if reply_seq != oldest:  # cannot happen with a conforming server; never pass it on as another's
             self._drop(f"reply {reply_seq} to request {oldest}")
             raise ConnectionLost(f"the server answered request {oldest} with a reply to {reply_seq}; the connection was closed")
         self._waiting[oldest] = reply  # kept until its receive() claims it
+
+    def _claim_fd(self, reply: Any, seq: Any) -> None:
+        """Give an opened reply the descriptor of its shared block, which came with its frame."""
+        if seq in self._bringing_fds:
+            self._bringing_fds.discard(seq)
+            if isinstance(reply, BatchOpened) and reply.shm and self._replies.fds:
+                reply.fd = self._replies.fds.pop(0)
+        self._replies.take_fds = bool(self._bringing_fds)
+        if not self._bringing_fds:
+            self._replies.close_fds()  # none may be left: a descriptor no reply claimed
 
     def call(self, message: "BatchRequest | dict[str, Any]", timeout: float | None = None) -> Any:
         """Send ``message`` and wait for its reply."""
@@ -227,6 +245,8 @@ class DirectConnection:
         self._closed_because = why
         if sock is not None:
             sock.close()
+        if self._replies is not None:
+            self._replies.close_fds()
 
     def close_now(self) -> None:
         """Close the connection and with it every session on it (idempotent)."""

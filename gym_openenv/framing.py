@@ -14,6 +14,7 @@ Both sides of :mod:`gym_openenv.direct` use this module:
   (on a virtual machine, an interrupt to an idle CPU) on the waiting side.
 """
 
+import array
 import os
 import select
 import socket
@@ -34,12 +35,28 @@ _yield = getattr(os, "sched_yield", lambda: None)
 #: shares its CPU, rarely enough not to pay a trip through the scheduler per try (0.56x -> 0.66x
 #: of in-process ALE for one Atari env here, when yielding at every try).
 _YIELD_EVERY = 8
+#: Descriptors one read takes with it (more are closed by the kernel); a frame passes one.
+_MAX_FDS = 4
+_FD_SIZE = array.array("i").itemsize  # a descriptor is passed as a C int
 
 
-def send_frame(sock: socket.socket, payload: bytes) -> None:
-    """One frame on a stream socket (blocking, with a timeout, or non-blocking: then it waits in ``poll``)."""
+def send_frame(sock: socket.socket, payload: bytes, fds: list[int] | None = None) -> None:
+    """One frame on a stream socket (blocking, with a timeout, or non-blocking: then it waits in ``poll``).
+
+    ``fds``: file descriptors to pass with the frame (Unix sockets; a :class:`FrameReader`
+    with ``take_fds`` set receives them in :attr:`FrameReader.fds`).
+    """
     header = FRAME_HEADER.pack(len(payload))
-    if len(payload) <= _SMALL_FRAME:
+    if fds:
+        data = header + payload
+        while True:
+            try:
+                sent = socket.send_fds(sock, [data], fds)  # the descriptors ride with the first byte
+                break
+            except BlockingIOError:
+                _wait_writable(sock)
+        _send_all(sock, data[sent:])
+    elif len(payload) <= _SMALL_FRAME:
         _send_all(sock, header + payload)  # one write: a small copy beats a second system call
     else:
         _send_all(sock, header)
@@ -55,9 +72,13 @@ def _send_all(sock: socket.socket, data: bytes) -> None:
         try:
             sent += sock.send(view[sent:])
         except BlockingIOError:  # the peer's buffer is full: wait until it reads
-            writable = select.poll()
-            writable.register(sock, select.POLLOUT)
-            writable.poll()
+            _wait_writable(sock)
+
+
+def _wait_writable(sock: socket.socket) -> None:
+    writable = select.poll()
+    writable.register(sock, select.POLLOUT)
+    writable.poll()
 
 
 def receive_frame(sock: socket.socket, limit: int) -> bytearray:
@@ -109,6 +130,10 @@ class FrameReader:
         self.sock = sock
         self.limit = limit
         self.spin = spin
+        #: receive file descriptors passed with the frames (``recvmsg``), into :attr:`fds`
+        self.take_fds = False
+        #: descriptors received and not yet claimed, in the order they came (the caller owns them)
+        self.fds: list[int] = []
         self._typical_wait = 0.0
         self._buffer = bytearray(_READ_AHEAD)
         self._view = memoryview(self._buffer)
@@ -155,9 +180,8 @@ class FrameReader:
 
     def _receive(self, into: memoryview, timeout: float | None, spin: float) -> int:
         """Bytes read into ``into`` (at least one); a non-blocking socket is tried, spun on, then waited for."""
-        sock = self.sock
         try:
-            count = sock.recv_into(into)
+            count = self._recv_into(into)
         except BlockingIOError:  # non-blocking and nothing there yet
             count = self._receive_later(into, timeout, spin)
         if not count:
@@ -165,14 +189,14 @@ class FrameReader:
         return count
 
     def _receive_later(self, into: memoryview, timeout: float | None, spin: float) -> int:
-        sock, began = self.sock, time.perf_counter()
+        began = time.perf_counter()
         try:
             if spin > 0.0:  # each try is a system call that does not sleep
                 deadline = began + spin
                 tries = 0
                 while time.perf_counter() < deadline:
                     try:
-                        return sock.recv_into(into)
+                        return self._recv_into(into)
                     except BlockingIOError:
                         tries += 1
                         if tries % _YIELD_EVERY == 0:
@@ -181,8 +205,25 @@ class FrameReader:
                 if not self._readable.poll(None if timeout is None else timeout * 1000):
                     raise TimeoutError(f"no frame within {timeout}s")
                 try:
-                    return sock.recv_into(into)
+                    return self._recv_into(into)
                 except BlockingIOError:  # readable, then not (cannot happen on a Unix socket): wait again
                     continue
         finally:
             self._typical_wait += 0.25 * (time.perf_counter() - began - self._typical_wait)
+
+    def _recv_into(self, into: memoryview) -> int:
+        if not self.take_fds:
+            return self.sock.recv_into(into)
+        count, ancillary, _, _ = self.sock.recvmsg_into([into], socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE))
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(data[: len(data) - len(data) % _FD_SIZE])
+                self.fds += fds.tolist()
+        return count
+
+    def close_fds(self) -> None:
+        """Close the descriptors received and not claimed."""
+        fds, self.fds = self.fds, []
+        for fd in fds:
+            os.close(fd)

@@ -323,6 +323,11 @@ class BatchOpened:
     shm: dict[str, Any] | None = None
     seq: int | None = None
     type: str = "opened"
+    #: the block's descriptor, when it came with the frame (direct connections); the client's, never on the wire
+    fd: int | None = field(default=None, repr=False)
+
+    def wire(self) -> dict[str, Any]:
+        return {"ids": self.ids, "shm": self.shm, "seq": self.seq, "type": self.type}
 
 
 @dataclass

@@ -4,8 +4,9 @@ The *server* creates the block (a sealed ``memfd``: it has no name in
 ``/dev/shm``, and nobody, its creator included, can shrink or grow it), one
 slot per session for every large array field, and describes it in its
 ``opened`` reply: its pid, file descriptor, layout and a random token written
-into the block's header. A client on the same machine opens
-``/proc/<pid>/fd/<fd>``, checks the seals, the size and the token, and then
+into the block's header. On a direct socket the descriptor itself comes with that
+reply (``SCM_RIGHTS``: any pid namespace or user); elsewhere a client on the same
+machine opens ``/proc/<pid>/fd/<fd>``. It checks the seals, the size and the token, and then
 reads each step's arrays from the slots while the reply carries headers only.
 A client that cannot open it (another machine, a container or sandbox with its
 own pid namespace, another user) says so by not asking for shared arrays, and
@@ -101,21 +102,28 @@ class ObservationSlots:
         }
 
     @classmethod
-    def open(cls, description: dict[str, Any]) -> "ObservationSlots":
-        """Open a server's block (client side).
+    def open(cls, description: dict[str, Any], fd: int | None = None) -> "ObservationSlots":
+        """Open a server's block (client side): ``fd`` if the server passed its descriptor
+        (it is then the block's, closed with it), else through ``/proc/<pid>/fd``.
 
         Raises:
             OSError: the block is out of reach (another machine or pid namespace, another user).
             ValueError: what was opened is not that block (wrong token, size or seals).
         """
-        fields = {str(k): (str(d), tuple(s)) for k, (d, s) in description["fields"].items()}
-        count, token = int(description["count"]), bytes(description["token"])
-        path = f"/proc/{int(description['pid'])}/fd/{int(description['fd'])}"
-        # Another pid namespace's pid (a container's server says 1) names some other process here:
-        # open nothing that is not a block of ours (a device, a pipe, a terminal), and never wait on it.
-        if not os.readlink(path).startswith(f"/memfd:{_MEMFD_NAME} "):
-            raise ValueError(f"{path} is not a gym_openenv shared block")
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            fields = {str(k): (str(d), tuple(s)) for k, (d, s) in description["fields"].items()}
+            count, token = int(description["count"]), bytes(description["token"])
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        if fd is None:
+            path = f"/proc/{int(description['pid'])}/fd/{int(description['fd'])}"
+            # Another pid namespace's pid (a container's server says 1) names some other process here:
+            # open nothing that is not a block of ours (a device, a pipe, a terminal), and never wait on it.
+            if not os.readlink(path).startswith(f"/memfd:{_MEMFD_NAME} "):
+                raise ValueError(f"{path} is not a gym_openenv shared block")
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
         try:
             _, size = _layout(fields, count)
             if os.fstat(fd).st_size != size:

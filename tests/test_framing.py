@@ -1,5 +1,6 @@
 """Length-prefixed frames on real socket pairs: read-ahead, large frames, limits, waits and spinning."""
 
+import os
 import socket
 import threading
 import time
@@ -116,3 +117,25 @@ def test_the_reader_stops_spinning_while_frames_come_late_and_starts_again_when_
     for _ in range(10):  # quick answers bring the average back under the spin
         answer_after(0.001)
     assert reader.spinning
+
+
+def test_descriptors_passed_with_a_frame_arrive_with_it_and_unclaimed_ones_can_be_closed(pair):
+    left, right = pair
+    read_end, write_end = os.pipe()
+    try:
+        send_frame(left, b"plain")
+        send_frame(left, b"with a pipe", fds=[read_end])
+        send_frame(left, b"plain again")
+        reader = FrameReader(right, limit=100)
+        reader.take_fds = True
+        assert [bytes(reader.read()) for _ in range(3)] == [b"plain", b"with a pipe", b"plain again"]
+        (received,) = reader.fds
+        os.write(write_end, b"ok")
+        assert os.read(received, 2) == b"ok"  # the same pipe, through another descriptor
+        reader.close_fds()
+        assert reader.fds == []
+        with pytest.raises(OSError):
+            os.fstat(received)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -112,9 +112,10 @@ def metadata(url: str) -> dict:
 
 
 def test_clients_here_reach_a_container_over_its_direct_socket_with_the_same_frames(engine):
-    """gym.make and make_vec on a docker server take its direct socket, and their Atari
-    rollouts are the WebSocket's (``direct=False``), frame for frame."""
-    # shared_memory=False: the server's block is out of reach across the pid namespace (see the shm test below).
+    """gym.make and make_vec on a docker server take its direct socket, where the server's
+    shared block comes with the descriptor passed over the socket (no /proc lookup across the
+    pid namespace), and their Atari rollouts are the WebSocket's (``direct=False``, frames in
+    the messages), frame for frame."""
     with DockerProvider(ATARI, {"game": "pong"}) as provider:
         url = provider.base_url
         path = metadata(url)["direct_socket"]
@@ -127,11 +128,14 @@ def test_clients_here_reach_a_container_over_its_direct_socket_with_the_same_fra
         assert stat.S_ISSOCK(socket_stat.st_mode) and stat.S_IMODE(socket_stat.st_mode) == 0o600 and socket_stat.st_uid == os.getuid()
         rollouts = {}
         for transport in (True, False):
-            env = gym.make("openenv/atari-v0", url=url, direct=transport, shared_memory=False)
-            envs = gym.make_vec("openenv/atari-v0", num_envs=2, url=url, direct=transport, shared_memory=False)
+            env = gym.make("openenv/atari-v0", url=url, direct=transport)
+            envs = gym.make_vec("openenv/atari-v0", num_envs=2, url=url, direct=transport)
             try:
                 assert isinstance(env.unwrapped._session, DirectSession) is transport
                 assert envs.unwrapped._pool.all_direct is transport
+                if transport:  # the block is mapped on the direct path; over the WebSocket it is declined
+                    assert env.unwrapped._session._slots is not None
+                    assert [server.slots is not None for server in envs.unwrapped._pool.servers] == [True]
                 frames = [env.reset(seed=3)[0]]
                 batches = [envs.reset(seed=5)[0]]
                 rng = np.random.default_rng(0)
@@ -148,13 +152,15 @@ def test_clients_here_reach_a_container_over_its_direct_socket_with_the_same_fra
 
 
 def test_shared_memory_crosses_into_a_container_that_shares_the_host_pid_namespace(engine):
-    """The opt-in documented in the provider: with ``pid_mode="host"`` the pid in the server's
+    """Over the WebSocket (no descriptor passing), with ``pid_mode="host"`` the pid in the server's
     block description is this machine's, so the client maps the block; frames match a local server."""
-    docker_env = gym.make("openenv/atari-v0", provider="docker", game="pong", provider_options={"run_options": {"pid_mode": "host"}})
+    docker_env = gym.make(
+        "openenv/atari-v0", provider="docker", game="pong", direct=False, provider_options={"run_options": {"pid_mode": "host"}}
+    )
     local_env = gym.make("openenv/atari-v0", game="pong")
     try:
         session = docker_env.unwrapped._session
-        assert isinstance(session, DirectSession) and session._slots is not None
+        assert not isinstance(session, DirectSession) and session._slots is not None
         assert session._slots.pid == docker_env.unwrapped._provider.container.attrs["State"]["Pid"]
         np.testing.assert_array_equal(docker_env.reset(seed=4)[0], local_env.reset(seed=4)[0])
         for action in [1, 2, 3, 0, 4, 5] * 2:

@@ -20,10 +20,11 @@ socket there (``$OPENENV_DIRECT_SOCKET``), so the path it advertises in
 ``/metadata`` is valid on this machine too and clients here skip the WebSocket
 (:mod:`gym_openenv.direct`). The socket stays 0600; where the container's root
 is not this user (a rootful engine, a client that is not root) it is handed to
-this user. The folder goes with the container. Shared-memory observations do not
-cross the boundary by default: a client finds the server's block through the
-server's pid, which outside the container's pid namespace is another process's,
-so it declines the block and arrays travel in the frames.
+this user. The folder goes with the container. Shared-memory observations cross
+the boundary on the direct socket, where the server passes its block's descriptor
+with the reply that opens the sessions. Over the WebSocket a client finds the
+block through the server's pid, which outside the container's pid namespace is
+another process's, so it declines the block and arrays travel in the frames;
 ``run_options={"pid_mode": "host"}`` shares this machine's pid namespace with the
 container and the block is mapped (for a client that is root or the container's
 user), at the cost of the container seeing, and its root signalling, every

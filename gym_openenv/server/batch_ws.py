@@ -510,7 +510,7 @@ def parse_frame(raw: bytes | bytearray | None) -> tuple[int | None, Any] | bytes
 def reply_frame(connection: _Connection, reply: Any, seq: int | None) -> bytes:
     """A reply model -> its frame, or ``MESSAGE_TOO_LARGE`` when it is over the client's limit."""
     reply.seq = seq
-    frame = encode_msgpack(reply.wire() if isinstance(reply, BatchResult) else reply.__dict__)
+    frame = encode_msgpack(reply.wire() if isinstance(reply, (BatchResult, BatchOpened)) else reply.__dict__)
     limit = connection.max_reply_bytes
     if limit is not None and len(frame) > limit:
         return encode_msgpack(error_reply(

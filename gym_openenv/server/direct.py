@@ -38,6 +38,7 @@ import pydantic
 
 from gym_openenv.framing import FrameReader, receive_frame, send_frame
 from gym_openenv.protocol import (
+    BatchOpened,
     DirectHello,
     DirectWelcome,
     ErrorCode,
@@ -229,7 +230,10 @@ class _DirectConnection:
         except _BatchError as e:
             self._send(encode_msgpack(error_reply(e.code, str(e), seq)))
             return
-        self._send(reply_frame(self.batch, reply, seq))
+        # A new shared block goes with its reply: the client maps the descriptor itself, from
+        # any pid namespace or user (a container's server), with no /proc lookup.
+        block_fd = reply.shm["fd"] if isinstance(reply, BatchOpened) and reply.shm else None
+        self._send(reply_frame(self.batch, reply, seq), None if block_fd is None else [block_fd])
 
     def _drive(self, plan: Plan, seq: int | None, results: list[Any] | None = None) -> None:
         """Run ``plan`` (from its start, or on from ``results`` of its current job) and send its reply."""
@@ -296,8 +300,8 @@ class _DirectConnection:
         """Run ``coro`` on the server's event loop (session table, new environments) and wait."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(_LOOP_CALL_TIMEOUT)
 
-    def _send(self, frame: bytes) -> None:
-        send_frame(self.sock, frame)
+    def _send(self, frame: bytes, fds: list[int] | None = None) -> None:
+        send_frame(self.sock, frame, fds)
 
     def hang_up(self) -> None:
         try:
