@@ -175,8 +175,9 @@ class _Channel:
 
     async def receive(self, timeout: float | None = None) -> dict[str, Any]:
         try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout or self.timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout or self.timeout):  # wait_for would make a task per reply (~15 us more)
+                raw = await self.ws.recv()
+        except TimeoutError:
             raise RequestTimeout(f"no reply from the server within {timeout or self.timeout}s") from None
         except websockets.exceptions.ConnectionClosed as e:
             raise ConnectionLost(f"connection to the server closed: {e}") from e
@@ -315,8 +316,9 @@ class BatchConnection:
                     raise refused from e
                 raise ConnectionLost(f"connection to the server closed: {e}") from e
             try:
-                raw = await asyncio.wait_for(self._ws.recv(), timeout or self.timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout or self.timeout):  # no task per reply, as wait_for makes
+                    raw = await self._ws.recv()
+            except TimeoutError:
                 await self._drop(f"no reply within {timeout or self.timeout}s")
                 raise RequestTimeout(f"no reply from the server within {timeout or self.timeout}s; the connection was closed") from None
             except websockets.exceptions.ConnectionClosed as e:
