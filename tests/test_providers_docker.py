@@ -88,19 +88,22 @@ def test_a_token_protected_container_becomes_healthy_and_refuses_wrong_tokens(en
     assert our_containers(engine) == []
 
 
+def assert_same_play(env, reference, seed: int, rounds: int) -> None:
+    """``env`` and ``reference`` give the same frames, rewards and flags from ``seed`` on."""
+    np.testing.assert_array_equal(env.reset(seed=seed)[0], reference.reset(seed=seed)[0])
+    for action in [1, 2, 3, 0, 4, 5] * rounds:
+        got, expected = env.step(action), reference.step(action)
+        np.testing.assert_array_equal(got[0], expected[0])
+        assert got[1:4] == expected[1:4]
+
+
 def test_atari_pong_in_a_container_matches_the_local_server(engine):
     docker_env = gym.make("openenv/atari-v0", provider="docker", game="pong")
     local_env = gym.make("openenv/atari-v0", game="pong")
     try:
         assert docker_env.action_space == gym.spaces.Discrete(6)
         assert docker_env.observation_space == local_env.observation_space
-        obs_d, _ = docker_env.reset(seed=3)
-        obs_l, _ = local_env.reset(seed=3)
-        np.testing.assert_array_equal(obs_d, obs_l)
-        for action in [1, 2, 3, 0, 4, 5] * 3:
-            step_d, step_l = docker_env.step(action), local_env.step(action)
-            np.testing.assert_array_equal(step_d[0], step_l[0])
-            assert step_d[1:4] == step_l[1:4]
+        assert_same_play(docker_env, local_env, seed=3, rounds=3)
     finally:
         docker_env.close()
         local_env.close()
@@ -162,11 +165,7 @@ def test_shared_memory_crosses_into_a_container_that_shares_the_host_pid_namespa
         session = docker_env.unwrapped._session
         assert not isinstance(session, DirectSession) and session._slots is not None
         assert session._slots.pid == docker_env.unwrapped._provider.container.attrs["State"]["Pid"]
-        np.testing.assert_array_equal(docker_env.reset(seed=4)[0], local_env.reset(seed=4)[0])
-        for action in [1, 2, 3, 0, 4, 5] * 2:
-            step_d, step_l = docker_env.step(action), local_env.step(action)
-            np.testing.assert_array_equal(step_d[0], step_l[0])
-            assert step_d[1:4] == step_l[1:4]
+        assert_same_play(docker_env, local_env, seed=4, rounds=2)
     finally:
         docker_env.close()
         local_env.close()
