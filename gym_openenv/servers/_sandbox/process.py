@@ -340,23 +340,34 @@ class SandboxProcess:
             self._program_pid = children[0].pid if children else None
         return self._program_pid
 
-    def kill_strays(self) -> int:
+    def kill_strays(self, timeout: float = 5.0) -> int:
         """Kill every process in the sandbox but its init and the program (a long-lived
-        program's background processes must not outlive a step); returns how many."""
+        program's background processes must not outlive a step); returns how many.
+
+        In rounds, until a look finds none: a process not yet killed when the list was
+        taken may fork meanwhile (a fork bomb does little else), and on a loaded machine
+        one round leaves dozens behind.
+        """
         program = self.program_pid()
-        try:
-            bwrap = psutil.Process(self.popen.pid)
-            keep = {init.pid for init in bwrap.children()} | {program}
-            strays = [p for p in bwrap.children(recursive=True) if p.pid not in keep]
-        except psutil.NoSuchProcess:
-            return 0
-        for proc in strays:
+        killed: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             try:
-                proc.kill()
+                bwrap = psutil.Process(self.popen.pid)
+                keep = {init.pid for init in bwrap.children()} | {program}
+                strays = [p for p in bwrap.children(recursive=True) if p.pid not in keep and _alive(p)]
             except psutil.NoSuchProcess:
-                pass  # it ended by itself
-        _wait_dead(strays, timeout=1.0)
-        return len(strays)
+                break  # the sandbox itself is gone, and its processes with it
+            if not strays:
+                break
+            for proc in strays:
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass  # it ended by itself
+            killed.update(p.pid for p in strays)
+            _wait_dead(strays, timeout=1.0)
+        return len(killed)
 
     def _interrupt(self) -> None:
         """SIGINT to the program (Python raises KeyboardInterrupt)."""
@@ -399,6 +410,14 @@ class SandboxProcess:
         if self._status_fd >= 0:
             os.close(self._status_fd)
             self._status_fd = -1
+
+
+def _alive(proc: psutil.Process) -> bool:
+    """Running, and not a zombie (a zombie can do nothing; its parent reaps it)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:
