@@ -2,8 +2,9 @@
 
 A server on this machine names its direct socket in ``/metadata``
 (``direct_socket``, see :mod:`gym_openenv.server.direct`). There the batch
-protocol's requests go out and their replies come back on a blocking socket
-in the thread that asked, with no event loop in between:
+protocol's requests go out and their replies come back in the thread that
+asked, with no event loop in between; the caller waits by spinning on the
+socket for a moment, then in ``poll`` (:mod:`gym_openenv.framing`):
 
 * :class:`DirectConnection`: many sessions on one connection; blocking
   :meth:`~DirectConnection.send` / :meth:`~DirectConnection.receive` (a vector
@@ -12,7 +13,8 @@ in the thread that asked, with no event loop in between:
 * :class:`DirectSession`: one session, what ``gym.make`` uses on such a server.
 
 :func:`connect_direct` returns ``None`` wherever the socket is out of reach
-(a container, another machine, another user): callers then use ``/ws/batch``.
+(another machine, another user, a container whose socket folder this machine
+does not share): callers then use ``/ws/batch``.
 """
 
 import asyncio

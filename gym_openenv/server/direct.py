@@ -3,10 +3,13 @@
 For clients on the same machine. A WebSocket request wakes four threads on
 the server's side alone (the event loop, a worker, the loop again, and
 uvicorn's framing in between); here the thread that reads a request runs its
-environment calls itself and writes the reply, so a round trip costs one
-wake-up on each side. Requests and replies are the batch protocol's
-(:mod:`gym_openenv.server.batch_ws` handles them, the same code as for
-``/ws/batch``), in the frames of :mod:`gym_openenv.framing`.
+environment calls itself and writes the reply, so a round trip costs at
+most one wake-up on each side, and none while both sides spin (the client
+asks for it in its hello; :class:`~gym_openenv.framing.FrameReader`).
+Requests and replies are the batch protocol's (:mod:`gym_openenv.server.batch_ws`
+handles them, the same code as for ``/ws/batch``), in the frames of
+:mod:`gym_openenv.framing`; a new shared block's descriptor goes with the
+reply that opened it, so a client in any pid namespace maps it.
 
 The guarantees of the WebSocket driver hold here too:
 
