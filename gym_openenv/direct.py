@@ -46,8 +46,8 @@ __all__ = ["DirectConnection", "DirectSession", "connect_direct", "spin_for"]
 
 DEFAULT_TIMEOUT = 60.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-#: Seconds a caller polls for a reply, and a server for the next request, before sleeping in
-#: the kernel (see :class:`DirectConnection`); ``$OPENENV_SPIN`` sets it, 0 turns spinning off.
+
+
 def _spin_from_environ(default: float = 0.001) -> float:
     text = os.environ.get("OPENENV_SPIN", "").strip()
     try:
@@ -59,6 +59,8 @@ def _spin_from_environ(default: float = 0.001) -> float:
     return seconds
 
 
+#: Seconds a caller polls for a reply, and a server for the next request, before sleeping in
+#: the kernel (see :class:`DirectConnection`); ``$OPENENV_SPIN`` sets it, 0 turns spinning off.
 SPIN = _spin_from_environ()
 
 
@@ -107,10 +109,10 @@ class DirectConnection:
 
     ``spin``: seconds a caller waiting for a reply polls the socket before it sleeps
     (:class:`~gym_openenv.framing.FrameReader`); ``server_spin``: the same for the server
-    waiting for the next request (asked for in the hello). A reply that comes meanwhile is read without waking a
-    sleeping thread, which on a virtual machine means an interrupt to an idle CPU:
-    worth it for one environment that answers in a few hundred microseconds, while
-    its server has a CPU to itself.
+    waiting for the next request (asked for in the hello). A reply that comes meanwhile
+    is read without waking a sleeping thread, which on a virtual machine means an
+    interrupt to an idle CPU: worth it for one environment that answers in a few
+    hundred microseconds, while its server has a CPU to itself.
     """
 
     def __init__(

@@ -110,13 +110,6 @@ class ObservationSlots:
             OSError: the block is out of reach (another machine or pid namespace, another user).
             ValueError: what was opened is not that block (wrong token, size or seals).
         """
-        try:
-            fields = {str(k): (str(d), tuple(s)) for k, (d, s) in description["fields"].items()}
-            count, token = int(description["count"]), bytes(description["token"])
-        except BaseException:
-            if fd is not None:
-                os.close(fd)
-            raise
         if fd is None:
             path = f"/proc/{int(description['pid'])}/fd/{int(description['fd'])}"
             # Another pid namespace's pid (a container's server says 1) names some other process here:
@@ -125,6 +118,8 @@ class ObservationSlots:
                 raise ValueError(f"{path} is not a gym_openenv shared block")
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
         try:
+            fields = {str(k): (str(d), tuple(s)) for k, (d, s) in description["fields"].items()}
+            count, token = int(description["count"]), bytes(description["token"])
             _, size = _layout(fields, count)
             if os.fstat(fd).st_size != size:
                 raise ValueError(f"the shared block has {os.fstat(fd).st_size} bytes, its layout needs {size}")

@@ -13,7 +13,6 @@ import time
 
 import gymnasium as gym
 import httpx
-import numpy as np
 import pytest
 
 from gym_openenv import ConnectionLost, ServerError, Unauthorized
@@ -21,7 +20,7 @@ from gym_openenv.direct import DirectConnection, DirectSession, connect_direct
 from gym_openenv.framing import receive_frame, send_frame
 from gym_openenv.protocol import BatchOpen, BatchReset, BatchStep, decode_msgpack, encode_msgpack
 from gym_openenv.providers import LocalProcessProvider
-from tests.compare import same
+from tests.compare import pong_rollout, same
 
 FAULTY = "tests.batch_fault_envs:FaultyEnvironment"
 ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
@@ -67,13 +66,7 @@ def test_gym_make_and_make_vec_take_the_direct_socket_and_match_the_websocket():
         try:
             assert isinstance(env.unwrapped._session, DirectSession) is transport
             assert envs.unwrapped._pool.all_direct is transport
-            frames = [env.reset(seed=3)[0]]
-            batches = [envs.reset(seed=5)[0]]
-            rng = np.random.default_rng(0)
-            for _ in range(40):
-                frames.append(env.step(int(rng.integers(6)))[0])
-                batches.append(envs.step(rng.integers(6, size=3))[0])
-            rollouts[transport] = (frames, batches)
+            rollouts[transport] = pong_rollout(env, envs, steps=40)
         finally:
             env.close()
             envs.close()

@@ -31,7 +31,7 @@ from gym_openenv.providers.docker import (
     from_docker_image,
     remove_orphans,
 )
-from tests.compare import same
+from tests.compare import pong_rollout, same
 from tests.fixtures import docker_exports
 
 ECHO = "gym_openenv.servers.echo.server.environment:EchoEnvironment"
@@ -139,13 +139,7 @@ def test_clients_here_reach_a_container_over_its_direct_socket_with_the_same_fra
                 if transport:  # the block is mapped on the direct path; over the WebSocket it is declined
                     assert env.unwrapped._session._slots is not None
                     assert [server.slots is not None for server in envs.unwrapped._pool.servers] == [True]
-                frames = [env.reset(seed=3)[0]]
-                batches = [envs.reset(seed=5)[0]]
-                rng = np.random.default_rng(0)
-                for _ in range(30):
-                    frames.append(env.step(int(rng.integers(6)))[0])
-                    batches.append(envs.step(rng.integers(6, size=2))[0])
-                rollouts[transport] = (frames, batches)
+                rollouts[transport] = pong_rollout(env, envs, steps=30)
             finally:
                 env.close()
                 envs.close()
