@@ -192,17 +192,20 @@ _AS_ANOTHER_USER = textwrap.dedent(
     import grp, os, stat, sys
     import certifi, gymnasium as gym, httpx, gym_openenv
     from gym_openenv.direct import DirectSession
+    from gym_openenv.providers.docker import from_docker_image
 
-    def run():
-        env = gym.make("openenv/echo-v0", provider="docker")
+    def run():  # the image is built already: nobody may not be able to read the checkout
+        url, provider = from_docker_image(sys.argv[1])
+        env = gym.make("openenv/remote-v0", url=url)
         try:
-            path = httpx.get(env.unwrapped.base_url + "/metadata", timeout=30).json()["direct_socket"]
+            path = httpx.get(url + "/metadata", timeout=30).json()["direct_socket"]
             st = os.stat(path)
             assert isinstance(env.unwrapped._session, DirectSession), env.unwrapped._session
             env.reset(seed=0)
             assert env.step("hello")[0] == "hello"
         finally:
             env.close()
+            provider.stop()
         print(os.getuid(), oct(stat.S_IMODE(st.st_mode)), st.st_uid, os.path.exists(os.path.dirname(path)), flush=True)
 
     run()
@@ -231,7 +234,7 @@ def test_a_client_that_is_not_root_gets_the_socket_of_a_container_run_as_root(en
         grp.getgrnam("docker")
     except KeyError:
         pytest.skip("no docker group: the engine's socket is root's only")
-    run = subprocess.run([sys.executable, "-c", _AS_ANOTHER_USER], capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    run = subprocess.run([sys.executable, "-c", _AS_ANOTHER_USER, echo_image], capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert run.returncode == 0, run.stderr[-3000:]
     # uid, socket mode, socket owner, folder left after close
     assert run.stdout.split("\n")[:2] == ["0 0o600 0 False", "65534 0o600 65534 False"]
