@@ -62,6 +62,7 @@ __all__ = [
     "LoopThread",
     "StepResult",
     "fetch_json",
+    "openenv_reply",
 ]
 
 T = TypeVar("T")
@@ -156,6 +157,35 @@ async def fetch_json(base_url: str, path: str, token: str | None = None, timeout
     return await Endpoint.parse(base_url, token).get_json(path, timeout)
 
 
+def openenv_reply(raw: str | bytes) -> dict[str, Any]:
+    """An OpenEnv reply frame, decoded: an observation's fields back in place
+    (:func:`~gym_openenv.protocol.observation_from_json`), an error reply raised.
+
+    Every OpenEnv JSON session reads its replies through this, on the event loop
+    (:class:`AsyncSession`) or in the caller's thread (:mod:`gym_openenv.blocking_ws`).
+
+    Raises:
+        ServerError: the server's error reply (:func:`~gym_openenv.errors.server_error`).
+        ConnectionLost: the frame is not an OpenEnv reply; a server that sends one
+            cannot be trusted with the next request, so the caller closes the connection.
+    """
+    try:
+        reply = decode_json(raw)
+    except ValueError as e:  # not JSON (UnicodeDecodeError is a ValueError too)
+        raise ConnectionLost(f"the server sent a frame that is not JSON ({e}): {raw[:80]!r}") from e
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind == "error":
+        data = reply.get("data")
+        raise server_error(data if isinstance(data, dict) else {})
+    if kind in ("observation", "partial_observation"):
+        if not isinstance(reply.get("data"), dict):
+            raise ConnectionLost(f"the server sent an observation reply without its data: {str(reply)[:80]}")
+        reply["data"] = observation_from_json(reply["data"])
+    elif kind is None:
+        raise ConnectionLost(f"the server sent a frame that is not an OpenEnv reply: {str(reply)[:80]}")
+    return reply
+
+
 class _Channel:
     """An OpenEnv WebSocket (JSON) with request/response framing, timeouts and clear errors."""
 
@@ -181,12 +211,7 @@ class _Channel:
             raise RequestTimeout(f"no reply from the server within {timeout or self.timeout}s") from None
         except websockets.exceptions.ConnectionClosed as e:
             raise ConnectionLost(f"connection to the server closed: {e}") from e
-        reply = decode_json(raw)
-        if reply.get("type") == "error":
-            raise server_error(reply.get("data", {}))
-        if reply.get("type") in ("observation", "partial_observation"):
-            reply["data"] = observation_from_json(reply["data"])
-        return reply
+        return openenv_reply(raw)
 
     async def request(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         async with self._lock:

@@ -5,22 +5,29 @@ servers. Where a server advertises the batch protocol, all of its sessions
 share one ``/ws/batch`` connection and one frame resets and steps them
 together (resets for autoreset ride in the step request); otherwise each
 session is a plain OpenEnv WebSocket (the fallback for foreign servers).
+Direct batch connections and plain sessions on ``ws://`` or a Unix socket are
+driven from the caller's thread (:attr:`SessionPool.in_callers_thread`); the
+others on the event loop.
 Either way a call returns :class:`Chunk` s: the rows of one server's reply,
 column by column, with the env indices they belong to and each failed row's
 error, or a :class:`ServerFailure` for a server whose connection failed.
 """
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gym_openenv.blocking_ws import BlockingSession, close_all, connect_all, receive_all, served_without_loop
 from gym_openenv.client import MAX_MESSAGE_BYTES, AsyncSession, BatchConnection, fetch_json, opening, run_async, same_machine
 from gym_openenv.direct import SPIN, DirectConnection, connect_direct, spin_for
+from gym_openenv.endpoint import Endpoint
 from gym_openenv.errors import CapacityReached, ConnectionLost, OpenEnvError, RequestTimeout, ServerError
 from gym_openenv.protocol import BATCH_CAPABILITY, BatchReset, BatchResult, BatchStep, RowError
 from gym_openenv.shm import ObservationSlots
+from gym_openenv.spaces import to_plain
 
 __all__ = ["Chunk", "ServerFailure", "SessionPool", "SlotColumn"]
 
@@ -118,7 +125,8 @@ class _BatchServer:
         self._expected: dict[int, np.ndarray] = {}  # seq of a request sent -> the env indices of its rows
 
     @property
-    def direct(self) -> bool:
+    def in_callers_thread(self) -> bool:
+        """Whether :meth:`send_step` / :meth:`send_reset` / :meth:`receive` work (a direct connection)."""
         return isinstance(self.connection, DirectConnection)
 
     async def open(self) -> None:
@@ -197,7 +205,10 @@ class _BatchServer:
 
 
 class _PlainServer:
-    """One OpenEnv WebSocket session per env: works with any OpenEnv server."""
+    """One OpenEnv WebSocket session per env on the event loop (:class:`AsyncSession`):
+    for servers :class:`_BlockingPlainServer` cannot reach (``wss://``, a proxy)."""
+
+    in_callers_thread = False
 
     def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None):
         self.url = url
@@ -208,16 +219,12 @@ class _PlainServer:
         await asyncio.gather(*(s.connect() for s in self.sessions.values()))
 
     async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> list[Chunk]:
-        def kwargs(seed: int | None) -> dict[str, Any]:
-            return {**(options or {}), **({} if seed is None else {"seed": seed})}
-
-        calls = [self.sessions[int(e)].reset(**kwargs(s)) for e, s in zip(env_indices, seeds)]
+        calls = [self.sessions[int(e)].reset(**_reset_kwargs(options, s)) for e, s in zip(env_indices, seeds)]
         return [await _plain_chunk(env_indices, calls)]
 
     async def step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> list[Chunk]:
-        rows = [{k: _row(col, i) for k, col in columns.items()} for i in range(len(env_indices))]
         calls = [self.sessions[int(e)].reset() for e in reset_indices]
-        calls += [self.sessions[int(e)].step(row) for e, row in zip(env_indices, rows)]
+        calls += [self.sessions[int(e)].step(row) for e, row in zip(env_indices, _rows(columns, len(env_indices)))]
         return [await _plain_chunk(np.concatenate([reset_indices, env_indices]), calls)]
 
     async def release(self, env_indices: np.ndarray) -> None:
@@ -230,13 +237,94 @@ class _PlainServer:
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
 
 
+class _BlockingPlainServer:
+    """One OpenEnv WebSocket session per env, driven from the caller's thread
+    (:mod:`gym_openenv.blocking_ws`): :meth:`send_step` / :meth:`send_reset` write a
+    request to each session, :meth:`receive` waits for all their replies in one ``poll``.
+    The async methods (opening, recovery, moves, closing) run the same calls on a worker thread.
+    """
+
+    in_callers_thread = True
+
+    def __init__(self, url: str, env_indices: np.ndarray, timeout: float, token: str | None):
+        self.url = url
+        self.env_indices = env_indices
+        self.timeout = timeout
+        self.sessions = {int(e): BlockingSession(url, timeout=timeout, token=token) for e in env_indices}
+        self._seqs = itertools.count(1)
+        #: seq of a call sent -> its rows' env indices, their sessions, each row's error from sending (or None)
+        self._expected: dict[int, tuple[np.ndarray, list[BlockingSession], list[BaseException | None]]] = {}
+
+    async def open(self) -> None:
+        await asyncio.to_thread(connect_all, list(self.sessions.values()), self.timeout)
+
+    def send_reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> int:
+        messages = [{"type": "reset", "data": to_plain(_reset_kwargs(options, s), keep_arrays=False)} for s in seeds]
+        return self._send(env_indices, messages)
+
+    def send_step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> int:
+        messages = [{"type": "reset", "data": {}} for _ in range(len(reset_indices))]
+        messages += [{"type": "step", "data": row} for row in _rows(columns, len(env_indices))]
+        return self._send(np.concatenate([reset_indices, env_indices]) if len(reset_indices) else env_indices, messages)
+
+    def _send(self, rows: np.ndarray, messages: list[dict[str, Any]]) -> int:
+        """One request per row; a session that cannot send gets its error as its reply (no
+        request of a call is left unread because another one failed)."""
+        sessions = [self.sessions[int(e)] for e in rows.tolist()]
+        errors: list[BaseException | None] = [None] * len(sessions)
+        for i, (session, message) in enumerate(zip(sessions, messages)):
+            try:
+                session.send(message)
+            except OpenEnvError as e:  # ConnectionLost, or the refusal that closed it (CAPACITY_REACHED)
+                errors[i] = e
+        seq = next(self._seqs)
+        self._expected[seq] = (rows, sessions, errors)
+        return seq
+
+    def receive(self, seq: int, timeout: float | None = None) -> list[Chunk]:
+        rows, sessions, errors = self._expected.pop(seq)
+        sent = [session for session, error in zip(sessions, errors) if error is None]
+        replies = iter(receive_all(sent, timeout or self.timeout))
+        payloads = [next(replies) if error is None else error for error in errors]
+        return [_plain_result(rows, [p if isinstance(p, BaseException) else p["data"] for p in payloads])]
+
+    async def reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None) -> list[Chunk]:
+        return await asyncio.to_thread(lambda: self.receive(self.send_reset(env_indices, seeds, options)))
+
+    async def step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray, autoreset: bool) -> list[Chunk]:
+        return await asyncio.to_thread(lambda: self.receive(self.send_step(env_indices, columns, reset_indices, autoreset)))
+
+    async def release(self, env_indices: np.ndarray) -> None:
+        """Close these envs' sessions; the others keep theirs."""
+        leaving = [self.sessions.pop(int(e)) for e in env_indices]
+        self.env_indices = np.setdiff1d(self.env_indices, env_indices)
+        await asyncio.to_thread(close_all, leaving)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(close_all, list(self.sessions.values()))
+
+
+def _reset_kwargs(options: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    return {**(options or {}), **({} if seed is None else {"seed": seed})}
+
+
+def _rows(columns: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Action columns -> one OpenEnv action dict per env (JSON-ready values)."""
+    return [{k: _row(col, i) for k, col in columns.items()} for i in range(n)]
+
+
 async def _plain_chunk(env_indices: np.ndarray, calls: list) -> Chunk:
-    """One OpenEnv call per env, concurrently; an env's error reply fails its row only.
+    """One OpenEnv call per env, concurrently: :func:`_plain_result` of their payloads."""
+    return _plain_result(env_indices, await asyncio.gather(*calls, return_exceptions=True))
+
+
+def _plain_result(env_indices: np.ndarray, payloads: list[Any]) -> Chunk:
+    """One OpenEnv payload (or the exception its call raised) per env -> a chunk; an
+    env's error reply fails its row only.
 
     ``CAPACITY_REACHED`` is raised instead: the server refused the session itself (it
     says so at the first call on a new connection), so no row of it can be recovered.
     """
-    payloads = await asyncio.gather(*calls, return_exceptions=True)
     for p in payloads:
         if isinstance(p, BaseException) and (not isinstance(p, ServerError) or isinstance(p, CapacityReached)):
             raise p  # the connection (not the environment) failed, or the session was refused
@@ -318,7 +406,7 @@ class SessionPool:
         self.shared_memory = shared_memory
         self.max_message_bytes = max_message_bytes
         self.direct = direct
-        self.servers: list[_BatchServer | _PlainServer] = []
+        self.servers: list[_BatchServer | _PlainServer | _BlockingPlainServer] = []
         self._server_of = np.empty(num_envs, dtype=np.int64)
         self._all_envs = np.arange(num_envs)
         # _split of every env, cached until an env changes server (a new version object then)
@@ -345,6 +433,8 @@ class SessionPool:
             raise OpenEnvError(f"{url} does not offer the batch protocol ({BATCH_CAPABILITY}); use protocol='auto' or 'openenv'")
         if batched and self.protocol != "openenv":
             server = _BatchServer(url, block, await self._batch_connection(url, meta), self.shared_memory)
+        elif served_without_loop(Endpoint.parse(url, self.token)):
+            server = _BlockingPlainServer(url, block, self.timeout, self.token)
         else:
             server = _PlainServer(url, block, self.timeout, self.token)
         self.servers[k] = server
@@ -397,10 +487,11 @@ class SessionPool:
         return all(isinstance(s, _BatchServer) for s in self.servers)
 
     @property
-    def all_direct(self) -> bool:
-        """Whether every server is on a direct connection: then :meth:`send_step`,
-        :meth:`send_reset` and :meth:`receive` run the calls from the caller's thread."""
-        return all(isinstance(s, _BatchServer) and s.direct for s in self.servers if s is not None and len(s.env_indices))
+    def in_callers_thread(self) -> bool:
+        """Whether every server answers in the caller's thread (a direct batch connection, or
+        plain sessions on ``ws://``): then :meth:`send_step`, :meth:`send_reset` and
+        :meth:`receive` run the calls from that thread, with no event loop in between."""
+        return all(s.in_callers_thread for s in self.servers if s is not None and len(s.env_indices))
 
     def _split(self, env_indices: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """{server: (env indices on it, their positions in ``env_indices``)}."""
@@ -458,12 +549,12 @@ class SessionPool:
         return await self._settle(calls, touched)
 
     def send_reset(self, env_indices: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> "Sent":
-        """:meth:`reset`'s requests, sent from this thread (:attr:`all_direct` only); :meth:`receive` collects."""
+        """:meth:`reset`'s requests, sent from this thread (:attr:`in_callers_thread` only); :meth:`receive` collects."""
         parts = self._split(env_indices)
         return self._send({k: (idx, lambda server, idx=idx, pos=pos: server.send_reset(idx, [seeds[p] for p in pos], options)) for k, (idx, pos) in parts.items()})
 
     def send_step(self, env_indices: np.ndarray, columns: dict[str, Any], reset_indices: np.ndarray | None = None, autoreset: bool = False) -> "Sent":
-        """:meth:`step`'s requests, sent from this thread (:attr:`all_direct` only); :meth:`receive` collects."""
+        """:meth:`step`'s requests, sent from this thread (:attr:`in_callers_thread` only); :meth:`receive` collects."""
         sends = {}
         for k, (idx, cols, reset_idx) in self._step_parts(env_indices, columns, reset_indices).items():
             sends[k] = (np.concatenate([reset_idx, idx]) if len(reset_idx) else idx, lambda server, i=idx, c=cols, r=reset_idx: server.send_step(i, c, r, autoreset))
@@ -480,8 +571,12 @@ class SessionPool:
         return sent
 
     def receive(self, sent: "Sent", timeout: float | None = None) -> list[Chunk | ServerFailure]:
-        """The replies to :meth:`send_step` / :meth:`send_reset`, as :meth:`step` returns them."""
+        """The replies to :meth:`send_step` / :meth:`send_reset`, as :meth:`step` returns them.
+
+        Every server's replies are collected before another error (``CAPACITY_REACHED``) is raised.
+        """
         settled: list[Chunk | ServerFailure] = []
+        raised: BaseException | None = None
         for k, touched in sent.touched.items():
             server = self.servers[k]
             try:
@@ -490,6 +585,10 @@ class SessionPool:
                 settled += server.receive(sent.seqs[k], timeout)
             except (ConnectionLost, RequestTimeout) as e:
                 settled.append(ServerFailure(k, server.url, touched, e, server))
+            except OpenEnvError as e:
+                raised = raised or e
+        if raised is not None:
+            raise raised
         return settled
 
     async def _settle(self, calls: dict[int, Any], touched: dict[int, np.ndarray]) -> list[Chunk | ServerFailure]:

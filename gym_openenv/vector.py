@@ -222,7 +222,7 @@ class OpenEnvVectorEnv(VectorEnv):
         return await self._recovery.recover(await self._pool.reset(env_ids, seeds, options))
 
     def _reset_now(self, env_ids: np.ndarray, seeds: list[int | None], options: dict[str, Any] | None = None) -> Recovered:
-        if self._pool.all_direct:  # from this thread: no event loop unless something failed
+        if self._pool.in_callers_thread:  # from this thread: no event loop unless something failed
             return self._recovered(self._pool.receive(self._pool.send_reset(env_ids, seeds, options)))
         return self._loop.run(self._reset_and_recover(env_ids, seeds, options))
 
@@ -305,7 +305,7 @@ class OpenEnvVectorEnv(VectorEnv):
         else:  # no episode ended last step: every env steps (a copy of the caller's array, as above)
             reset_ids, step_ids = env_ids[:0], env_ids if given is None else env_ids.copy()
         same_step = self.autoreset_mode is AutoresetMode.SAME_STEP
-        if self._pool.all_direct:  # sent from this thread; recv() collects the replies in it
+        if self._pool.in_callers_thread:  # sent from this thread; recv() collects the replies in it
             waiting: Future | Sent = self._pool.send_step(step_ids, columns, reset_ids, autoreset=same_step)
         else:
             waiting = self._loop.submit(self._step_and_recover(step_ids, columns, reset_ids, same_step))
