@@ -152,3 +152,15 @@ def test_values_outside_the_space_are_refused_before_sending():
     spec = ModelSpec.from_model(MoveAction)
     with pytest.raises(ValueError, match="MoveAction.direction"):
         spec.wire_fields(7)
+
+
+@pytest.mark.parametrize("kind", [int, np.int64, np.int32, np.uint8])
+def test_discrete_actions_of_every_integer_type_are_sent_as_python_ints_and_checked(kind):
+    spec = ModelSpec.from_json_schema({"title": "Shifted", "type": "object", "properties": {"k": {"type": "integer"}}, "required": ["k"]}, role="action")
+    spec = spec.with_space(spaces.Discrete(3, start=2))
+    for value in (2, 4):
+        wire = spec.wire_fields(kind(value))
+        assert wire == {"k": value} and type(wire["k"]) is int
+    for value in (1, 5):  # either side of Discrete(3, start=2)
+        with pytest.raises(ValueError, match="Shifted.k"):
+            spec.wire_fields(kind(value))

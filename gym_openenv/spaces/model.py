@@ -459,8 +459,13 @@ class ModelSpec:
         if missing:
             raise ValueError(f"{self.title}: missing field(s) {missing}")
         wire = dict(self.constants)
-        for f in self.space_fields:
+        for f, plain in self._wire_plain:
             v = values[f.name]
+            if plain is not None:  # an int in its Discrete, a str in its Text...: sent as it is
+                plain_v = plain(v)
+                if plain_v is not _NOT_PLAIN:
+                    wire[f.name] = plain_v
+                    continue
             if f.codec is None and f.json_type == "boolean" and isinstance(f.space, spaces.Discrete):
                 v = bool(int(v)) if contains(f.space, v) else v
                 if isinstance(v, bool):
@@ -593,6 +598,28 @@ class ModelSpec:
         return kinds
 
     @functools.cached_property
+    def _wire_plain(self) -> list[tuple[FieldSpec, Any]]:
+        """(space field, its short path or None) for :meth:`wire_fields`: the short path
+        returns the wire value of a plain value inside the space (a Python or numpy int
+        in a ``Discrete``, as ``action_space.sample()`` gives), else ``_NOT_PLAIN``."""
+        paths = []
+        for f in self.space_fields:
+            kind, space, path = self._fast_kind.get(f.name), f.space, None
+            if kind == "int" and f.codec is None:
+                lo, hi = int(space.start), int(space.start) + int(space.n)
+
+                def path(v: Any, lo: int = lo, hi: int = hi) -> Any:
+                    if type(v) in _INT_TYPES:
+                        v = int(v)
+                        if lo <= v < hi:
+                            return v
+                    return _NOT_PLAIN
+            elif kind == "text" and f.codec is None:
+                path = lambda v, space=space: v if type(v) is str and text_contains(space, v) else _NOT_PLAIN  # noqa: E731
+            paths.append((f, path))
+        return paths
+
+    @functools.cached_property
     def _required_names(self) -> frozenset[str]:
         return frozenset(self._required)
 
@@ -654,6 +681,12 @@ def _discrete_column(plain: type) -> Any:
 def _float_column(space: spaces.Box, values: list, kinds: set) -> bool:
     array = np.asarray(values, dtype=np.float64)  # a NaN fails both bounds
     return kinds == {float} and bool((array >= space.low).all() and (array <= space.high).all())
+
+
+#: What a short path of :attr:`ModelSpec._wire_plain` returns for a value it leaves to the checks.
+_NOT_PLAIN = object()
+#: Integers a ``Discrete`` field takes as they are (``bool`` is not one: it is an int, not a count).
+_INT_TYPES = frozenset({int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32, np.uint16, np.uint8})
 
 
 #: Whole-column checks by :attr:`ModelSpec._fast_kind` (true: every value is in the space as it is).
