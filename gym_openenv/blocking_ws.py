@@ -514,9 +514,13 @@ def _wait_for(sessions: list[BlockingSession], check: Any, deadline: float) -> l
             held.append(session._ws)
         pending: dict[int, int] = {}  # fd -> position in sessions
         for i, session in enumerate(sessions):
-            results[i] = outcome = check(session)
-            if outcome is None:
-                pending[session._ws.fileno()] = i
+            ws = session._ws
+            # Only what is in already (the keepalive thread read it) or closed (no socket to poll):
+            # a reply just asked for is not there yet, and trying to read it costs a system call.
+            if ws.has_messages or ws.closed_because is not None:
+                results[i] = check(session)
+            if results[i] is None:
+                pending[ws.fileno()] = i
         if not pending:
             return results
         poller = select.poll()

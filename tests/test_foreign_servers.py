@@ -31,13 +31,13 @@ from gym_openenv.providers.remote import RemoteProvider
 
 UPSTREAM_STYLE = Path(__file__).resolve().parent / "upstream_style"
 
-def serve(app: str, cwd: Path) -> tuple[str, subprocess.Popen]:
+def serve(app: str, cwd: Path, *uvicorn_args: str) -> tuple[str, subprocess.Popen]:
     """Run an ASGI app with uvicorn, as OpenEnv's docs do; its URL once /health answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *uvicorn_args],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(cwd)},
         stdout=subprocess.DEVNULL,
