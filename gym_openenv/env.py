@@ -22,8 +22,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from gym_openenv.blocking_ws import BlockingSession, served_without_loop
 from gym_openenv.client import DEFAULT_TIMEOUT, AsyncSession, BatchSession, LoopThread, fetch_json
 from gym_openenv.direct import DirectSession
+from gym_openenv.endpoint import Endpoint
 from gym_openenv.errors import ConnectionLost, OpenEnvError, RequestTimeout
 from gym_openenv.protocol import BATCH_CAPABILITY
 from gym_openenv.providers import Provider, make_provider
@@ -106,13 +108,14 @@ def _is_image(space: spaces.Space) -> bool:
 
 
 def _called(result: Any) -> Any:
-    """A :class:`DirectSession` call's result, which is there already (no loop to run it on)."""
+    """A blocking session's call result (:class:`DirectSession`, :class:`BlockingSession`),
+    which is there already (no loop to run it on)."""
     return result
 
 
 def end_session(loop: LoopThread, session: Any, provider: Provider | None) -> None:
     """Close a session, then stop the server its provider started (if any)."""
-    if isinstance(session, DirectSession):
+    if isinstance(session, (DirectSession, BlockingSession)):
         session.close()
     elif session is not None:
         try:
@@ -181,7 +184,7 @@ class OpenEnvEnv(gym.Env):
         self.timeout = timeout
         self._loop = LoopThread.shared()
         self._provider: Provider | None = None
-        self._session: AsyncSession | BatchSession | DirectSession | None = None
+        self._session: AsyncSession | BatchSession | DirectSession | BlockingSession | None = None
         self.base_url, self._provider = resolve_server(environment, env_kwargs, url, provider, provider_options, token)
         try:
             token = token or getattr(self._provider, "token", None) or os.environ.get("OPENENV_TOKEN")
@@ -243,9 +246,10 @@ class OpenEnvEnv(gym.Env):
             self.base_url = self._provider.start()
         self._session = self._new_session(self._session.token)
 
-    def _new_session(self, token: str | None) -> "AsyncSession | BatchSession | DirectSession":
+    def _new_session(self, token: str | None) -> "AsyncSession | BatchSession | DirectSession | BlockingSession":
         """A connected session: a batch of one on the binary protocol where the server offers
-        it (on its direct socket where in reach), else an OpenEnv session."""
+        it (on its direct socket where in reach), else an OpenEnv JSON session (driven from
+        this thread on ``ws://`` and Unix sockets, on the event loop for ``wss://``)."""
         meta = self._loop.run(_server_metadata(self.base_url, token), self.timeout) if self._protocol != "openenv" else {}
         batched = self._protocol == "batch" or (self._protocol == "auto" and BATCH_CAPABILITY in (meta.get("capabilities") or []))
         if batched and self._direct and DirectSession.reachable(meta, self.base_url):
@@ -255,6 +259,9 @@ class OpenEnvEnv(gym.Env):
                 return session.connect()
             except ConnectionLost:
                 pass  # out of reach after all (a container's socket): the WebSocket below
+        if not batched and served_without_loop(Endpoint.parse(self.base_url, token)):
+            self._run = _called  # OpenEnv JSON from this thread (gym_openenv.blocking_ws)
+            return BlockingSession(self.base_url, timeout=self.timeout, token=token).connect()
         session = (BatchSession if batched else AsyncSession)(self.base_url, timeout=self.timeout, token=token, **({"shared_memory": self._shared_memory} if batched else {}))
         self._run = self._loop.run
         self._loop.run(session.connect(), self.timeout)

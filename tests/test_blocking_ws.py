@@ -174,6 +174,15 @@ def test_a_hung_env_times_out_and_the_late_reply_is_never_read_as_the_next(fault
 # --- sessions, one by one ---------------------------------------------------------------
 
 
+def test_gym_make_on_the_json_protocol_is_a_blocking_session(echo_server):
+    with gym.make("openenv/remote-v0", url=echo_server, protocol="openenv") as env:
+        assert isinstance(env.unwrapped._session, BlockingSession)
+        env.reset(seed=0)
+        obs, reward, *_ = env.step("hi")
+        assert obs == "hi" and reward == pytest.approx(0.2)
+        assert env.unwrapped.state()["step_count"] == 1
+
+
 def test_a_blocking_session_times_out_and_reconnects():
     with LocalProcessProvider(ECHO) as server:
         session = BlockingSession(server.base_url, timeout=1)
