@@ -65,7 +65,7 @@ def test_gym_make_and_make_vec_take_the_direct_socket_and_match_the_websocket():
         envs = gym.make_vec("openenv/atari-v0", num_envs=3, game="pong", direct=transport)
         try:
             assert isinstance(env.unwrapped._session, DirectSession) is transport
-            assert envs.unwrapped._pool.all_direct is transport
+            assert envs.unwrapped._pool.in_callers_thread is transport
             rollouts[transport] = pong_rollout(env, envs, steps=40)
         finally:
             env.close()
@@ -173,14 +173,14 @@ def test_garbage_gets_error_replies_and_a_bad_stream_is_closed(faulty_server):
 def test_a_killed_server_is_restarted_and_reached_through_its_new_direct_socket():
     envs = gym.make_vec("openenv/echo-v0", num_envs=2, num_servers=1, timeout=30)
     try:
-        assert envs.unwrapped._pool.all_direct
+        assert envs.unwrapped._pool.in_callers_thread
         envs.reset()
         os.kill(envs.unwrapped._providers[0].pid, 9)
         obs, _, _, _, info = envs.step(("a", "b"))
         assert info["_openenv_restarted"].all() and obs == ("", "")  # new sessions: first observations
         obs, _, _, _, info = envs.step(("c", "d"))
         assert obs == ("c", "d") and "openenv_error" not in info
-        assert envs.unwrapped._pool.all_direct  # the new server's socket, not a WebSocket fallback
+        assert envs.unwrapped._pool.in_callers_thread  # the new server's socket, not a WebSocket fallback
     finally:
         envs.close()
 

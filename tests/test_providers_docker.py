@@ -135,7 +135,7 @@ def test_clients_here_reach_a_container_over_its_direct_socket_with_the_same_fra
             envs = gym.make_vec("openenv/atari-v0", num_envs=2, url=url, direct=transport)
             try:
                 assert isinstance(env.unwrapped._session, DirectSession) is transport
-                assert envs.unwrapped._pool.all_direct is transport
+                assert envs.unwrapped._pool.in_callers_thread is transport
                 if transport:  # the block is mapped on the direct path; over the WebSocket it is declined
                     assert env.unwrapped._session._slots is not None
                     assert [server.slots is not None for server in envs.unwrapped._pool.servers] == [True]
