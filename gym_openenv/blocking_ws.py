@@ -297,7 +297,10 @@ class BlockingSession:
         return self._ws is not None and self._ws.closed_because is None
 
     def connect(self) -> "BlockingSession":
-        if not self.connected:
+        """Open the connection, unless there is one: a connection the server closed stays
+        until a call finds out (and raises, as on :class:`~gym_openenv.client.AsyncSession`),
+        so an episode never goes on silently in a new session."""
+        if self._ws is None:
             connect_all([self], self.timeout)
         return self
 
@@ -338,9 +341,8 @@ class BlockingSession:
         return reply
 
     def _take_reply(self) -> "dict[str, Any] | BaseException | None":
-        """The reply, if it is in (holding the connection's lock); None while it is not."""
+        """The reply, if it was read (holding the connection's lock); None while it was not."""
         ws = self._ws
-        ws.read()
         raw = ws.next_message()
         if raw is None:
             if ws.closed_because is None:
@@ -419,9 +421,8 @@ def connect_all(sessions: Iterable[BlockingSession], timeout: float) -> None:
     opening = []
     failure: BaseException | None = None
     for session in sessions:
-        if session.connected:
+        if session._ws is not None:
             continue
-        session._drop()
         session._awaiting = False
         ws = BlockingWebSocket(session.endpoint, "/ws")
         try:
@@ -447,9 +448,7 @@ def connect_all(sessions: Iterable[BlockingSession], timeout: float) -> None:
 
 
 def _handshake_done(session: BlockingSession) -> "bool | None":
-    ws = session._ws
-    ws.read()
-    return True if ws.opened else None
+    return True if session._ws.opened else None
 
 
 def receive_all(sessions: list[BlockingSession], timeout: float | None = None) -> list["dict[str, Any] | BaseException"]:
@@ -493,18 +492,18 @@ def close_all(sessions: Iterable[BlockingSession], wait: float = _CLOSE_WAIT) ->
 
 def _closed(session: BlockingSession) -> "bool | None":
     ws = session._ws
-    ws.read()
     while ws.next_message() is not None:
         pass  # replies nobody waits for any more
     return True if ws.closed_because is not None else None
 
 
-def _wait_for(sessions: list[BlockingSession], check: Any, deadline: float) -> list[Any]:
-    """``check(session)`` of each session once it is not None, polling their sockets
-    together until ``deadline``; None for a session whose check never came out.
+def _wait_for(sessions: list[BlockingSession], look: Any, deadline: float) -> list[Any]:
+    """``look(session)`` of each session once it is not None, reading their sockets as
+    ``poll`` finds them readable, until ``deadline``; None for a session whose look never
+    came out. ``look`` does no I/O: it looks at what the connection has read.
 
-    Each session's connection lock is held for the whole wait: the keepalive
-    thread leaves them alone (it would read what this wait polls for).
+    Each connection's lock is held for the whole wait: the keepalive thread leaves them
+    alone (it would read what this wait polls for). What it read before is looked at first.
     """
     results: list[Any] = [None] * len(sessions)
     held = []
@@ -514,16 +513,12 @@ def _wait_for(sessions: list[BlockingSession], check: Any, deadline: float) -> l
             held.append(session._ws)
         pending: dict[int, int] = {}  # fd -> position in sessions
         for i, session in enumerate(sessions):
-            ws = session._ws
-            # Only what is in already (the keepalive thread read it) or closed (no socket to poll):
-            # a reply just asked for is not there yet, and trying to read it costs a system call.
-            if ws.has_messages or ws.closed_because is not None:
-                results[i] = check(session)
+            results[i] = look(session)
             if results[i] is None:
-                pending[ws.fileno()] = i
+                pending[session._ws.fileno()] = i
         if not pending:
             return results
-        poller = select.poll()
+        poller = select.poll()  # not select(): it fails on descriptors past 1023
         for fd in pending:
             poller.register(fd, select.POLLIN)
         while pending:
@@ -532,8 +527,9 @@ def _wait_for(sessions: list[BlockingSession], check: Any, deadline: float) -> l
                 break
             for fd, _ in poller.poll(left * 1000):
                 i = pending[fd]
-                results[i] = outcome = check(sessions[i])
-                if outcome is not None:
+                sessions[i]._ws.read()
+                results[i] = look(sessions[i])
+                if results[i] is not None:
                     poller.unregister(fd)
                     del pending[fd]
         return results
@@ -578,7 +574,8 @@ class _Keepalive:
             now = time.monotonic()
             for ws in connections:
                 if ws.closed_because is not None:
-                    cls._connections.discard(ws)
+                    with cls._lock:
+                        cls._connections.discard(ws)
                 elif now - ws.last_read >= _KEEPALIVE_AFTER and ws.lock.acquire(blocking=False):
                     try:
                         ws.read()

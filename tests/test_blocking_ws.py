@@ -41,8 +41,8 @@ def faulty_server():
 @pytest.fixture(scope="module")
 def pick_server():
     """openenv-core's own server (create_app + uvicorn), pinging its clients every half
-    second and dropping one that has not answered within a second."""
-    url, process = serve("pick_env:app", UPSTREAM_STYLE, "--ws-ping-interval", "0.5", "--ws-ping-timeout", "1")
+    second and dropping one that has not answered within 3 s (uvicorn's default: 20 s)."""
+    url, process = serve("pick_env:app", UPSTREAM_STYLE, "--ws-ping-interval", "0.5", "--ws-ping-timeout", "3")
     yield url
     stop(process)
 
@@ -201,14 +201,14 @@ def test_a_blocking_session_times_out_and_reconnects():
 
 
 def test_idle_sessions_keep_answering_the_servers_pings(pick_server):
-    # The server drops a client that has not answered its ping within a second; this one
-    # reads nothing for four seconds (the caller busy elsewhere), and must still be there.
+    # The server drops a client that has not answered its ping within 3 s; this one reads
+    # nothing for 8 s (the caller busy elsewhere), and must still be there.
     sessions = [BlockingSession(pick_server, timeout=30) for _ in range(2)]
     connect_all(sessions, 30)
     try:
         for s in sessions:
             s.reset(seed=1)
-        time.sleep(4)
+        time.sleep(8)
         for s in sessions:
             s.send({"type": "step", "data": {"slot": 0}})
         replies = receive_all(sessions)
@@ -216,6 +216,22 @@ def test_idle_sessions_keep_answering_the_servers_pings(pick_server):
         assert [r["data"]["observation"]["slots"][0] for r in replies] == [1, 1]
     finally:
         close_all(sessions)
+
+
+def test_a_connection_the_server_closed_is_connection_lost_not_a_silent_new_session():
+    def one_reply_per_connection(ws):
+        ws.recv()
+        ws.send(encode_json({"type": "observation", "data": {"observation": {"n": 1}, "reward": 0.0, "done": False}}))
+        ws.close()
+
+    with loopback_server(one_reply_per_connection) as url:
+        session = BlockingSession(url, timeout=10)
+        assert session.step({"message": "a"})["observation"] == {"n": 1}
+        time.sleep(0.5)  # closed meanwhile
+        with pytest.raises(ConnectionLost, match="closed"):
+            session.step({"message": "b"})  # the episode is gone: say so, do not start another
+        assert session.step({"message": "c"})["observation"] == {"n": 1}  # the next call reconnects
+        session.close()
 
 
 def test_a_garbage_reply_is_a_clear_error_on_both_json_sessions():
