@@ -20,6 +20,7 @@ closes its sessions and frees its shared-memory block.
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
@@ -142,9 +143,10 @@ class _Job:
             s.busy += 1
 
     def end(self) -> None:
+        now = time.monotonic()  # one clock read for the job: its sessions were all just active
         for s in self.sessions:
             s.busy -= 1
-            s.touch()
+            s.last_active = now
 
     def outcome(self, call_results: list[Any], hung: set[int], timeout: float | None) -> list[Any]:
         """One result per session: its observation or a :class:`RowError`."""
@@ -417,9 +419,14 @@ class _Connection:
         written = []
         for key in rows[0][1][0].fields:
             column = columns.get(key)
-            if column is not None and all(block.fits(key, column[r]) for r, (block, _) in rows):
+            if column is None:
+                continue
+            # Environments that render into their slots (observe_into) returned the slots themselves.
+            rendered = all(column[r] is block.slot_views[key][k] for r, (block, k) in rows)
+            if rendered or all(block.fits(key, column[r]) for r, (block, _) in rows):
                 for r, (block, k) in rows:
-                    block.write(key, k, column[r])
+                    if not rendered:
+                        block.write(key, k, column[r])
                     column[r] = None
                 written.append(key)
         return written

@@ -267,11 +267,10 @@ class _DirectConnection:
         run: dict[str, Any] = {"abandoned": False, "current": None, "finished": False, "loop": self.loop}
         watchdog, timeout = self.listener.watchdog, self.host.settings.step_timeout
         ticket = None if watchdog is None else watchdog.watch(timeout, lambda: self._give_up(plan, seq, job, rows, run, abandoned, after_reply))
-        envs = [s.env for s in job.sessions]
-        self.host.calls_started(envs)  # a close of these environments (server shutdown) waits for the calls
+        calls = self.host.calls_started([s.env for s in job.sessions])  # a close of these environments (server shutdown) waits for the calls
 
         def calls_over() -> None:
-            for env in self.host.calls_finished(envs):  # a close that waited for these calls
+            for env in self.host.calls_finished(calls):  # a close that waited for these calls
                 self.loop.call_soon_threadsafe(self.host.close_later, env)
             if ticket is not None:
                 watchdog.unwatch(ticket)

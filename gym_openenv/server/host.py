@@ -35,6 +35,7 @@ Every call runs on the worker budget of the client that asked for it (one
 import asyncio
 import functools
 import inspect
+import itertools
 import logging
 import os
 import secrets
@@ -194,7 +195,11 @@ class EnvHost:
         self._closer = Client("closing", max(settings.workers_per_client, settings.max_sessions))
         #: the stateless HTTP routes share one budget: hung HTTP steps never take a session's workers
         self.http_client = Client("HTTP routes", settings.workers_per_client)
-        self._in_flight: dict[int, int] = {}  # id(env) -> its calls still running
+        self._in_flight: dict[int, int] = {}  # id(env) -> its worker calls still running
+        #: ticket -> the environments of a job a direct connection's thread runs (one entry per job,
+        #: not per environment: the check is only needed by the rare close that finds them busy)
+        self._direct_jobs: dict[int, list[Environment]] = {}
+        self._direct_tickets = itertools.count()
         # Worker calls are counted on the event loop, the direct transport's on its own threads.
         self._in_flight_lock = threading.Lock()
         self._lost: set[int] = set()  # id(env) of environments whose call timed out
@@ -291,19 +296,33 @@ class EnvHost:
                 self._in_flight[key] -= 1
                 if not self._in_flight[key]:
                     del self._in_flight[key]
-                    if key in self._close_when_done:
+                    if key in self._close_when_done and not self._running(key):
                         due.append(self._close_when_done.pop(key))
         return due
 
-    def calls_started(self, envs: list[Environment]) -> None:
-        """The calling thread runs calls on ``envs`` itself (the direct transport): until
-        :meth:`calls_finished`, :meth:`close_env` on any of them waits."""
-        self._enter([id(env) for env in envs])
+    def _running(self, key: int) -> bool:
+        """Whether a call on the environment ``id`` is ``key`` runs (hold the in-flight lock)."""
+        return bool(self._in_flight.get(key)) or any(id(env) == key for envs in self._direct_jobs.values() for env in envs)
 
-    def calls_finished(self, envs: list[Environment]) -> list[Environment]:
+    def calls_started(self, envs: list[Environment]) -> int:
+        """The calling thread runs calls on ``envs`` itself (the direct transport): until
+        :meth:`calls_finished` with the ticket returned, :meth:`close_env` on any of them waits."""
+        with self._in_flight_lock:
+            ticket = next(self._direct_tickets)
+            self._direct_jobs[ticket] = envs
+        return ticket
+
+    def calls_finished(self, ticket: int) -> list[Environment]:
         """The end of :meth:`calls_started`; returns the environments now due to close
         (the caller closes them with :meth:`close_env` on the event loop)."""
-        return self._leave([id(env) for env in envs])
+        with self._in_flight_lock:
+            envs = self._direct_jobs.pop(ticket)
+            if not self._close_when_done:  # the common case: no close is waiting
+                return []
+            due = [env for env in envs if id(env) in self._close_when_done and not self._running(id(env))]
+            for env in due:
+                del self._close_when_done[id(env)]
+        return due
 
     def close_later(self, env: Environment) -> None:
         """Close ``env`` in the background (on the event loop), counted by :meth:`drain`."""
@@ -334,7 +353,7 @@ class EnvHost:
         """Close ``env`` now, or as soon as its running calls return; never raises."""
         key = id(env)
         with self._in_flight_lock:
-            if self._in_flight.get(key):
+            if self._running(key):
                 self._close_when_done[key] = env
                 return
         try:
@@ -389,14 +408,14 @@ class EnvHost:
     @property
     def busy(self) -> bool:
         """Whether an environment call is still running."""
-        return bool(self._in_flight)
+        return bool(self._in_flight or self._direct_jobs)
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until no environment call runs and every
         close, deferred ones included, is done: the server's way out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (self._in_flight or self._pending) and loop.time() < deadline:
+        while (self.busy or self._pending) and loop.time() < deadline:
             await asyncio.sleep(0.05)
 
     def shutdown(self) -> None:
