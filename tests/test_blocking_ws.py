@@ -10,11 +10,16 @@ of ours does (garbage frames, a refusal sent before the client asks).
 import asyncio
 import os
 import signal
+import socket
+import ssl
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
 
 import gymnasium as gym
+import httpx
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -45,6 +50,39 @@ def pick_server():
     url, process = serve("pick_env:app", UPSTREAM_STYLE, "--ws-ping-interval", "0.5", "--ws-ping-timeout", "3")
     yield url
     stop(process)
+
+
+@pytest.fixture(scope="module")
+def tls_pick_server(tmp_path_factory):
+    """pick_env served by uvicorn over TLS (a self-signed certificate for 127.0.0.1); (its URL, the certificate)."""
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "pick_env:app", "--host", "127.0.0.1", "--port", str(port),
+         "--ssl-keyfile", str(key), "--ssl-certfile", str(cert)],
+        cwd=UPSTREAM_STYLE, env={**os.environ, "PYTHONPATH": str(UPSTREAM_STYLE)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"https://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/health", verify=ssl.create_default_context(cafile=cert)).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("the TLS server did not answer /health")
+        yield url, cert
+    finally:
+        stop(process)
 
 
 @contextmanager
@@ -105,6 +143,25 @@ def test_rollouts_match_openenv_cores_own_client(pick_server):
         for i, results in enumerate(asyncio.run(theirs()))
     ]
     assert ours == expected and expected[-1][2] == [False, True]
+
+
+def test_a_tls_server_keeps_the_event_loop_sessions(tls_pick_server, monkeypatch):
+    # wss:// stays on AsyncSession (websockets' own TLS); the results are the same.
+    url, cert = tls_pick_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted by httpx and by websockets' default context
+    envs = gym.make_vec("openenv/remote-v0", url=url, num_envs=2, action_space=spaces.Discrete(5))
+    try:
+        assert not envs.unwrapped._pool.in_callers_thread
+        obs, _ = envs.reset(seed=[3, 4])
+        assert [a.tolist() for a in obs["slots"]] == [[0, 0, 1, 1, 0], [0, 1, 0, 1, 1]]  # as over ws:// (above)
+        obs, reward, terminated, _, _ = envs.step(np.array([0, 3]))
+        assert reward.tolist() == [1.0, -1.0] and terminated.tolist() == [False, True]
+    finally:
+        envs.close()
+    with gym.make("openenv/remote-v0", url=url, action_space=spaces.Discrete(5)) as env:
+        assert isinstance(env.unwrapped._session, AsyncSession)
+        env.reset(seed=3)
+        assert env.step(0)[1] == 1.0
 
 
 def test_one_env_raising_fails_its_own_row_only(faulty_server):
