@@ -279,9 +279,11 @@ class BlockingSession:
     """One OpenEnv session over ``/ws``, driven from the caller's thread.
 
     :class:`~gym_openenv.client.AsyncSession`'s interface, blocking: ``reset``,
-    ``step``, ``state`` and ``close`` with OpenEnv payload dicts, a dropped or timed-out
-    connection reopened (a new session) at the next call. For many sessions at once:
-    :meth:`send` to each, then :func:`receive_all`.
+    ``step``, ``state`` and ``close`` with OpenEnv payload dicts. For many sessions at
+    once: :meth:`send` to each, then :func:`receive_all`. A connection that failed (lost,
+    timed out, refused, garbled) is reopened, with a new session, at the next ``reset``;
+    any other call raises :class:`~gym_openenv.ConnectionLost` (as on
+    :class:`~gym_openenv.client.BatchSession`): an episode never goes on in a new session.
     """
 
     def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None):
@@ -291,15 +293,15 @@ class BlockingSession:
         self.endpoint = Endpoint.parse(base_url, token)
         self._ws: BlockingWebSocket | None = None
         self._awaiting = False  # a request was sent and its reply not yet taken
+        self._lost: str | None = None  # why the last connection failed, until a reset reopens one
 
     @property
     def connected(self) -> bool:
         return self._ws is not None and self._ws.closed_because is None
 
     def connect(self) -> "BlockingSession":
-        """Open the connection, unless there is one: a connection the server closed stays
-        until a call finds out (and raises, as on :class:`~gym_openenv.client.AsyncSession`),
-        so an episode never goes on silently in a new session."""
+        """Open the connection, unless there is one (a connection the server closed stays
+        until a call finds out, and raises)."""
         if self._ws is None:
             connect_all([self], self.timeout)
         return self
@@ -309,10 +311,12 @@ class BlockingSession:
 
         Raises:
             ServerError: the server refused the session before (``CAPACITY_REACHED``...).
-            ConnectionLost: the connection is gone (it is dropped; the next call reconnects).
+            ConnectionLost: the connection is gone (the next ``reset`` opens a new one).
         """
         if self._awaiting:
             raise RuntimeError("BlockingSession.send: the reply to the previous request was not received")
+        if self._ws is None and self._lost is not None and message.get("type") != "reset":
+            raise ConnectionLost(f"{self._lost}; the session is gone, reset() starts a new one")
         self.connect()
         ws = self._ws
         with ws.lock:
@@ -322,7 +326,7 @@ class BlockingSession:
                 ws.send_text(encode_json(message), time.monotonic() + self.timeout)
             except (ConnectionLost, RequestTimeout) as e:
                 refused = self._left_behind_error(ws)
-                self._drop()
+                self._drop(lost=str(refused or e))
                 if refused is not None:
                     raise refused from e
                 raise
@@ -333,7 +337,7 @@ class BlockingSession:
 
         Raises:
             ServerError: the server's error reply.  ConnectionLost, RequestTimeout: the
-            connection failed or stayed silent (it is dropped; the next call reconnects).
+            connection failed or stayed silent (the next ``reset`` opens a new one).
         """
         reply = receive_all([self], timeout)[0]
         if isinstance(reply, BaseException):
@@ -348,22 +352,24 @@ class BlockingSession:
             if ws.closed_because is None:
                 return None
             self._awaiting = False
-            self._drop()
-            return ConnectionLost(f"connection to the server closed: {ws.closed_because}")
+            lost = ConnectionLost(f"connection to the server closed: {ws.closed_because}")
+            self._drop(lost=str(lost))
+            return lost
         self._awaiting = False
         try:
             return openenv_reply(raw)
         except (ConnectionLost, CapacityReached) as e:
             # Garbage cannot be followed by anything sound; a refused session is closed by its server.
-            self._drop()
+            self._drop(lost=str(e))
             return e
         except ServerError as e:
             return e
 
     def _timed_out(self, waited: float) -> RequestTimeout:
         self._awaiting = False
-        self._drop()  # its reply may still come, and must never be read as the next one's
-        return RequestTimeout(f"no reply from the server within {waited}s")
+        timed_out = RequestTimeout(f"no reply from the server within {waited}s")
+        self._drop(lost=str(timed_out))  # its reply may still come, and must never be read as the next one's
+        return timed_out
 
     def _left_behind_error(self, ws: BlockingWebSocket) -> ServerError | None:
         """The error reply a server sent just before it closed the connection, if one is unread.
@@ -400,7 +406,9 @@ class BlockingSession:
         self.send(message)
         return self.receive(timeout)
 
-    def _drop(self) -> None:
+    def _drop(self, lost: str | None = None) -> None:
+        """Close the connection; ``lost``: why it failed (the next call but a reset raises it)."""
+        self._lost = lost
         ws, self._ws = self._ws, None
         if ws is not None:
             ws.close()

@@ -228,6 +228,21 @@ def test_a_hung_env_times_out_and_the_late_reply_is_never_read_as_the_next(fault
         envs.close()
 
 
+def test_after_the_callers_own_recv_timeout_the_envs_start_over_flagged(faulty_server):
+    envs = gym.make_vec("openenv/remote-v0", num_envs=2, url=faulty_server.base_url, protocol="openenv", timeout=30)
+    try:
+        envs.reset()
+        envs.unwrapped.send(["hang:3", "ok"])
+        with pytest.raises(RequestTimeout):
+            envs.unwrapped.recv(timeout=0.5)
+        obs, _, _, _, info = envs.step(["ok", "ok"])  # env 0's session went with its connection
+        assert info["openenv_restarted"].all() and obs == ("", "")
+        obs, _, _, _, info = envs.step(["a", "b"])
+        assert obs == ("a", "b") and info["steps"].tolist() == [1, 1]
+    finally:
+        envs.close()
+
+
 # --- sessions, one by one ---------------------------------------------------------------
 
 
@@ -251,6 +266,8 @@ def test_a_blocking_session_times_out_and_reconnects():
             assert not session.connected  # the late reply must never be read as the next one's
         finally:
             os.kill(server.pid, signal.SIGCONT)
+        with pytest.raises(ConnectionLost, match="no reply.*reset"):
+            session.step({"message": "on"})  # the episode went with the connection
         session.timeout = 30
         session.reset()  # a new connection, a new session
         assert session.step({"message": "next"})["observation"]["echoed_message"] == "next"
@@ -287,7 +304,9 @@ def test_a_connection_the_server_closed_is_connection_lost_not_a_silent_new_sess
         time.sleep(0.5)  # closed meanwhile
         with pytest.raises(ConnectionLost, match="closed"):
             session.step({"message": "b"})  # the episode is gone: say so, do not start another
-        assert session.step({"message": "c"})["observation"] == {"n": 1}  # the next call reconnects
+        with pytest.raises(ConnectionLost, match="reset"):
+            session.step({"message": "c"})  # and again, until a reset
+        assert session.reset()["observation"] == {"n": 1}  # a new connection, a new session
         session.close()
 
 
@@ -328,8 +347,10 @@ def test_a_refusal_sent_before_the_first_request_is_raised_not_connection_lost()
         time.sleep(1.5)  # the error and the close are in (and read by the keepalive thread) before we ask
         with pytest.raises(CapacityReached, match="no room here"):
             session.step({"message": "hi"})
-        with pytest.raises(CapacityReached, match="no room here"):  # asked again: a new connection, refused again
+        with pytest.raises(ConnectionLost, match="no room here.*reset"):  # the session is gone: say why
             session.step({"message": "hi"})
+        with pytest.raises(CapacityReached, match="no room here"):  # reset: a new connection, refused again
+            session.reset()
 
 
 def test_the_handshake_carries_the_token_and_a_refusal_is_unauthorized():
