@@ -62,7 +62,8 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     info_rows: dict[str, list[int]] = {}
     info_field_names = [f.name for f in observation.info_fields]
     missing_fields: dict[int, list[str]] = {}
-    action_mask: tuple[np.ndarray, np.ndarray] | None = None  # (masks, rows that have one)
+    placed = []  # (chunk, its rows, and where they go) for the action masks
+    end = 0  # where the chunks seen so far end, while they tile the batch: rows 0 .. m - 1 in order, each once
     for chunk in chunks:
         if not len(chunk.indices):
             continue
@@ -70,7 +71,13 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
         row_list = rows.tolist()
         # Where the rows go: a slice when they are consecutive and ascending (one server's block,
         # the common case), which numpy fills without a gather.
-        at: slice | np.ndarray = slice(row_list[0], row_list[-1] + 1) if row_list == list(range(row_list[0], row_list[0] + len(row_list))) else rows
+        first = row_list[0]
+        if row_list == list(range(first, first + len(row_list))):
+            at: slice | np.ndarray = slice(first, first + len(row_list))
+            end = at.stop if end == first else -1
+        else:
+            at, end = rows, -1
+        placed.append((chunk, rows, at))
         for f in fields:
             column = chunk.observation.get(f.name)
             decoded, missing = observation.decode_column(f, column, len(rows))  # foreign schemas, sparse rows
@@ -80,14 +87,6 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
                 _place(buffers[f.name], row_list, decoded)
             for position in missing:
                 missing_fields.setdefault(row_list[position], []).append(f.name)
-        if observation.action_mask is not None:
-            legal = chunk.observation.get(observation.action_mask[0]) or ()
-            if len(legal):
-                if action_mask is None:  # one (num_envs, n) array, zeros where a row has no mask
-                    action_mask = np.zeros((m, observation.action_mask[1].n), dtype=np.int8), np.zeros(m, dtype=bool)
-                legal_at = at if len(legal) == len(rows) else rows[: len(legal)]
-                action_mask[0][legal_at] = observation.legal_masks(legal)
-                action_mask[1][legal_at] = True
         rewards[at] = [0.0 if r is None else r for r in chunk.reward] if None in chunk.reward else chunk.reward
         truncated[at] = chunk.truncated
         terminated[at] = chunk.done
@@ -104,9 +103,33 @@ def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, n
     obs = {f.name: _finish(f.space, buffers[f.name]) for f in fields}
     obs = obs[fields[0].name] if observation.unwrapped else obs if fields else np.zeros(m, dtype=np.int64)
     info = _batched_info(info_columns, info_rows, m)
-    if action_mask is not None:
-        info = {"action_mask": action_mask[0], "_action_mask": action_mask[1], **info}
+    if observation.action_mask is not None:
+        action_mask = _action_masks(observation, placed, end == m, m)
+        if action_mask is not None:
+            info = {"action_mask": action_mask[0], "_action_mask": action_mask[1], **info}
     return obs, rewards, terminated, truncated, info
+
+
+def _action_masks(observation: ModelSpec, placed: list[tuple[Chunk, np.ndarray, "slice | np.ndarray"]], tiled: bool, m: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``info["action_mask"]`` (one ``(m, n)`` array, zeros where a row has no mask) and its
+    ``_action_mask`` rows, from the chunks' legal-action columns; None if no chunk has one.
+    ``tiled``: the chunks' rows are every row in order, each once."""
+    name, space = observation.action_mask
+    columns = [chunk.observation.get(name) for chunk, _, _ in placed]
+    if tiled and all(c is not None and len(c) == len(rows) for c, (_, rows, _) in zip(columns, placed)):
+        # Every row has its list: one column (a fixed action set, Atari's: one row, repeated).
+        joined = columns[0] if len(columns) == 1 else [legal for column in columns for legal in column]
+        return observation.legal_masks(joined), _all_true(m)
+    masks = None
+    for legal, (_, rows, at) in zip(columns, placed):
+        legal = legal or ()
+        if len(legal):
+            if masks is None:
+                masks = np.zeros((m, space.n), dtype=np.int8), np.zeros(m, dtype=bool)
+            legal_at = at if len(legal) == len(rows) else rows[: len(legal)]
+            masks[0][legal_at] = observation.legal_masks(legal)
+            masks[1][legal_at] = True
+    return masks
 
 
 def _in_order(env_ids: np.ndarray) -> bool:
@@ -308,35 +331,67 @@ def _finish(space: spaces.Space, buffer: Any) -> Any:
 
 
 def _batched_info(columns: dict[str, list], rows: dict[str, list[int]], m: int) -> dict[str, Any]:
-    """Gymnasium's batched info: one array per key plus a ``_key`` mask."""
+    """Gymnasium's batched info: one array per key plus a ``_key`` mask.
+
+    The array's dtype is that of the key's first value (bool, int64, float64, else
+    object), as gymnasium's ``VectorEnv._add_info`` makes it; values that do not fit it
+    (mixed types across envs) make it an object array.
+    """
     info: dict[str, Any] = {}
     every_row = list(range(m))
-    full_mask = np.ones(m, dtype=bool)
+    full_mask = _all_true(m)
     for key, values in columns.items():
-        if rows[key] == every_row:  # each row once, in order (the common case): no index array
-            idx: slice | np.ndarray = slice(None)
+        full = rows[key] == every_row  # each row once, in order (the common case): no index array
+        if full:
             mask = full_mask.copy()
         else:
             idx = np.asarray(rows[key], dtype=np.int64)
             mask = np.zeros(m, dtype=bool)
             mask[idx] = True
-        sample = values[0]
-        if isinstance(sample, (bool, np.bool_)):
-            array = np.zeros(m, dtype=bool)
-        elif isinstance(sample, (int, np.integer)) and not isinstance(sample, bool):
-            array = np.zeros(m, dtype=np.int64)
-        elif isinstance(sample, (float, np.floating)):
-            array = np.zeros(m, dtype=np.float64)
-        else:
-            array = np.empty(m, dtype=object)
-        try:
-            array[idx] = values
-        except (TypeError, ValueError, OverflowError):  # mixed types across envs
-            array = np.empty(m, dtype=object)
-            for i, v in zip(rows[key], values):
-                array[i] = v
+        dtype = _info_dtype(values[0])
+        array = None
+        if dtype is not object:
+            try:
+                if full:
+                    array = np.array(values, dtype=dtype)
+                else:
+                    array = np.zeros(m, dtype=dtype)
+                    array[idx] = values
+            except (TypeError, ValueError, OverflowError):  # mixed types across envs
+                array = None
+            if array is not None and array.shape != (m,):  # values that were not scalars after all
+                array = None
+        if array is None:
+            # One element per value: fromiter does not look inside lists, dicts or arrays.
+            if full:
+                array = np.fromiter(values, dtype=object, count=m)
+            else:
+                array = np.empty(m, dtype=object)  # None in every row
+                array[idx] = np.fromiter(values, dtype=object, count=len(values))
         info[key], info[f"_{key}"] = array, mask
     return info
+
+
+def _all_true(m: int) -> np.ndarray:
+    mask = np.empty(m, dtype=bool)
+    mask.fill(True)  # np.ones is a Python function around this: a few times slower on small arrays
+    return mask
+
+
+_INFO_DTYPES: dict[type, Any] = {bool: np.bool_, np.bool_: np.bool_, int: np.int64, float: np.float64}
+
+
+def _info_dtype(sample: Any) -> Any:
+    dtype = _INFO_DTYPES.get(type(sample))
+    if dtype is not None:
+        return dtype
+    if isinstance(sample, (bool, np.bool_)):
+        return np.bool_
+    if isinstance(sample, (int, np.integer)):
+        return np.int64
+    if isinstance(sample, (float, np.floating)):
+        return np.float64
+    return object
 
 
 def _index(obs: Any, row: int) -> Any:

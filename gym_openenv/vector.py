@@ -145,8 +145,9 @@ class OpenEnvVectorEnv(VectorEnv):
             raise
         self._needs_reset = np.zeros(num_envs, dtype=bool)
         self._episode_steps = np.zeros(num_envs, dtype=np.int64)
-        self._pending: deque[tuple[np.ndarray, Future, np.ndarray]] = deque()
-        self._busy = np.zeros(num_envs, dtype=bool)
+        self._every_env = np.arange(num_envs)  # env_ids of a send to all envs (never handed out: recv copies it)
+        #: per send not yet received: (its env ids, their index into per-env arrays, what to wait on, envs reset in it)
+        self._pending: deque[tuple[np.ndarray, slice | np.ndarray, Future | Sent, np.ndarray]] = deque()
         self._lost = np.zeros(num_envs, dtype=bool)  # sessions replaced after a crash, not yet reset
         self._state = AsyncState.DEFAULT
 
@@ -271,9 +272,7 @@ class OpenEnvVectorEnv(VectorEnv):
     def step_wait(self, timeout: float | None = None):
         if not self._pending:
             raise NoAsyncCallError("step_wait() called with no step pending; call step_async() first", AsyncState.WAITING_STEP.value)
-        results = self.recv(timeout)
-        results[4].pop("env_id")
-        return results
+        return self._collect(timeout)[1]
 
     def send(self, actions: Any, env_ids: np.ndarray | list[int] | None = None) -> None:
         """Start stepping ``env_ids`` (default: all) with ``actions``; :meth:`recv` collects.
@@ -287,14 +286,16 @@ class OpenEnvVectorEnv(VectorEnv):
         """
         given = env_ids
         if env_ids is None:
-            env_ids = np.arange(self.num_envs)
+            env_ids = self._every_env
         else:
-            env_ids = np.asarray(env_ids, dtype=np.int64)
+            env_ids = np.array(env_ids, dtype=np.int64)  # ours: the caller may change theirs meanwhile
             if len(np.unique(env_ids)) != len(env_ids) or (len(env_ids) and (env_ids.min() < 0 or env_ids.max() >= self.num_envs)):
                 raise ValueError(f"env_ids must be distinct indices in [0, {self.num_envs}), got {env_ids.tolist()}")
         ix = slice(None) if given is None else env_index(env_ids, self.num_envs)  # for the per-env arrays
-        if self._pending and self._busy[ix].any():  # envs are busy only while a call is pending
-            raise ValueError(f"envs {env_ids[self._busy[env_ids]].tolist()} already have a step pending; recv() first")
+        if self._pending:  # envs are busy only while a call is pending
+            busy = env_ids[np.isin(env_ids, np.concatenate([pending[0] for pending in self._pending]))]
+            if len(busy):
+                raise ValueError(f"envs {busy.tolist()} already have a step pending; recv() first")
         if not self._pending and self._recovery.replacement_ready:
             self._start_over(self._loop.run(self._recovery.rebalance()))
         columns = action_columns(self._schema.action, actions, len(env_ids))
@@ -302,15 +303,14 @@ class OpenEnvVectorEnv(VectorEnv):
         if needs_reset.any():
             reset_ids, step_ids = env_ids[needs_reset], env_ids[~needs_reset]
             columns = {k: _take(col, np.flatnonzero(~needs_reset)) for k, col in columns.items()}
-        else:  # no episode ended last step: every env steps (a copy of the caller's array, as above)
-            reset_ids, step_ids = env_ids[:0], env_ids if given is None else env_ids.copy()
+        else:  # no episode ended last step: every env steps
+            reset_ids, step_ids = env_ids[:0], env_ids
         same_step = self.autoreset_mode is AutoresetMode.SAME_STEP
         if self._pool.in_callers_thread:  # sent from this thread; recv() collects the replies in it
             waiting: Future | Sent = self._pool.send_step(step_ids, columns, reset_ids, autoreset=same_step)
         else:
             waiting = self._loop.submit(self._step_and_recover(step_ids, columns, reset_ids, same_step))
-        self._busy[ix] = True
-        self._pending.append((env_ids, waiting, reset_ids))
+        self._pending.append((env_ids, ix, waiting, reset_ids))
         self._state = AsyncState.WAITING_STEP
 
     async def _step_and_recover(self, step_ids: np.ndarray, columns: dict[str, Any], reset_ids: np.ndarray, same_step: bool) -> Recovered:
@@ -325,10 +325,15 @@ class OpenEnvVectorEnv(VectorEnv):
         """
         if not self._pending:
             raise NoAsyncCallError("recv() called with nothing sent", AsyncState.WAITING_STEP.value)
-        env_ids, waiting, reset_ids = self._pending.popleft()
+        env_ids, results = self._collect(timeout)
+        results[4]["env_id"] = env_ids.copy() if env_ids is self._every_env else env_ids
+        return results
+
+    def _collect(self, timeout: float | None):
+        """The oldest send's env ids and its ``(obs, rewards, terminated, truncated, info)``."""
+        env_ids, ix, waiting, reset_ids = self._pending.popleft()
         if not self._pending:
             self._state = AsyncState.DEFAULT
-        ix = env_index(env_ids, self.num_envs)  # for the per-env arrays
         try:
             if isinstance(waiting, Sent):
                 results = self._pool.receive(waiting, timeout)
@@ -339,8 +344,6 @@ class OpenEnvVectorEnv(VectorEnv):
                 outcome = waiting.result(timeout)  # by default bounded inside: each request by `timeout`
         except TimeoutError:
             raise RequestTimeout(f"no step result within {timeout}s") from None
-        finally:
-            self._busy[ix] = False
         if len(outcome.replaced):
             self._mark_replaced(outcome)
         restarted = outcome.restarted
@@ -350,25 +353,33 @@ class OpenEnvVectorEnv(VectorEnv):
         main = [c for c in outcome.chunks if not c.autoreset]
         obs, rewards, terminated, truncated, info = assemble(self._schema.observation, main, env_ids, self.num_envs)
         started_over = [*reset_ids.tolist(), *restarted, *outcome.errors]
-        episode_steps = self._episode_steps[ix] + 1
-        if started_over:  # a reset row is the first observation of a new episode: no reward, not done
-            was_reset = np.isin(env_ids, started_over)
-            episode_steps[was_reset] = 0
-            if self.max_episode_steps is not None:
-                truncated |= (episode_steps >= self.max_episode_steps) & ~terminated & ~was_reset
+        was_reset = np.isin(env_ids, started_over) if started_over else None
+        if was_reset is not None:  # a reset row is the first observation of a new episode: no reward, not done
             rewards[was_reset], terminated[was_reset], truncated[was_reset] = 0.0, False, False
-        elif self.max_episode_steps is not None:
-            truncated |= (episode_steps >= self.max_episode_steps) & ~terminated
-        self._episode_steps[ix] = episode_steps
-        done = terminated | truncated
-        if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
-            obs, info = self._reset_done_now(env_ids, done, obs, info, [c for c in outcome.chunks if c.autoreset])
-            self._episode_steps[env_ids[done]] = 0
+        if self.max_episode_steps is not None:  # steps are counted only for this
+            self._count_steps(ix, was_reset, terminated, truncated)
+        if self.autoreset_mode is AutoresetMode.SAME_STEP:
+            self._needs_reset[ix] = False  # the envs reset in this send; those done now are reset right away
+            done = terminated | truncated
+            if done.any():
+                obs, info = self._reset_done_now(env_ids, done, obs, info, [c for c in outcome.chunks if c.autoreset])
+                self._episode_steps[env_ids[done]] = 0
+        elif isinstance(ix, slice):  # NEXT_STEP: an env whose episode ended is reset at its next send
+            np.logical_or(terminated, truncated, out=self._needs_reset[ix])
         else:
-            self._needs_reset[ix] = done
+            self._needs_reset[ix] = terminated | truncated
         _flag(info, env_ids, outcome, restarted)
-        info["env_id"] = env_ids
-        return obs, rewards, terminated, truncated, info
+        return env_ids, (obs, rewards, terminated, truncated, info)
+
+    def _count_steps(self, ix: slice | np.ndarray, was_reset: np.ndarray | None, terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """``max_episode_steps``: count this step, truncate the episodes that reached it."""
+        episode_steps = self._episode_steps[ix] + 1
+        reached = episode_steps >= self.max_episode_steps
+        if was_reset is not None:
+            episode_steps[was_reset] = 0
+            reached &= ~was_reset
+        truncated |= reached & ~terminated
+        self._episode_steps[ix] = episode_steps
 
     def _reset_done_now(self, env_ids: np.ndarray, done: np.ndarray, obs: Any, info: dict[str, Any], autoreset: list[Chunk]):
         """SAME_STEP: the servers reset the envs whose episode ended in the step request

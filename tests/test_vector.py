@@ -91,6 +91,38 @@ def test_send_recv_partial_batches(envs):
         envs.recv()
 
 
+def test_env_ids_handed_out_or_passed_in_are_not_shared_with_the_env(envs):
+    # recv's info["env_id"] is the caller's to change, and so is the array given to send.
+    envs.reset(seed=1)
+    envs.send(words(8))
+    info = envs.recv()[4]
+    info["env_id"][:] = 7
+    ids = np.array([2, 4])
+    envs.send(("a", "b"), env_ids=ids)
+    ids[:] = 0
+    obs, _, _, _, info = envs.recv()
+    assert obs == ("a", "b") and info["env_id"].tolist() == [2, 4]
+    envs.send(words(8))
+    assert envs.recv()[4]["env_id"].tolist() == list(range(8))
+    assert "env_id" not in envs.step(words(8))[4]
+
+
+def test_episode_ends_with_pending_sends_and_partial_batches(envs):
+    # max_steps=2: each env's second step ends its episode; its next send resets it.
+    envs.reset(seed=0)
+    envs.send(words(4), env_ids=[0, 1, 2, 3])
+    envs.send(words(4, "b"), env_ids=[4, 5, 6, 7])
+    envs.recv(), envs.recv()
+    envs.send(words(2, "c"), env_ids=[1, 6])
+    _, _, _, truncated, _ = envs.recv()
+    assert truncated.tolist() == [True, True]
+    obs, rewards, terminated, truncated, _ = envs.step(words(8, "d"))
+    ended = [1, 6]
+    assert [obs[i] for i in ended] == ["", ""] and not rewards[ended].any()  # reset, not stepped
+    assert all(obs[i] == f"d{i}" for i in range(8) if i not in ended)
+    assert truncated.tolist() == [i not in ended for i in range(8)] and not terminated.any()
+
+
 def test_step_async_and_wait(envs):
     envs.reset()
     envs.step_async(words(8))
