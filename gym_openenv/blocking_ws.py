@@ -153,7 +153,7 @@ class BlockingWebSocket:
         error = self._protocol.handshake_exc
         if error is not None:
             if isinstance(error, InvalidStatus):
-                self.endpoint._raise_for_auth(error.response.status_code)
+                self.endpoint.raise_for_auth(error.response.status_code)
             self.close()
             raise ConnectionLost(f"cannot connect to {self.url}: {error}") from error
         if self._response is None:

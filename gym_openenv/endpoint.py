@@ -105,7 +105,7 @@ class Endpoint:
                 response = await http.get(url)
             except httpx.HTTPError as e:
                 raise ConnectionLost(f"cannot reach {self.url}{path}: {type(e).__name__}: {e}") from e
-        self._raise_for_auth(response.status_code)
+        self.raise_for_auth(response.status_code)
         if response.status_code != 200:
             raise OpenEnvError(f"GET {self.url}{path}: HTTP {response.status_code}: {response.text[:300]}")
         return response.json()
@@ -146,7 +146,7 @@ class Endpoint:
                     status = http.get(self.http_url("/health")).status_code
                     if status == 200:
                         return attempts
-                    self._raise_for_auth(status)
+                    self.raise_for_auth(status)
                     last = f"HTTP {status}"
                 except httpx.HTTPError as e:
                     last = f"{type(e).__name__}: {e}"
@@ -160,7 +160,8 @@ class Endpoint:
                 time.sleep(delay)
                 delay = min(delay * 2, max_backoff)
 
-    def _raise_for_auth(self, status: int) -> None:
+    def raise_for_auth(self, status: int) -> None:
+        """Raise :class:`~gym_openenv.Unauthorized` if ``status`` is the server refusing the token."""
         if status in _UNAUTHORIZED:
             given = "a wrong bearer token" if self.token else "no bearer token"
             raise Unauthorized(f"{self.url} refused {given} (HTTP {status}); pass token= or set OPENENV_TOKEN")
@@ -181,7 +182,7 @@ class Endpoint:
                 return await unix_connect(self.uds, url, **options)
             return await connect(url, **options)
         except websockets.exceptions.InvalidStatus as e:
-            self._raise_for_auth(e.response.status_code)
+            self.raise_for_auth(e.response.status_code)
             raise ConnectionLost(f"cannot connect to {url}: {e}") from e
         except (OSError, websockets.exceptions.InvalidHandshake, asyncio.TimeoutError) as e:
             raise ConnectionLost(f"cannot connect to {url}: {type(e).__name__}: {e}") from e

@@ -10,7 +10,7 @@ if command -v apt-get >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    chromium fonts-liberation bubblewrap docker.io debootstrap docker-registry >/dev/null
+    chromium fonts-liberation bubblewrap docker.io debootstrap docker-registry openssl >/dev/null
 fi
 python -m pip install -q -c constraints.txt -e ".[all,dev]"
 # The notebooks run on a "python3" kernel; make sure one is registered.
