@@ -45,12 +45,13 @@ def _own_rng_copy(space: spaces.Space) -> spaces.Space:
     return twin
 
 
-def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray, num_envs: int) -> Batch:
-    """The rows of ``chunks``, in the order of ``env_ids``; later chunks win for a row in several."""
-    m = len(env_ids)
+def assemble(observation: ModelSpec, chunks: list[Chunk], env_ids: np.ndarray | None, num_envs: int) -> Batch:
+    """The rows of ``chunks``, in the order of ``env_ids`` (None: every env, in order); later
+    chunks win for a row in several."""
+    m = num_envs if env_ids is None else len(env_ids)
     # Rows of the output for each env index: the identity when stepping every env in order.
     row_of = None
-    if m != num_envs or not _in_order(env_ids):
+    if env_ids is not None and (m != num_envs or not _in_order(env_ids)):
         row_of = np.full(num_envs, -1, dtype=np.int64)
         row_of[env_ids] = np.arange(m)
     fields = observation.space_fields
@@ -235,8 +236,8 @@ def _check_column(field: FieldSpec, values: Any, n: int) -> Any:
         if array.shape != expected:
             raise ValueError(f"actions for {field.name!r} must have shape {expected}, got {array.shape}")
         if isinstance(space, spaces.Discrete):
-            if array.dtype.kind in "iu" and (not array.size or (array.min() >= space.start and array.max() < space.start + space.n)):
-                return array.astype(space.dtype, copy=False)  # integers in range (the common case): two reductions
+            if array.dtype.kind in "iu" and _within(array, int(space.start), int(space.start + space.n)):
+                return array.astype(space.dtype, copy=False)  # integers in range: the common case
             bad = (array < space.start) | (array >= space.start + space.n) | (array != np.floor(array))
         else:
             bad = np.array([not space.contains(np.asarray(v, dtype=space.dtype)) for v in array])
@@ -256,6 +257,14 @@ def _check_column(field: FieldSpec, values: Any, n: int) -> Any:
         if not contains(v):
             raise ValueError(f"action {i} for {field.name!r}: {v!r} is not in {describe(space)}")
     return values
+
+
+def _within(array: np.ndarray, low: int, end: int) -> bool:
+    """Whether every value of integer ``array`` is in ``[low, end)``."""
+    if array.size <= 64:  # min/max of a short list: a few times cheaper than two numpy reductions
+        listed = array.ravel().tolist()
+        return not listed or (min(listed) >= low and max(listed) < end)
+    return bool(array.min() >= low and array.max() < end)
 
 
 # --- observations: columns -> batched values ----------------------------------

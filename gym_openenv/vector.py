@@ -351,7 +351,8 @@ class OpenEnvVectorEnv(VectorEnv):
             restarted = restarted + [int(e) for e in reset_ids if self._lost[e]]
             self._lost[reset_ids] = False
         main = [c for c in outcome.chunks if not c.autoreset]
-        obs, rewards, terminated, truncated, info = assemble(self._schema.observation, main, env_ids, self.num_envs)
+        every_env = isinstance(ix, slice)  # every env, in order
+        obs, rewards, terminated, truncated, info = assemble(self._schema.observation, main, None if every_env else env_ids, self.num_envs)
         started_over = [*reset_ids.tolist(), *restarted, *outcome.errors]
         was_reset = np.isin(env_ids, started_over) if started_over else None
         if was_reset is not None:  # a reset row is the first observation of a new episode: no reward, not done
@@ -364,7 +365,7 @@ class OpenEnvVectorEnv(VectorEnv):
             if done.any():
                 obs, info = self._reset_done_now(env_ids, done, obs, info, [c for c in outcome.chunks if c.autoreset])
                 self._episode_steps[env_ids[done]] = 0
-        elif isinstance(ix, slice):  # NEXT_STEP: an env whose episode ended is reset at its next send
+        elif every_env:  # NEXT_STEP: an env whose episode ended is reset at its next send
             np.logical_or(terminated, truncated, out=self._needs_reset[ix])
         else:
             self._needs_reset[ix] = terminated | truncated
