@@ -67,6 +67,22 @@ def test_same_step_autoreset():
         envs.close()
 
 
+def test_same_step_env_moved_to_a_new_server_is_reset_once():
+    # Every step ends every episode (max_steps=1). The env moved to the new server starts
+    # over at its next step (flagged) while the other one's episode ends; after that it steps.
+    envs = gym.make_vec("openenv/echo-v0", num_envs=2, num_servers=1, max_steps=1, autoreset_mode=AutoresetMode.SAME_STEP)
+    try:
+        envs.reset(seed=0)
+        envs.add_servers(1)
+        _, _, terminated, truncated, info = envs.step(words(2))
+        moved = info["openenv_restarted"]
+        assert moved.sum() == 1 and ((terminated | truncated) == ~moved).all()
+        _, _, _, truncated, info = envs.step(words(2, "y"))
+        assert truncated.all() and list(info["final_obs"]) == list(words(2, "y"))
+    finally:
+        envs.close()
+
+
 def test_max_episode_steps_truncates_on_the_client():
     envs = gym.make_vec("openenv/echo-v0", num_envs=2, num_servers=1, max_episode_steps=3)
     try:
