@@ -342,7 +342,9 @@ class OpenEnvVectorEnv(VectorEnv):
                 outcome = self._recovered(results)
             else:
                 outcome = waiting.result(timeout)  # by default bounded inside: each request by `timeout`
-        except TimeoutError:
+        except RequestTimeout:
+            raise  # a server's own timeout, raised by recovery (on_server_failure="raise"): its message names it
+        except TimeoutError:  # the caller's bound
             raise RequestTimeout(f"no step result within {timeout}s") from None
         if len(outcome.replaced):
             self._mark_replaced(outcome)

@@ -204,9 +204,10 @@ def test_a_frozen_server_is_a_request_timeout_within_the_timeout():
             os.kill(server.pid, signal.SIGSTOP)
             try:
                 start = time.monotonic()
-                with pytest.raises(RequestTimeout):
+                with pytest.raises(RequestTimeout) as caught:
                     envs.step(("a", "b"))
                 assert 2 <= time.monotonic() - start < 60  # the timeout, not a hang (60: a loaded machine)
+                assert "within 2" in str(caught.value) and "None" not in str(caught.value)  # the server's own timeout, as raised
             finally:
                 os.kill(server.pid, signal.SIGCONT)
         finally:
