@@ -56,9 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(beside --uds, else a private temporary folder) or 'off' (default: $OPENENV_DIRECT_SOCKET or auto)",
     )
     p.add_argument(
-        "--cpu-policy", choices=("batch", "normal"), default=os.environ.get("OPENENV_CPU_POLICY", "batch"),
-        help="Linux scheduling policy: 'batch' (SCHED_BATCH: a woken server does not preempt the client that "
-        "woke it, which may have more requests to send) or 'normal' (default: $OPENENV_CPU_POLICY or batch)",
+        "--cpu-policy", choices=("batch", "normal"), default=os.environ.get("OPENENV_CPU_POLICY", "normal"),
+        help="Linux scheduling policy: 'normal', or 'batch' (SCHED_BATCH: a woken server does not preempt the "
+        "client that woke it, which may have more requests to send; on a machine with nothing else to run. "
+        "Default: $OPENENV_CPU_POLICY or normal)",
     )
     p.add_argument("--parent-pid", type=int, help="exit when this process dies")
     p.add_argument("--log-level", default="warning")
@@ -124,9 +125,11 @@ def _kill_descendants() -> None:
 def _set_cpu_policy(policy: str) -> None:
     """SCHED_BATCH for this thread and every thread and process started after it (they inherit it).
 
-    A client on this machine that wakes a server (sends it a request) is otherwise preempted
-    by it at once: a vector env sending to two servers measured ~240 us per send here, the
-    second server starting that much later, instead of ~30 us.
+    On an idle machine it helps a little: a client that wakes a server (sends it a request)
+    is otherwise preempted by it at once (a vector env sending to two servers measured ~240 us
+    per send, instead of ~30 us). Beside other CPU-bound work (a learner, other jobs) it costs
+    much more: a woken batch server waits out their time slices, and make_vec(4) on Atari fell
+    from 0.97x to 0.58x of gymnasium's AsyncVectorEnv with two busy loops running. Hence opt-in.
     """
     if policy == "batch" and hasattr(os, "SCHED_BATCH"):
         try:
