@@ -35,6 +35,13 @@ _yield = getattr(os, "sched_yield", lambda: None)
 #: shares its CPU, rarely enough not to pay a trip through the scheduler per try (0.56x -> 0.66x
 #: of in-process ALE for one Atari env here, when yielding at every try).
 _YIELD_EVERY = 8
+#: A gap this long between two tries of a spin means the spinning thread lost its CPU to
+#: another task: the CPUs are contended, and spinning only takes time from the peer.
+_PREEMPTED = 200e-6
+#: Seconds a reader that lost its CPU while spinning waits in ``poll`` without spinning: the
+#: first time the shortest (a stray interrupt or thread on an idle machine); doubled each time
+#: the next spin loses its CPU too, up to the longest (CPUs shared with busy tasks).
+_QUIET_SHORTEST, _QUIET_LONGEST = 0.01, 1.0
 #: Descriptors one read takes with it (more are closed by the kernel); a frame passes one.
 _MAX_FDS = 4
 _FD_SIZE = array.array("i").itemsize  # a descriptor is passed as a C int
@@ -135,6 +142,8 @@ class FrameReader:
         #: descriptors received and not yet claimed, in the order they came (the caller owns them)
         self.fds: list[int] = []
         self._typical_wait = 0.0
+        self._quiet_from = 0.0  # no spinning before this time (perf_counter): the CPUs were contended
+        self._quiet_for = _QUIET_SHORTEST
         self._buffer = bytearray(_READ_AHEAD)
         self._view = memoryview(self._buffer)
         self._start = self._end = 0  # the unread bytes are _buffer[_start:_end]
@@ -143,8 +152,10 @@ class FrameReader:
 
     @property
     def spinning(self) -> bool:
-        """Whether the next wait starts with a spin (frames came within ``spin`` of late)."""
-        return self._typical_wait < self.spin
+        """Whether the next wait starts with a spin: frames came within ``spin`` of late, and
+        no spin in the last second lost its CPU to another task (then a sleeping reader, which
+        the scheduler favours when it wakes, gets its reply sooner than a spinning one)."""
+        return self._typical_wait < self.spin and time.perf_counter() >= self._quiet_from
 
     def read(self, timeout: float | None = None) -> bytearray:
         """The next frame's message (``timeout``: non-blocking sockets only)."""
@@ -194,13 +205,19 @@ class FrameReader:
             if spin > 0.0:  # each try is a system call that does not sleep
                 deadline = began + spin
                 tries = 0
-                while time.perf_counter() < deadline:
+                last = now = began
+                while now < deadline:
                     try:
                         return self._recv_into(into)
                     except BlockingIOError:
                         tries += 1
                         if tries % _YIELD_EVERY == 0:
                             _yield()  # the peer may be waiting for this very CPU
+                    now = time.perf_counter()
+                    if now - last > _PREEMPTED:  # another task had this CPU: stop spinning for a while
+                        self._stay_quiet(now)
+                        break
+                    last = now
             while True:
                 if not self._readable.poll(None if timeout is None else timeout * 1000):
                     raise TimeoutError(f"no frame within {timeout}s")
@@ -210,6 +227,12 @@ class FrameReader:
                     continue
         finally:
             self._typical_wait += 0.25 * (time.perf_counter() - began - self._typical_wait)
+
+    def _stay_quiet(self, now: float) -> None:
+        if now - self._quiet_from > 10 * self._quiet_for:  # calm since the last time: a stray preemption
+            self._quiet_for = _QUIET_SHORTEST
+        self._quiet_from = now + self._quiet_for
+        self._quiet_for = min(2 * self._quiet_for, _QUIET_LONGEST)
 
     def _recv_into(self, into: memoryview) -> int:
         if not self.take_fds:

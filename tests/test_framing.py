@@ -139,3 +139,38 @@ def test_descriptors_passed_with_a_frame_arrive_with_it_and_unclaimed_ones_can_b
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_a_reader_whose_spin_loses_its_cpu_to_another_task_stops_spinning_for_a_while(pair):
+    """A busy process pinned to the reader's CPU takes it mid-spin (the scheduler's slices are
+    milliseconds): the reader must then sleep in poll instead, not spin against it."""
+    left, right = pair
+    right.setblocking(False)
+    reader = FrameReader(right, limit=100, spin=0.5)
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    busy = os.fork()
+    if busy == 0:  # the busy task: bounded, and killed below anyway
+        os.sched_setaffinity(0, {cpu})
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            pass
+        os._exit(0)
+    try:
+        os.sched_setaffinity(0, {cpu})
+        assert reader.spinning
+        timer = threading.Timer(0.3, send_frame, (left, b"ok"))
+        timer.start()
+        cpu_before = time.thread_time()
+        assert reader.read(timeout=30) == b"ok"  # within its 0.5 s spin, which shares the CPU with the busy task
+        spent = time.thread_time() - cpu_before
+        timer.join()
+        # A reader spinning through the wait got a few milliseconds of CPU here between the busy
+        # task's slices (it yields every few tries; 3.6-3.9 ms measured); one that sleeps once it
+        # lost the CPU takes well under one (0.3 ms).
+        assert spent < 0.002, f"the reader spun on for {spent * 1e3:.1f} ms of CPU"
+    finally:
+        os.sched_setaffinity(0, before)
+        os.kill(busy, 9)
+        os.waitpid(busy, 0)
