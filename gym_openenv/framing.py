@@ -153,8 +153,9 @@ class FrameReader:
     @property
     def spinning(self) -> bool:
         """Whether the next wait starts with a spin: frames came within ``spin`` of late, and
-        no spin in the last second lost its CPU to another task (then a sleeping reader, which
-        the scheduler favours when it wakes, gets its reply sooner than a spinning one)."""
+        the pause after a spin that lost its CPU to another task is over (while CPUs are
+        contended, a sleeping reader, which the scheduler favours when it wakes, gets its reply
+        sooner than a spinning one)."""
         return self._typical_wait < self.spin and time.perf_counter() >= self._quiet_from
 
     def read(self, timeout: float | None = None) -> bytearray:

@@ -290,15 +290,19 @@ class EnvHost:
 
     def _leave(self, keys: Any) -> list[Environment]:
         """Count the calls out; the environments whose close waited for them."""
-        due = []
         with self._in_flight_lock:
             for key in keys:
                 self._in_flight[key] -= 1
                 if not self._in_flight[key]:
                     del self._in_flight[key]
-                    if key in self._close_when_done and not self._running(key):
-                        due.append(self._close_when_done.pop(key))
-        return due
+            return self._take_due(keys)
+
+    def _take_due(self, keys: Any) -> list[Environment]:
+        """The environments of ``keys`` whose close waited and on which no call runs any more,
+        taken off the waiting list (hold the in-flight lock)."""
+        if not self._close_when_done:  # the common case: no close is waiting
+            return []
+        return [self._close_when_done.pop(key) for key in keys if key in self._close_when_done and not self._running(key)]
 
     def _running(self, key: int) -> bool:
         """Whether a call on the environment ``id`` is ``key`` runs (hold the in-flight lock)."""
@@ -317,12 +321,7 @@ class EnvHost:
         (the caller closes them with :meth:`close_env` on the event loop)."""
         with self._in_flight_lock:
             envs = self._direct_jobs.pop(ticket)
-            if not self._close_when_done:  # the common case: no close is waiting
-                return []
-            due = [env for env in envs if id(env) in self._close_when_done and not self._running(id(env))]
-            for env in due:
-                del self._close_when_done[id(env)]
-        return due
+            return self._take_due(map(id, envs))
 
     def close_later(self, env: Environment) -> None:
         """Close ``env`` in the background (on the event loop), counted by :meth:`drain`."""
