@@ -6,6 +6,7 @@ Screenshots go to ``$OPENENV_TEST_ARTIFACTS/web`` (default: pytest's temporary
 folder).
 """
 
+import asyncio
 import base64
 import io
 import json
@@ -15,10 +16,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import ale_py
 import gymnasium as gym
@@ -203,11 +206,17 @@ def test_token_is_traded_for_a_cookie_scoped_to_the_page(browser):
         with httpx.Client(base_url=url, timeout=60) as http:
             assert http.get("/web").status_code == 401
             assert http.get("/web", params={"token": "wrong"}).status_code == 401
-            login = http.get("/web", params={"token": TOKEN})
-            assert login.status_code == 303 and login.headers["location"] == "/web"
+            # /web (the address people are given) leads to the page, the folder /web/, token and all;
+            # both redirects are relative, so they keep any prefix a proxy put in front.
+            to_the_page = http.get("/web", params={"token": TOKEN})
+            assert to_the_page.status_code == 307 and to_the_page.headers["location"] == f"web/?token={TOKEN}"
+            login = http.get("/web/", params={"token": TOKEN})
+            assert login.status_code == 303 and login.headers["location"] == "./"
             cookie = login.headers["set-cookie"]
             assert TOKEN not in cookie and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
-            assert http.get("/web").status_code == 200  # the client keeps the cookie
+            assert "path=" not in cookie.lower()  # the browser scopes it to the folder it asked for: /web
+            assert http.get("/web/").status_code == 200  # the client keeps the cookie
+            assert http.get("/web").status_code == 307
             assert http.get("/web/info").json()["metadata"]["name"]
             assert http.get("/schema").status_code == 401  # the cookie opens the page, nothing else
             cookie_header = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
@@ -221,10 +230,176 @@ def test_token_is_traded_for_a_cookie_scoped_to_the_page(browser):
             assert json.loads(ws.recv(timeout=60))["type"] == "observation"
 
         with web_page(browser, f"{url}/web?token={TOKEN}") as page:
-            assert page.url == f"{url}/web"  # the token left the address bar
+            assert page.url == f"{url}/web/"  # the token left the address bar
+            (cookie,) = page.context.cookies()
+            assert cookie["path"] == "/web" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             press(page, "Reset")
             expect(page.locator("#status")).to_have_text("connected")
             expect(page.locator("#error")).to_be_hidden()
+
+
+# --- behind a reverse proxy under a path prefix ----------------------------------------
+
+PREFIX = "/envs/echo"
+
+
+class PrefixProxy:
+    """A reverse proxy on loopback that serves ``upstream`` under ``prefix`` the way
+    jupyter-server-proxy, an ingress or nginx's ``location /prefix/ { proxy_pass
+    http://upstream/; }`` do: it strips the prefix, names it in ``X-Forwarded-Prefix``,
+    sends the upstream's own ``Host`` and the browser's in ``X-Forwarded-Host``, and
+    passes HTTP and WebSocket upgrades alike. Responses go back unchanged. A request
+    outside the prefix (a URL of the page that forgot it) gets 404 and is kept in
+    ``strays``."""
+
+    def __init__(self, upstream: str, prefix: str) -> None:
+        self.upstream = urlsplit(upstream).netloc
+        self.prefix = prefix
+        self.strays: list[str] = []
+        self.forwarded: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> "PrefixProxy":
+        self.thread.start()
+        start = asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.server = asyncio.run_coroutine_threadsafe(start, self.loop).result(timeout=60)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            self.server.close()
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+                task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(60)
+        self.loop.close()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            writer.close()
+            return
+        request_line, *lines = head.decode("latin-1").split("\r\n")[:-2]
+        method, target, version = request_line.split(" ")
+        headers = {name.strip().lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
+        if not target.startswith(self.prefix + "/"):
+            self.strays.append(target)
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
+        self.forwarded.append(target)
+        upgrade = headers.get("upgrade", "").lower() == "websocket"
+        passed = {k: v for k, v in headers.items() if k not in ("host", "connection", "keep-alive")}
+        passed |= {
+            "host": self.upstream,
+            "x-forwarded-host": headers.get("host", ""),
+            "x-forwarded-prefix": self.prefix,
+            "x-forwarded-proto": "http",
+            "connection": "Upgrade" if upgrade else "close",  # one request per connection: no response framing to follow
+        }
+        host, port = self.upstream.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        request = f"{method} {target[len(self.prefix):]} {version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in passed.items())
+        up_writer.write(request.encode("latin-1") + b"\r\n")
+        to_upstream = asyncio.ensure_future(self.pipe(reader, up_writer, close=False))
+        try:
+            await self.pipe(up_reader, writer, close=True)  # the server's answer; it closes when done
+        finally:
+            to_upstream.cancel()
+            up_writer.close()
+
+    @staticmethod
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, close: bool) -> None:
+        try:
+            while chunk := await source.read(65536):
+                sink.write(chunk)
+                await sink.drain()
+            if close:
+                sink.close()
+            elif sink.can_write_eof():
+                sink.write_eof()
+        except ConnectionError:
+            sink.close()
+
+
+@contextmanager
+def uvicorn_with_root_path(root_path: str, env: dict[str, str]) -> Iterator[str]:
+    """The echo app run as OpenEnv runs its servers, ``uvicorn MODULE:app``, told the
+    prefix with ``--root-path``; yields its URL."""
+    log = tempfile.NamedTemporaryFile(mode="w+", suffix=".log")
+    app = "gym_openenv.servers.echo.server.app:app"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0", "--root-path", root_path, "--no-access-log"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    try:
+        for _ in range(1500):
+            assert process.poll() is None, Path(log.name).read_text()
+            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", Path(log.name).read_text())
+            if found:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"uvicorn never said where it listens\n{Path(log.name).read_text()}")
+        yield found.group(1)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@pytest.mark.parametrize("told", [False, True], ids=["prefix-stripped-untold", "uvicorn-root-path"])
+def test_the_page_plays_behind_a_proxy_under_a_path_prefix(browser, artifacts, told):
+    """Untold: our launcher behind a proxy that strips the prefix and only names it in a
+    header (as jupyter-server-proxy does). Told: ``uvicorn --root-path`` behind it."""
+    env = {"OPENENV_TOKEN": TOKEN, "OPENENV_WEB": "1"}
+    server = uvicorn_with_root_path(PREFIX, env) if told else web_server("echo", env=env, web_flag=False)
+    with server as url, PrefixProxy(url, PREFIX) as proxy:
+        base = proxy.url + PREFIX
+        (message_field,) = space_fields(schema_of_with_token(url), "Text")
+        # The address a user is given, through the proxy: the token leaves it for a cookie.
+        with web_page(browser, f"{base}/web?token={TOKEN}") as page:
+            assert page.url == f"{base}/web/"
+            (cookie,) = page.context.cookies()
+            # Sent to the page, its info and its WebSocket under the prefix, nowhere else.
+            assert cookie["path"] == f"{PREFIX}/web" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            expect(page.locator("#env-name")).to_have_text("echo")  # /web/info came through
+            press(page, "Reset")
+            expect(page.locator("#status")).to_have_text("connected")  # the WebSocket passed the origin check
+            page.fill(f'[name="{message_field}"]', "hello through the proxy")
+            press(page, "Step")
+            expect(page.locator("#error")).to_be_hidden()
+            expect(page.locator("#observation")).to_contain_text("hello through the proxy")
+            expect(page.locator("#step-count")).to_have_text("1")
+            page.screenshot(path=artifacts / f"behind-a-proxy-{'told' if told else 'untold'}.png", full_page=True)
+        assert proxy.strays == []  # no URL of the page left the prefix
+        assert f"{PREFIX}/web/ws" in proxy.forwarded and f"{PREFIX}/web/static/app.js" in proxy.forwarded
+        # Another site's page still cannot open the WebSocket through the proxy.
+        ws_url = base.replace("http", "ws") + "/web/ws"
+        cookie_header = f"{cookie['name']}={cookie['value']}"
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            websockets.sync.client.connect(ws_url, additional_headers={"Cookie": cookie_header, "Origin": "http://evil.example"}, open_timeout=60)
+        assert refused.value.response.status_code == 403
+        with websockets.sync.client.connect(ws_url, additional_headers={"Cookie": cookie_header, "Origin": proxy.url}, open_timeout=60) as ws:
+            ws.send(json.dumps({"type": "reset", "data": {}}))
+            assert json.loads(ws.recv(timeout=60))["type"] == "observation"
+
+
+def schema_of_with_token(url: str) -> dict:
+    return httpx.get(f"{url}/schema", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).json()["action"]
 
 
 # --- each environment in the browser ---------------------------------------------------
@@ -433,7 +608,7 @@ def test_numbers_and_json_are_shown_as_a_person_reads_them(browser):
     with echo_server_with() as provider, web_page(browser, f"{provider.base_url}/web") as page:
         shown = page.evaluate(
             """async () => {
-                const { formatNumber, pretty } = await import("/web/static/dom.js");
+                const { formatNumber, pretty } = await import("./static/dom.js");
                 return {
                     numbers: [3, -0.5, 0.1 + 0.2, 100000.4, 1e-9, 2.5e12].map(formatNumber),
                     board: pretty({ board: [[1, 0], [0, 1]], empty: {} }),

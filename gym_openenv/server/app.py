@@ -124,7 +124,7 @@ def _add_guards(app: FastAPI, settings: ServerSettings) -> None:
     async def guard(request: Request, call_next: Any) -> Any:
         if not _authorized(request.headers, settings.token) and not (
             settings.web
-            and web_authorized(request.url.path, request.cookies, request.query_params.get("token"), settings.token)
+            and web_authorized(request, settings.token)
         ):
             return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
         return await call_next(request)

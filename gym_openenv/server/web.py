@@ -1,10 +1,10 @@
-"""``/web``: a page to watch, play and debug an environment in a browser.
+"""``/web/``: a page to watch, play and debug an environment in a browser.
 
 Off by default; ``python -m gym_openenv.server ... --web`` (or ``OPENENV_WEB=1``,
 or ``gym-openenv serve NAME --web``) adds these routes to the app:
 
-* ``GET /web``: the page (static HTML, JavaScript and CSS from ``web_page/``,
-  no build step);
+* ``GET /web/``: the page (static HTML, JavaScript and CSS from ``web_page/``
+  under ``/web/static/``, no build step); ``GET /web`` redirects to it;
 * ``GET /web/info``: ``/metadata``, ``/schema``, the spaces and the session
   limits, for the page to build its form from;
 * ``WS /web/ws``: an OpenEnv session exactly like ``/ws`` (same messages, same
@@ -12,10 +12,16 @@ or ``gym-openenv serve NAME --web``) adds these routes to the app:
   (``uint8`` ``(H, W)``/``(H, W, 1|3|4)`` boxes over 0..255) arrive as PNG
   data URLs instead of lists of numbers.
 
+Every URL the page uses, and every redirect, is relative to the page, so it
+works unchanged behind a reverse proxy that serves the server under a path
+prefix (jupyter-server-proxy's ``/proxy/8000/``, an ingress at ``/envs/pong/``,
+``uvicorn --root-path``), whether or not the proxy tells the server its prefix.
+
 Auth is the server's bearer token. A browser cannot put a header on a
-WebSocket, so ``/web?token=TOKEN`` trades the token for a cookie (HttpOnly,
-SameSite=Strict, path ``/web``) and redirects to ``/web``; the page's requests
-carry that cookie. ``/web/ws`` also refuses handshakes from another origin.
+WebSocket, so ``/web/?token=TOKEN`` (or ``/web?token=TOKEN``) trades the token
+for a cookie (HttpOnly, SameSite=Strict, sent only to the page's paths) and
+redirects to the page; the page's requests carry that cookie. ``/web/ws`` also
+refuses handshakes from another origin.
 """
 
 import base64
@@ -30,6 +36,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket
+from starlette.requests import HTTPConnection
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from gymnasium import spaces
@@ -50,6 +57,16 @@ def is_web_path(path: str) -> bool:
     return path == "/web" or path.startswith("/web/")
 
 
+def _route_path(scope: Any) -> str:
+    """The path the app routes on: the request's path without the ``root_path``
+    in front of it (``uvicorn --root-path``, a ``Mount``), as Starlette's router
+    strips it."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
 # --- auth ---------------------------------------------------------------------
 
 
@@ -61,25 +78,36 @@ def _cookie(token: str) -> tuple[str, str]:
     return f"openenv_web_{value[:12]}", value
 
 
-def web_authorized(path: str, cookies: dict[str, str], query_token: str | None, token: str | None) -> bool:
-    """Whether a request for ``path`` without the bearer header may pass: the
-    page's cookie on any ``/web`` path, or ``?token=`` on ``/web`` itself."""
+def web_authorized(connection: HTTPConnection, token: str | None) -> bool:
+    """Whether a request (or WebSocket handshake) without the bearer header may
+    pass: the page's cookie on any ``/web`` path, or ``?token=`` on the page
+    itself (``/web`` or ``/web/``)."""
     if token is None:
         return True
+    path = _route_path(connection.scope)
     if not is_web_path(path):
         return False
     name, value = _cookie(token)
-    if hmac.compare_digest(cookies.get(name, "").encode(), value.encode()):
+    if hmac.compare_digest(connection.cookies.get(name, "").encode(), value.encode()):
         return True
-    return path == "/web" and query_token is not None and hmac.compare_digest(query_token.encode(), token.encode())
+    query_token = connection.query_params.get("token")
+    return path in ("/web", "/web/") and query_token is not None and hmac.compare_digest(query_token.encode(), token.encode())
 
 
 def _same_origin(headers: Any) -> bool:
-    """A browser names the page that opened a WebSocket in ``Origin``; only our own may."""
+    """A browser names the page that opened a WebSocket in ``Origin``; only our own may.
+
+    Our own host is the one the browser asked for: ``Host``, or, behind a proxy
+    that rewrites ``Host`` to reach us, the one it forwards in
+    ``X-Forwarded-Host``. A page's script cannot set either header on a
+    WebSocket, so another site's page cannot pass for ours.
+    """
     origin = headers.get("origin")
     if origin is None:  # not a browser: the bearer token or cookie decides alone
         return True
-    return urlsplit(origin).netloc == headers.get("host", "")
+    ours = {headers.get("host", ""), *headers.get("x-forwarded-host", "").split(",")}
+    ours = {host.strip().lower() for host in ours} - {""}
+    return urlsplit(origin).netloc.lower() in ours
 
 
 # --- images -------------------------------------------------------------------
@@ -149,12 +177,25 @@ def add_web_routes(app: FastAPI, host: EnvHost, bearer_authorized: Callable[[Any
     the app's header check, for the WebSocket."""
     token = host.settings.token
 
+    # The page is the folder /web/, so that its relative URLs (static/app.js, info,
+    # ws) land under it wherever it is served. Redirects are relative too: "web/"
+    # from <prefix>/web is <prefix>/web/ whether or not a proxy that strips the
+    # prefix tells us about it (jupyter-server-proxy only sends X-Forwarded-Prefix).
     @app.get("/web", include_in_schema=False)
+    async def to_the_page(request: Request) -> RedirectResponse:
+        query = request.url.query
+        return RedirectResponse(f"web/?{query}" if query else "web/", status_code=307)
+
+    @app.get("/web/", include_in_schema=False)
     async def page(request: Request) -> Any:
         if "token" in request.query_params and token is not None:  # trade the token for the cookie
-            response = RedirectResponse("/web", status_code=303)
+            response = RedirectResponse("./", status_code=303)
             name, value = _cookie(token)
-            response.set_cookie(name, value, path="/web", httponly=True, samesite="strict")
+            # No Path attribute: the browser scopes the cookie to the folder of the
+            # URL it asked for, <prefix>/web, which is root_path + /web when a proxy
+            # sets root_path, and right even when it does not. So it is sent to the
+            # page, its info and its WebSocket under any prefix, and nowhere else.
+            response.set_cookie(name, value, path=None, httponly=True, samesite="strict")
             return response
         return FileResponse(PAGE_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -171,8 +212,8 @@ def add_web_routes(app: FastAPI, host: EnvHost, bearer_authorized: Callable[[Any
 
     @app.websocket("/web/ws")
     async def session(ws: WebSocket) -> None:
-        if not (bearer_authorized(ws.headers) or web_authorized("/web/ws", ws.cookies, None, token)):
-            await _refuse(ws, 401, "missing or wrong token; open /web?token=TOKEN first")
+        if not (bearer_authorized(ws.headers) or web_authorized(ws, token)):
+            await _refuse(ws, 401, "missing or wrong token; open /web/?token=TOKEN first")
             return
         if not _same_origin(ws.headers):
             await _refuse(ws, 403, "WebSocket opened from another origin")

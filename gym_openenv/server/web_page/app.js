@@ -1,4 +1,5 @@
-// The /web page: one OpenEnv session over /web/ws, a form built from /web/info.
+// The /web/ page: one OpenEnv session over ws, a form built from info (both beside
+// the page: relative URLs, so the page works under a reverse proxy's path prefix).
 // Plain browser modules, no build step; gym_openenv/server/web.py serves them.
 
 import { $, clip, el, formatNumber, pretty } from "./dom.js";
@@ -23,7 +24,7 @@ async function main() {
   });
   let response;
   try {
-    response = await fetch("/web/info", { credentials: "same-origin" });
+    response = await fetch(new URL("info", document.baseURI), { credentials: "same-origin" });
   } catch (error) {
     setStatus("server unreachable", "bad");
     showError({ message: String(error) });

@@ -1,4 +1,5 @@
-// One OpenEnv session over /web/ws: OpenEnv's JSON messages, answered in order.
+// One OpenEnv session over the page's ws (/web/ws, behind any path prefix):
+// OpenEnv's JSON messages, answered in order.
 
 export class Session {
   constructor({ onPartial, onClose, onUnexpected }) {
@@ -15,7 +16,7 @@ export class Session {
 
   async connect() {
     if (this.open) return;
-    const url = new URL("/web/ws", location.href);
+    const url = new URL("ws", document.baseURI); // beside the page, which is the folder <prefix>/web/
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url);
     await new Promise((resolve, reject) => {
