@@ -470,8 +470,8 @@ def single_payload(reply: BatchResult, slots: Any) -> dict[str, Any]:
     observation = {}
     for key, column in reply.observation.items():
         value = column[0]
-        # Out of the shared slot (rewritten at the next call) or off the frame's read-only bytes: one copy.
-        observation[key] = slots.views[key][0].copy() if key in reply.shm else value.copy() if isinstance(value, np.ndarray) else value
+        # Out of the shared slot (rewritten at the next call; its view made once) or off the frame's read-only bytes: one copy.
+        observation[key] = slots.slot_views[key][0].copy() if key in reply.shm else value.copy() if isinstance(value, np.ndarray) else value
     metadata = reply.metadata[0] if reply.metadata else {}
     return {"observation": observation, "reward": reply.reward[0], "done": reply.done[0], "truncated": reply.truncated[0], "metadata": metadata}
 

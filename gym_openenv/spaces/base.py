@@ -357,6 +357,8 @@ def from_wire(space: spaces.Space, value: Any) -> Any:
 
 @from_wire.register
 def _(space: spaces.Box, value: Any) -> np.ndarray:
+    if type(value) is np.ndarray and value.dtype == space.dtype and value.shape == space.shape:
+        return value  # already a value of the space's kind (an image off shared memory): as it is
     return np.asarray(value, dtype=space.dtype).reshape(space.shape)
 
 

@@ -101,13 +101,18 @@ class FieldSpec:
         """A wire value -> a value of :attr:`space`; null takes the default."""
         if self.codec is not None:
             return self.codec.value(wire)
-        return copy.deepcopy(self.default) if wire is None else from_wire(self.space, wire)
+        return copy.deepcopy(self.default) if wire is None else self._from_wire(self.space, wire)
 
     def encode(self, value: Any, keep_arrays: bool = False) -> Any:
         """A value of :attr:`space` -> its wire value."""
         if self.codec is not None:
             return self.codec.encode(value)
         return to_plain(value, keep_arrays=keep_arrays)
+
+    @functools.cached_property
+    def _from_wire(self) -> Any:
+        """:func:`from_wire` for this field's space, dispatched once (it decodes every step)."""
+        return from_wire.dispatch(type(self.space))
 
     @functools.cached_property
     def default(self) -> Any:
@@ -196,7 +201,10 @@ class ModelSpec:
         self.fields = fields
         self.model = model
         self.space_fields = [f for f in fields if f.space is not None and f.in_space and f.name not in _EXCLUDED_FROM_SPACE]
+        #: Whether the space is the one space field's own space, not a ``Dict`` of fields.
+        self.unwrapped = len(self.space_fields) == 1
         self.info_fields = [f for f in fields if f not in self.space_fields and f.name not in _EXCLUDED_FROM_SPACE]
+        self._info_names = tuple(f.name for f in self.info_fields)
         #: Constant fields (``Literal["x"]``): an action always sends them.
         self.constants = {f.name: f.const for f in fields if f.const is not None}
         #: (observation field listing legal action ids, the ``Discrete`` action space) for
@@ -296,10 +304,6 @@ class ModelSpec:
             return self.space_fields[0].space
         return spaces.Dict({f.name: f.space for f in self.space_fields})
 
-    @property
-    def unwrapped(self) -> bool:
-        return len(self.space_fields) == 1
-
     def json_schema(self) -> dict[str, Any]:
         """JSON schema of the model with ``x-gym-space`` beside every space field."""
         properties: dict[str, Any] = {}
@@ -336,6 +340,10 @@ class ModelSpec:
     def decode(self, fields: Mapping[str, Any]) -> tuple[Any, list[str]]:
         """Wire field values -> (a value of :attr:`space`, the space fields that were
         missing or null and took their default)."""
+        if self.unwrapped:  # the common case, without a dict of one
+            f = self.space_fields[0]
+            wire = fields.get(f.name)
+            return f.decode(wire), [f.name] if wire is None else []
         missing = []
         values = {}
         for f in self.space_fields:
@@ -345,7 +353,7 @@ class ModelSpec:
             values[f.name] = f.decode(wire)
         if not self.space_fields:
             return np.int64(0), missing  # the one value of Discrete(1)
-        return (values[self.space_fields[0].name] if self.unwrapped else values), missing
+        return values, missing
 
     def decode_column(self, f: FieldSpec, column: Any, n: int) -> tuple[list | None, list[int]]:
         """A batch column of ``n`` wire values of field ``f`` -> (its decoded values, or
@@ -434,7 +442,11 @@ class ModelSpec:
 
     def info_values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The fields that are not part of the space, as decoded."""
-        return {f.name: fields[f.name] for f in self.info_fields if f.name in fields}
+        info = {}
+        for name in self._info_names:  # (a loop: cheaper than a comprehension, its own call in 3.11)
+            if name in fields:
+                info[name] = fields[name]
+        return info
 
     def wire_fields(self, value: Any, *, keep_arrays: bool = False) -> dict[str, Any]:
         """A value of :attr:`space` -> wire field values, checked against the space.
@@ -449,32 +461,39 @@ class ModelSpec:
             if not contains(self.space, value):
                 raise ValueError(f"{self.title}: {short(value)} is not in {describe(self.space)}")
             return dict(self.constants)
-        if self.unwrapped:
-            values = {self.space_fields[0].name: value}
-        elif isinstance(value, Mapping):
-            values = dict(value)
-        else:
+        if self.unwrapped:  # the common case (one Discrete action), without a dict of one
+            ((f, plain),) = self._wire_plain
+            wire_value = _NOT_PLAIN if plain is None else plain(value)
+            if wire_value is _NOT_PLAIN:
+                wire_value = self._checked_wire_value(f, value, keep_arrays)
+            return {**self.constants, f.name: wire_value}
+        if not isinstance(value, Mapping):
             raise ValueError(f"{self.title} expects a dict with keys {[f.name for f in self.space_fields]}, got {value!r}")
+        values = dict(value)
         missing = [f.name for f in self.space_fields if f.name not in values]
         if missing:
             raise ValueError(f"{self.title}: missing field(s) {missing}")
         wire = dict(self.constants)
         for f, plain in self._wire_plain:
             v = values[f.name]
-            if plain is not None:  # an int in its Discrete, a str in its Text...: sent as it is
-                plain_v = plain(v)
-                if plain_v is not _NOT_PLAIN:
-                    wire[f.name] = plain_v
-                    continue
-            if f.codec is None and f.json_type == "boolean" and isinstance(f.space, spaces.Discrete):
-                v = bool(int(v)) if contains(f.space, v) else v
-                if isinstance(v, bool):
-                    wire[f.name] = v
-                    continue
-            if not contains(f.space, v):
-                raise ValueError(f"{self.title}.{f.name}: {short(v)} is not in {describe(f.space)}")
-            wire[f.name] = f.encode(v, keep_arrays)
+            wire_value = _NOT_PLAIN if plain is None else plain(v)
+            wire[f.name] = self._checked_wire_value(f, v, keep_arrays) if wire_value is _NOT_PLAIN else wire_value
         return wire
+
+    def _checked_wire_value(self, f: FieldSpec, v: Any, keep_arrays: bool) -> Any:
+        """The wire value of space field ``f``'s value ``v``, where its short path
+        (:attr:`_wire_plain`: an int in its Discrete, a str in its Text...) did not take it.
+
+        Raises:
+            ValueError: ``v`` is outside the field's space.
+        """
+        if f.codec is None and f.json_type == "boolean" and isinstance(f.space, spaces.Discrete):
+            v = bool(int(v)) if contains(f.space, v) else v
+            if isinstance(v, bool):
+                return v
+        if not contains(f.space, v):
+            raise ValueError(f"{self.title}.{f.name}: {short(v)} is not in {describe(f.space)}")
+        return f.encode(v, keep_arrays)
 
     def build(self, data: Mapping[str, Any]) -> Any:
         """Wire dict -> model instance (server side), validating every field.

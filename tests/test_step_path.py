@@ -1,0 +1,88 @@
+"""The client's per-step path (single_payload -> EnvSchema.step_tuple, wire_fields) keeps its
+behaviour on its short paths: arrays copied once and owned by the caller, missing fields
+reported, wire values checked against the space."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from gym_openenv.client import single_payload
+from gym_openenv.errors import ServerError
+from gym_openenv.models import Action, Observation
+from gym_openenv.protocol import BatchResult, RowError
+from gym_openenv.schema import EnvSchema
+from gym_openenv.shm import ObservationSlots
+from gym_openenv.spaces import ModelSpec
+
+SHAPE = (4, 5, 3)
+
+
+@dataclass
+class Screen(Observation):
+    screen: Annotated[np.ndarray, spaces.Box(0, 255, SHAPE, np.uint8)]
+    lives: int = 0
+
+
+@dataclass
+class Press(Action):
+    button: Annotated[int, spaces.Discrete(3)]
+
+
+def _schema() -> EnvSchema:
+    # As the client derives it: from the server's JSON schema.
+    action = ModelSpec.from_json_schema(ModelSpec.from_model(Press).json_schema(), role="action")
+    observation = ModelSpec.from_json_schema(ModelSpec.from_model(Screen).json_schema(), role="observation")
+    return EnvSchema(action, observation)
+
+
+def test_step_tuple_of_a_shared_memory_screen_is_a_copy_the_caller_owns():
+    server = ObservationSlots.create({"screen": ("|u1", SHAPE)}, count=1)
+    client = ObservationSlots.open(server.describe())
+    try:
+        frame = np.arange(np.prod(SHAPE), dtype=np.uint8).reshape(SHAPE)
+        server.write("screen", 0, frame)
+        small = np.frombuffer(bytes(range(6)), dtype=np.uint8)  # an array in the frame: read-only bytes
+        reply = BatchResult(observation={"screen": [None], "lives": [3], "extra": [small]}, reward=[1], done=[True], truncated=[False], shm=["screen"])
+        payload = single_payload(reply, client)
+        obs, reward, terminated, truncated, info = _schema().step_tuple(payload)
+        server.write("screen", 0, np.zeros(SHAPE, np.uint8))  # the next step rewrites the slot
+        assert obs.dtype == np.uint8 and obs.shape == SHAPE and (obs == frame).all()
+        assert obs.flags.writeable and obs.flags.owndata
+        assert (reward, terminated, truncated) == (1.0, True, False) and type(reward) is float
+        assert info["lives"] == 3 and "missing_fields" not in info
+        extra = payload["observation"]["extra"]
+        assert extra.flags.writeable and (extra == small).all()
+    finally:
+        client.close()
+        server.close()
+
+
+def test_step_tuple_converts_a_listed_screen_and_fills_a_missing_one():
+    schema = _schema()
+    listed = np.ones(SHAPE, np.int64).tolist()
+    obs, *_, info = schema.step_tuple({"observation": {"screen": listed, "lives": 2}, "reward": None})
+    assert obs.dtype == np.uint8 and obs.shape == SHAPE and (obs == 1).all()
+    wrong_dtype = np.full(SHAPE, 7, np.int64)
+    obs, *_ = schema.step_tuple({"observation": {"screen": wrong_dtype}})
+    assert obs.dtype == np.uint8 and (obs == 7).all()
+    obs, reward, *_, info = schema.step_tuple({"observation": {"lives": 2}})
+    assert obs.shape == SHAPE and (obs == 0).all() and reward == 0.0
+    assert info == {"lives": 2, "missing_fields": ["screen"]}
+
+
+def test_single_payload_raises_the_rows_error():
+    reply = BatchResult(observation={"screen": [None]}, reward=[None], done=[False], truncated=[False], errors=[RowError(0, "ENV_ERROR", "boom", True)])
+    with pytest.raises(ServerError, match="boom"):
+        single_payload(reply, None)
+
+
+def test_wire_fields_of_one_discrete_action():
+    action = _schema().action
+    assert action.wire_fields(2) == {"button": 2}
+    assert type(action.wire_fields(np.int64(1))["button"]) is int
+    for bad in (3, -1, 1.5, "1", None):
+        with pytest.raises(ValueError, match="Press.button"):
+            action.wire_fields(bad)
