@@ -2,6 +2,7 @@
 behaviour on its short paths: arrays copied once and owned by the caller, missing fields
 reported, wire values checked against the space."""
 
+import pickle
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -86,3 +87,13 @@ def test_wire_fields_of_one_discrete_action():
     for bad in (3, -1, 1.5, "1", None):
         with pytest.raises(ValueError, match="Press.button"):
             action.wire_fields(bad)
+
+
+def test_a_used_observation_spec_still_pickles():
+    # FieldSpec caches its space's from_wire implementation at the first decode.
+    observation = _schema().observation
+    frame = np.full(SHAPE, 9, np.uint8)
+    observation.decode({"screen": frame})
+    copy = pickle.loads(pickle.dumps(observation))
+    decoded, missing = copy.decode({"screen": frame.tolist()})
+    assert (decoded == frame).all() and decoded.dtype == np.uint8 and missing == []

@@ -349,6 +349,8 @@ def markers(tp: Any) -> tuple[Any, ...]:
     return tp.__metadata__ if typing.get_origin(tp) is typing.Annotated else ()
 
 
+# Each implementation has a name of its own: FieldSpec caches the one for its space, and a
+# pickled FieldSpec refers to it by name.
 @functools.singledispatch
 def from_wire(space: spaces.Space, value: Any) -> Any:
     """Turn a decoded wire value into a value of ``space``."""
@@ -356,40 +358,40 @@ def from_wire(space: spaces.Space, value: Any) -> Any:
 
 
 @from_wire.register
-def _(space: spaces.Box, value: Any) -> np.ndarray:
+def _box_from_wire(space: spaces.Box, value: Any) -> np.ndarray:
     if type(value) is np.ndarray and value.dtype == space.dtype and value.shape == space.shape:
         return value  # already a value of the space's kind (an image off shared memory): as it is
     return np.asarray(value, dtype=space.dtype).reshape(space.shape)
 
 
 @from_wire.register
-def _(space: spaces.Discrete, value: Any) -> np.int64:
+def _discrete_from_wire(space: spaces.Discrete, value: Any) -> np.int64:
     return np.int64(value)
 
 
 @from_wire.register(spaces.MultiBinary)
 @from_wire.register(spaces.MultiDiscrete)
-def _(space: spaces.Space, value: Any) -> np.ndarray:
+def _array_from_wire(space: spaces.Space, value: Any) -> np.ndarray:
     return np.asarray(value, dtype=space.dtype).reshape(space.shape)
 
 
 @from_wire.register
-def _(space: spaces.Text, value: Any) -> str:
+def _text_from_wire(space: spaces.Text, value: Any) -> str:
     return str(value)
 
 
 @from_wire.register
-def _(space: spaces.Dict, value: Any) -> dict[str, Any]:
+def _dict_from_wire(space: spaces.Dict, value: Any) -> dict[str, Any]:
     return {k: from_wire(s, value[k]) for k, s in space.spaces.items()}
 
 
 @from_wire.register
-def _(space: spaces.Tuple, value: Any) -> tuple:
+def _tuple_from_wire(space: spaces.Tuple, value: Any) -> tuple:
     return tuple(from_wire(s, v) for s, v in zip(space.spaces, value))
 
 
 @from_wire.register
-def _(space: spaces.Sequence, value: Any) -> Any:
+def _sequence_from_wire(space: spaces.Sequence, value: Any) -> Any:
     items = tuple(from_wire(space.feature_space, v) for v in value)
     return np.stack(items) if space.stack and items else items
 
