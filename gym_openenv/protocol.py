@@ -295,7 +295,7 @@ _REQUEST = TypeAdapter(Annotated[BatchOpen | BatchReset | BatchStep | BatchState
 
 def parse_batch_request(message: Any) -> BatchRequest:
     """A decoded request frame -> its model. Raises pydantic.ValidationError."""
-    return _REQUEST.validate_python(message)
+    return _REQUEST.validator.validate_python(message)  # the core validator: no wrapper per request
 
 
 @dataclass
@@ -371,7 +371,7 @@ class BatchResult:
 
     def wire(self) -> dict[str, Any]:
         message = dict(self.__dict__)
-        message["errors"] = [e.wire() for e in self.errors]
+        message["errors"] = [e.wire() for e in self.errors] if self.errors else []
         message["autoreset"] = None if self.autoreset is None else self.autoreset.wire()
         return message
 
@@ -416,6 +416,9 @@ class BatchResult:
 
 
 _PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+#: values a reply carries as they are (arrays as raw bytes or in shared slots)
+_AS_IS = _PLAIN_SCALARS | {np.ndarray}
+_AS_IS_OR_LIST = _AS_IS | {list}
 
 
 def observation_columns(observations: list[Any]) -> BatchResult:
@@ -433,32 +436,47 @@ def observation_columns(observations: list[Any]) -> BatchResult:
         >>> columns == BatchResult.of([observation_payload(rows[0], keep_arrays=True), None])
         True
     """
-    kind = next((type(o) for o in observations if o is not None), None)
-    if kind is None or not is_dataclass(kind) or any(o is not None and type(o) is not kind for o in observations):
+    kinds = set(map(type, observations))
+    kinds.discard(type(None))
+    reader = _row_reader(kinds.pop()) if len(kinds) == 1 else None
+    if reader is None:  # no dataclass, or rows of several types
         return BatchResult.of([None if o is None else observation_payload(o, keep_arrays=True) for o in observations])
-    names, read_row = _row_reader(kind)
-    # Row tuples read in C (attrgetter), turned into columns by zip: a batch of one
-    # costs a few microseconds, not one Python loop per field.
-    missing = (None,) * len(names)
-    columns = zip(*[missing if o is None else read_row(o) for o in observations])
-    metadata = [{} if o is None or not o.metadata else to_plain(o.metadata, keep_arrays=True) for o in observations]
+    names, read_row = reader
+    # Row tuples read in C (attrgetter) and turned into columns by zip: the cost of a
+    # reply hardly grows with its fields (a batch of one is the per-step cost of gym.make).
+    missing = (None,) * (len(names) + 4)
+    *fields, rewards, dones, truncated, metadata = zip(*[missing if o is None else read_row(o) for o in observations])
+    plain_metadata = [{} if not m else to_plain(m, keep_arrays=True) for m in metadata] if any(metadata) else []
     return BatchResult(
-        observation={name: _plain_column(list(column)) for name, column in zip(names, columns)},
-        reward=[None if o is None or o.reward is None else float(o.reward) for o in observations],
-        done=[False if o is None else bool(o.done) for o in observations],
-        truncated=[False if o is None else bool(getattr(o, "truncated", False)) for o in observations],
-        metadata=metadata if any(metadata) else None,
+        observation=_plain_columns(names, fields),
+        reward=[None if r is None else float(r) for r in rewards],
+        done=list(map(bool, dones)),  # a failed row's None is False
+        truncated=list(map(bool, truncated)),
+        metadata=plain_metadata if any(plain_metadata) else None,
     )
 
 
 @functools.lru_cache(maxsize=None)
-def _row_reader(kind: type) -> tuple[tuple[str, ...], Callable[[Any], tuple]]:
-    """The observation fields of dataclass ``kind``, and a function reading them as one tuple."""
+def _row_reader(kind: type) -> tuple[tuple[str, ...], Callable[[Any], tuple]] | None:
+    """The observation fields of dataclass ``kind``, and a function reading an observation
+    as the tuple ``(*fields, reward, done, truncated, metadata)``; None if ``kind`` is no dataclass."""
+    if not is_dataclass(kind):
+        return None
     names = tuple(name for name in field_names(kind) if name not in RESERVED_OBSERVATION_FIELDS)
-    if len(names) == 1:  # attrgetter of one name returns the value itself
-        only = operator.attrgetter(names[0])
-        return names, lambda o: (only(o),)
-    return names, operator.attrgetter(*names) if names else (lambda o: ())
+    if "truncated" in field_names(kind):
+        return names, operator.attrgetter(*names, "reward", "done", "truncated", "metadata")
+    head = operator.attrgetter(*names, "reward", "done")  # a dataclass without our truncated field
+    return names, lambda o: (*head(o), getattr(o, "truncated", False), o.metadata)
+
+
+def _plain_columns(names: tuple[str, ...], columns: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """Observation columns made encodable. The types of all values are checked at once: in
+    the common reply (scalars, arrays, lists of scalars) every value is sent as it is."""
+    values = [v for column in columns for v in column]
+    kinds = set(map(type, values))
+    if kinds <= _AS_IS or (kinds <= _AS_IS_OR_LIST and set(map(type, [x for v in values if type(v) is list for x in v])) <= _PLAIN_SCALARS):
+        return dict(zip(names, map(list, columns)))
+    return {name: _plain_column(list(column)) for name, column in zip(names, columns)}
 
 
 def _plain_column(values: list[Any]) -> list[Any]:

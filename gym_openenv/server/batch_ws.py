@@ -19,9 +19,10 @@ closes its sessions and frees its shared-memory block.
 """
 
 import asyncio
+import operator
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Container, Generator
 from typing import Any
 
 import numpy as np
@@ -150,8 +151,9 @@ class _Job:
 
     def outcome(self, call_results: list[Any], hung: set[int], timeout: float | None) -> list[Any]:
         """One result per session: its observation or a :class:`RowError`."""
-        results: list[Any] = list(call_results)
+        results: list[Any] = call_results
         if self.native:
+            results = list(call_results)
             batch = results.pop()
             count = len(self.sessions) - self.first_step
             if isinstance(batch, _Failed) or batch is _NOT_RUN or not isinstance(batch, list) or len(batch) != count:
@@ -191,10 +193,10 @@ class _Connection:
     def lookup(self, ids: list[int]) -> list[Session]:
         if not ids:
             return []
-        if len(set(ids)) != len(ids):
+        if len(ids) > 1 and len(set(ids)) != len(ids):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"duplicate session ids in {ids}")
         try:
-            sessions = [self.sessions[i] for i in ids]
+            sessions = list(map(self.sessions.__getitem__, ids))
         except KeyError:
             unknown = [i for i in ids if i not in self.sessions]
             raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection") from None
@@ -297,14 +299,16 @@ class _Connection:
     def _call(self, reset_ids, seeds, options, step_ids, columns, autoreset) -> "Plan":
         resetting = self.lookup(reset_ids)
         stepping = self.lookup(step_ids)
-        if set(reset_ids) & set(step_ids):
+        if resetting and stepping and set(reset_ids) & set(step_ids):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"sessions {sorted(set(reset_ids) & set(step_ids))} both reset and stepped")
         seeds = seeds or [None] * len(resetting)
         if len(seeds) != len(resetting):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
         actions = self._actions(columns, len(stepping))
-        reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
-        calls = [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(resetting, reset_kwargs)]
+        calls: list[Callable[[], Any]] = []
+        if resetting:  # most steps reset nothing: no per-request work for them
+            reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
+            calls = [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(resetting, reset_kwargs)]
         if self.host.native_step_batch and stepping:
             step_batch, envs = self.host.env_cls.step_batch, [s.env for s in stepping]
             calls.append(lambda: step_batch(envs, actions))  # one call; its result fans out to the rows
@@ -402,19 +406,23 @@ class _Connection:
 
     def _reply(self, ids: list[int], results: list[Any], use_slots: bool = True) -> BatchResult:
         errors = [RowError(row, r.code, r.message, r.episode_lost) for row, r in enumerate(results) if isinstance(r, RowError)]
-        reply = observation_columns([None if isinstance(r, RowError) else r for r in results])
+        # The copies below only when a row failed: the common reply has no failed row.
+        reply = observation_columns([None if isinstance(r, RowError) else r for r in results] if errors else results)
         reply.errors = errors
         if use_slots:
-            reply.shm = self._write_slots(reply.observation, ids, {e.row for e in errors})
+            reply.shm = self._write_slots(reply.observation, ids, {e.row for e in errors} if errors else ())
         else:  # arrays travel in the frame; copied, as an environment may have rendered them into its slot
             for name, column in reply.observation.items():
                 reply.observation[name] = [v.copy() if isinstance(v, np.ndarray) else v for v in column]
         return reply
 
-    def _write_slots(self, columns: dict[str, list[Any]], ids: list[int], failed: set[int]) -> list[str]:
-        """Move array fields into the sessions' shared slots; their columns then travel as None."""
-        rows = [(r, self.slot_of.get(i)) for r, i in enumerate(ids) if r not in failed]
-        if not rows or any(slot is None for _, slot in rows):
+    def _write_slots(self, columns: dict[str, list[Any]], ids: list[int], failed: Container[int]) -> list[str]:
+        """Move array fields into the sessions' shared slots (not those of the ``failed`` rows);
+        their columns then travel as None."""
+        rows = list(zip(range(len(ids)), map(self.slot_of.get, ids)))
+        if failed:
+            rows = [(r, slot) for r, slot in rows if r not in failed]
+        if not rows or None in map(operator.itemgetter(1), rows):
             return []
         written = []
         for key in rows[0][1][0].fields:
