@@ -111,12 +111,7 @@ def served_by_the_cli(*args: str) -> Iterator[str]:
             raise AssertionError(f"{url} never answered /health\n{server_log()}")
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _stop_group(process)
         log.close()
 
 
@@ -352,12 +347,7 @@ def uvicorn_with_root_path(root_path: str, env: dict[str, str]) -> Iterator[str]
             raise AssertionError(f"uvicorn never said where it listens\n{Path(log.name).read_text()}")
         yield found.group(1)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _stop_group(process)
         log.close()
 
 
@@ -617,3 +607,13 @@ def test_numbers_and_json_are_shown_as_a_person_reads_them(browser):
         )
     assert shown["numbers"] == ["3", "-0.5", "0.3", "100000", "1e-9", "2500000000000"]
     assert shown["board"] == '{\n  "board": [\n    [1, 0],\n    [0, 1]\n  ],\n  "empty": {}\n}'
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """End a server started in its own process group: politely, then for good after 30 s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
