@@ -13,7 +13,8 @@ from gymnasium import spaces
 from gym_openenv.client import single_payload
 from gym_openenv.errors import ServerError
 from gym_openenv.models import Action, Observation
-from gym_openenv.protocol import BatchResult, RowError
+from gym_openenv import protocol
+from gym_openenv.protocol import BatchResult, RowError, decode_batch_reply, decode_msgpack, encode_msgpack
 from gym_openenv.schema import EnvSchema
 from gym_openenv.shm import ObservationSlots
 from gym_openenv.spaces import ModelSpec
@@ -97,3 +98,31 @@ def test_a_used_observation_spec_still_pickles():
     copy = pickle.loads(pickle.dumps(observation))
     decoded, missing = copy.decode({"screen": frame.tolist()})
     assert (decoded == frame).all() and decoded.dtype == np.uint8 and missing == []
+
+
+def test_a_reply_survives_the_wire_with_and_without_its_rarer_parts():
+    # The frame leaves out metadata, errors, shm and autoreset when the reply has none.
+    plain = BatchResult(observation={"screen": [None], "lives": [3]}, reward=[0.5], done=[False], truncated=[False], shm=["screen"], seq=7)
+    full = BatchResult(
+        observation={"screen": [None, None], "lives": [None, 1]}, reward=[None, 1.0], done=[False, True], truncated=[False, False],
+        metadata=[{}, {"why": "won"}], errors=[RowError(0, "EXECUTION_ERROR", "boom", True)], shm=["screen"], autoreset_rows=[1],
+        autoreset=BatchResult(observation={"screen": [np.zeros(SHAPE, np.uint8)], "lives": [3]}, reward=[None], done=[False], truncated=[False]), seq=8,
+    )
+    assert set(plain.wire()) == {"type", "seq", "observation", "reward", "done", "truncated", "shm"}
+    for reply in (plain, full):
+        again = decode_batch_reply(encode_msgpack(reply.wire()))
+        screen = reply.autoreset and reply.autoreset.observation["screen"][0]
+        if screen is not None:  # arrays compare by value
+            assert (again.autoreset.observation["screen"][0] == screen).all()
+            again.autoreset.observation["screen"][0] = reply.autoreset.observation["screen"][0] = None
+        assert again == reply
+
+
+def test_encoding_goes_on_after_a_large_message_and_after_one_that_fails():
+    big = np.arange(3 << 20, dtype=np.int64).astype(np.uint8)  # 3 MB: the thread's packer is let go after it
+    assert (decode_msgpack(encode_msgpack({"big": big}))["big"] == big).all()
+    assert getattr(protocol._packers, "packer", None) is None
+    with pytest.raises(TypeError, match="cannot encode object"):
+        encode_msgpack({"ok": [1, 2], "bad": object()})
+    assert decode_msgpack(encode_msgpack({"type": "step", "ids": [0], "actions": {"button": [2]}})) == {"type": "step", "ids": [0], "actions": {"button": [2]}}
+    assert getattr(protocol._packers, "packer", None) is not None  # a small message keeps it for the next
