@@ -74,7 +74,7 @@ def row_by_row(spec: ModelSpec, columns: dict[str, Any], n: int) -> list:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    n=st.integers(1, 4),
+    n=st.integers(1, 5),
     data=st.data(),
     as_arrays=st.booleans(),
     dropped=st.sampled_from([None, None, None, "label", "note"]),
