@@ -162,6 +162,8 @@ class _Job:
                 results += [failure] * count
             else:
                 results += batch
+        if not hung and _ROW_FAILURES.isdisjoint(map(type, results)):  # every call returned (the common case)
+            return results
         return [
             RowError(i, ErrorCode.EXECUTION_ERROR.value, f"the environment call did not finish within {timeout}s; the session has a new environment, reset it", episode_lost=True)
             if i in hung
@@ -405,7 +407,7 @@ class _Connection:
         rows.when_done(run, close_old)
 
     def _reply(self, ids: list[int], results: list[Any], use_slots: bool = True) -> BatchResult:
-        errors = [RowError(row, r.code, r.message, r.episode_lost) for row, r in enumerate(results) if isinstance(r, RowError)]
+        errors = [RowError(row, r.code, r.message, r.episode_lost) for row, r in enumerate(results) if isinstance(r, RowError)] if RowError in set(map(type, results)) else []
         # The copies below only when a row failed: the common reply has no failed row.
         reply = observation_columns([None if isinstance(r, RowError) else r for r in results] if errors else results)
         reply.errors = errors
@@ -443,6 +445,10 @@ class _Connection:
 class _Failed:
     def __init__(self, message: str):
         self.message = message
+
+
+#: the types of a call's result that are no observation: a failed call's, a call not run's (_NOT_RUN)
+_ROW_FAILURES = frozenset({_Failed, object})
 
 
 def _guarded(call: Callable[[], Any]) -> Any:
