@@ -100,6 +100,13 @@ def connect_direct(
     return connection
 
 
+def _raised_if_error(reply: Any) -> Any:
+    """A decoded reply; the server's error raised (an error reply is the only dict)."""
+    if type(reply) is dict:
+        raise server_error(reply.get("data", {}))
+    return reply
+
+
 class DirectConnection:
     """Many sessions on a direct socket; requests and replies are the batch protocol's.
 
@@ -178,19 +185,7 @@ class DirectConnection:
         map); returns its ``seq``, for :meth:`receive`. Requests may queue up: the server
         answers them in order."""
         with self._lock:
-            if self._sock is None:
-                raise ConnectionLost(f"the direct connection to {self.path} is closed: {self._closed_because or 'not connected'}")
-            self._seq += 1
-            wire = message.wire() if isinstance(message, BatchRequest) else message
-            wire["seq"] = seq = self._seq
-            if wire.get("type") == "open" and wire.get("shm"):
-                self._bringing_fds.add(seq)
-                self._replies.take_fds = True
-            try:
-                send_frame(self._sock, encode_msgpack(wire))
-            except OSError as e:
-                self._drop(f"closed: {e}")
-                raise ConnectionLost(f"connection to the server closed: {e}") from e
+            seq = self._send(message)
             self._waiting[seq] = None
             return seq
 
@@ -202,14 +197,53 @@ class DirectConnection:
         with self._lock:
             if seq not in self._waiting:
                 raise RuntimeError(f"request {seq} was not sent, or its reply was received already")
-            while self._waiting[seq] is None:
-                self._read_reply(timeout or self.timeout)
-            reply = self._waiting.pop(seq)
-        if isinstance(reply, dict):
-            raise server_error(reply.get("data", {}))
+            reply = self._collect(seq, timeout or self.timeout)
+        return _raised_if_error(reply)
+
+    def call(self, message: "BatchRequest | dict[str, Any]", timeout: float | None = None) -> Any:
+        """Send ``message`` and wait for its reply."""
+        with self._lock:
+            seq = self._send(message)
+            if not self._waiting:  # the only request in flight (every gym.make step): its reply is the next
+                reply = self._answer_to(seq, self._next_reply(timeout or self.timeout))
+            else:  # replies to requests sent before come first, kept for their receive()
+                self._waiting[seq] = None
+                reply = self._collect(seq, timeout or self.timeout)
+        return _raised_if_error(reply)
+
+    def _send(self, message: "BatchRequest | dict[str, Any]") -> int:
+        if self._sock is None:
+            raise ConnectionLost(f"the direct connection to {self.path} is closed: {self._closed_because or 'not connected'}")
+        self._seq += 1
+        wire = message if type(message) is dict or not isinstance(message, BatchRequest) else message.wire()
+        wire["seq"] = seq = self._seq
+        if wire.get("type") == "open" and wire.get("shm"):
+            self._bringing_fds.add(seq)
+            self._replies.take_fds = True
+        try:
+            send_frame(self._sock, encode_msgpack(wire))
+        except OSError as e:
+            self._drop(f"closed: {e}")
+            raise ConnectionLost(f"connection to the server closed: {e}") from e
+        return seq
+
+    def _collect(self, seq: int, wait: float) -> Any:
+        """Read replies until the one to ``seq`` came (the others kept for their receive()); it, taken out."""
+        while self._waiting[seq] is None:
+            oldest = next(s for s, r in self._waiting.items() if r is None)  # answered in the order sent
+            self._waiting[oldest] = self._answer_to(oldest, self._next_reply(wait))
+        return self._waiting.pop(seq)
+
+    def _answer_to(self, seq: int, reply: Any) -> Any:
+        """``reply``, checked to be the answer to request ``seq``."""
+        answered = reply.get("seq") if type(reply) is dict else reply.seq  # an error reply is a dict
+        if answered != seq:  # cannot happen with a conforming server; never pass it on as another's
+            self._drop(f"reply {answered} to request {seq}")
+            raise ConnectionLost(f"the server answered request {seq} with a reply to {answered}; the connection was closed")
         return reply
 
-    def _read_reply(self, wait: float) -> None:
+    def _next_reply(self, wait: float) -> Any:
+        """The next reply on the socket, decoded (an opened one given its shared block's descriptor)."""
         if self._sock is None:
             raise ConnectionLost(f"the direct connection to {self.path} is closed: {self._closed_because}")
         try:
@@ -221,14 +255,9 @@ class DirectConnection:
             self._drop(f"closed: {e}")
             raise ConnectionLost(f"connection to the server closed: {e}") from e
         reply = decode_batch_reply(raw)
-        reply_seq = reply.get("seq") if isinstance(reply, dict) else reply.seq
         if self._bringing_fds:
-            self._claim_fd(reply, reply_seq)
-        oldest = next(s for s, r in self._waiting.items() if r is None)  # answered in the order sent
-        if reply_seq != oldest:  # cannot happen with a conforming server; never pass it on as another's
-            self._drop(f"reply {reply_seq} to request {oldest}")
-            raise ConnectionLost(f"the server answered request {oldest} with a reply to {reply_seq}; the connection was closed")
-        self._waiting[oldest] = reply  # kept until its receive() claims it
+            self._claim_fd(reply, reply.get("seq") if type(reply) is dict else reply.seq)
+        return reply
 
     def _claim_fd(self, reply: Any, seq: Any) -> None:
         """Give an opened reply the descriptor of its shared block, which came with its frame."""
@@ -239,10 +268,6 @@ class DirectConnection:
         self._replies.take_fds = bool(self._bringing_fds)
         if not self._bringing_fds:
             self._replies.close_fds()  # none may be left: a descriptor no reply claimed
-
-    def call(self, message: "BatchRequest | dict[str, Any]", timeout: float | None = None) -> Any:
-        """Send ``message`` and wait for its reply."""
-        return self.receive(self.send(message), timeout)
 
     def _drop(self, why: str) -> None:
         sock, self._sock = self._sock, None

@@ -74,7 +74,13 @@ def _send_all(sock: socket.socket, data: bytes) -> None:
     if sock.gettimeout() != 0.0:
         sock.sendall(data)
         return
-    view, sent = memoryview(data), 0
+    try:
+        sent = sock.send(data)  # a small frame goes in one call, as a rule
+    except BlockingIOError:
+        sent = 0
+    if sent == len(data):
+        return
+    view = memoryview(data)
     while sent < len(data):
         try:
             sent += sock.send(view[sent:])
@@ -96,13 +102,13 @@ def receive_frame(sock: socket.socket, limit: int) -> bytearray:
         ValueError: the frame is longer than ``limit`` bytes (the stream cannot be trusted after it).
     """
     (size,) = FRAME_HEADER.unpack(_receive_exactly(sock, FRAME_HEADER.size))
-    _check_size(size, limit)
+    if size > limit:
+        raise _too_large(size, limit)
     return _receive_exactly(sock, size)
 
 
-def _check_size(size: int, limit: int) -> None:
-    if size > limit:
-        raise ValueError(f"a frame of {size} bytes is over the limit of {limit}")
+def _too_large(size: int, limit: int) -> ValueError:
+    return ValueError(f"a frame of {size} bytes is over the limit of {limit}")
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytearray:
@@ -156,23 +162,28 @@ class FrameReader:
         the pause after a spin that lost its CPU to another task is over (while CPUs are
         contended, a sleeping reader, which the scheduler favours when it wakes, gets its reply
         sooner than a spinning one)."""
-        return self._typical_wait < self.spin and time.perf_counter() >= self._quiet_from
+        return self._spins_at(time.perf_counter())
+
+    def _spins_at(self, now: float) -> bool:
+        return self._typical_wait < self.spin and now >= self._quiet_from
 
     def read(self, timeout: float | None = None) -> bytearray:
         """The next frame's message (``timeout``: non-blocking sockets only)."""
-        spin = self.spin if self.spinning else 0.0
         while self._end - self._start < FRAME_HEADER.size:
-            self._fill(timeout, spin)
+            self._fill_header(timeout)
         (size,) = FRAME_HEADER.unpack_from(self._buffer, self._start)
-        _check_size(size, self.limit)
+        if size > self.limit:
+            raise _too_large(size, self.limit)
         begin = self._start + FRAME_HEADER.size
-        if size <= len(self._buffer) - begin:  # fits behind its header: read on into the buffer
-            while self._end - begin < size:
-                self._fill(timeout, spin)
-            self._start = begin + size
-            if self._start == self._end:
+        end = begin + size
+        if end <= len(self._buffer):  # fits behind its header: read on into the buffer
+            while self._end < end:
+                self._end += self._receive(self._view[self._end :], timeout)
+            if end == self._end:  # all read: the next frame starts at the front
                 self._start = self._end = 0
-            return self._buffer[begin : begin + size]
+            else:
+                self._start = end
+            return self._buffer[begin:end]
         # A large frame: what came ahead is copied, the rest is read straight into the message.
         message = bytearray(size)
         have = min(size, self._end - begin)
@@ -180,36 +191,40 @@ class FrameReader:
         self._start = self._end = 0
         view = memoryview(message)
         while have < size:
-            have += self._receive(view[have:], timeout, spin)
+            have += self._receive(view[have:], timeout)
         return message
 
-    def _fill(self, timeout: float | None, spin: float) -> None:
+    def _fill_header(self, timeout: float | None) -> None:
+        """Read on while the next frame's header is incomplete (moved to the front first if it could not fit)."""
+        if not self._end:  # nothing buffered (the usual wait: the buffer is emptied whenever all of it was read)
+            self._end = self._receive(self._view, timeout)
+            return
         if self._start and len(self._buffer) - self._end < FRAME_HEADER.size + 1:
             self._buffer[: self._end - self._start] = self._buffer[self._start : self._end]  # to the front
             self._end -= self._start
             self._start = 0
-        self._end += self._receive(self._view[self._end :], timeout, spin)
+        self._end += self._receive(self._view[self._end :], timeout)
 
-    def _receive(self, into: memoryview, timeout: float | None, spin: float) -> int:
+    def _receive(self, into: memoryview, timeout: float | None) -> int:
         """Bytes read into ``into`` (at least one); a non-blocking socket is tried, spun on, then waited for."""
         try:
-            count = self._recv_into(into)
+            count = self._recv_with_fds(into) if self.take_fds else self.sock.recv_into(into)
         except BlockingIOError:  # non-blocking and nothing there yet
-            count = self._receive_later(into, timeout, spin)
+            count = self._receive_later(into, timeout)
         if not count:
             raise ConnectionError("the peer closed the connection")
         return count
 
-    def _receive_later(self, into: memoryview, timeout: float | None, spin: float) -> int:
+    def _receive_later(self, into: memoryview, timeout: float | None) -> int:
         began = time.perf_counter()
         try:
-            if spin > 0.0:  # each try is a system call that does not sleep
-                deadline = began + spin
+            if self._spins_at(began):  # each try is a system call that does not sleep
+                deadline = began + self.spin
                 tries = 0
                 last = now = began
                 while now < deadline:
                     try:
-                        return self._recv_into(into)
+                        return self._recv_with_fds(into) if self.take_fds else self.sock.recv_into(into)
                     except BlockingIOError:
                         tries += 1
                         if tries % _YIELD_EVERY == 0:
@@ -223,7 +238,7 @@ class FrameReader:
                 if not self._readable.poll(None if timeout is None else timeout * 1000):
                     raise TimeoutError(f"no frame within {timeout}s")
                 try:
-                    return self._recv_into(into)
+                    return self._recv_with_fds(into) if self.take_fds else self.sock.recv_into(into)
                 except BlockingIOError:  # readable, then not (cannot happen on a Unix socket): wait again
                     continue
         finally:
@@ -235,9 +250,7 @@ class FrameReader:
         self._quiet_from = now + self._quiet_for
         self._quiet_for = min(2 * self._quiet_for, _QUIET_LONGEST)
 
-    def _recv_into(self, into: memoryview) -> int:
-        if not self.take_fds:
-            return self.sock.recv_into(into)
+    def _recv_with_fds(self, into: memoryview) -> int:
         count, ancillary, _, _ = self.sock.recvmsg_into([into], socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE))
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

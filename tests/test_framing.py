@@ -49,6 +49,24 @@ def test_a_frame_trickling_in_byte_by_byte_is_read_whole(pair):
     writer.join(timeout=30)
 
 
+def test_a_frame_ending_near_the_buffers_end_and_arriving_in_pieces_is_read_whole(pair):
+    """The reader's buffer holds a frame read ahead, and the rest of the next frame, which
+    ends two bytes before the buffer does, comes later: the frame comes out whole."""
+    left, right = pair
+    right.setblocking(False)
+    reader = FrameReader(right, limit=1 << 20)
+    first = b"a" * 100
+    second = bytes(i % 251 for i in range(len(reader._buffer) - 2 - len(frame(first)) - FRAME_HEADER.size))
+    data = frame(first) + frame(second)
+    left.sendall(data[:-1])
+    assert reader.read(timeout=10) == first
+    timer = threading.Timer(0.05, left.sendall, (data[-1:] + frame(b"third"),))
+    timer.start()
+    assert reader.read(timeout=10) == second
+    assert reader.read(timeout=10) == b"third"
+    timer.join()
+
+
 def test_each_frame_is_its_own_buffer(pair):
     left, right = pair
     left.sendall(frame(b"first") + frame(b"second"))
