@@ -111,7 +111,9 @@ class EnvSchema:
             fields = {**self._reset_defaults, **fields}
         obs, missing = self.observation.decode(fields)
         info = self.observation.info_values(fields)
-        info.update(payload.get("metadata") or {})
+        metadata = payload.get("metadata")
+        if metadata:
+            info.update(metadata)
         if missing:
             info["missing_fields"] = missing
         mask = self.observation.legal_mask(fields)

@@ -9,16 +9,17 @@ server dies. Every test here reaches the server through its direct socket.
 import os
 import socket
 import stat
+import threading
 import time
 
 import gymnasium as gym
 import httpx
 import pytest
 
-from gym_openenv import ConnectionLost, ServerError, Unauthorized
+from gym_openenv import ConnectionLost, RequestTimeout, ServerError, Unauthorized
 from gym_openenv.direct import DirectConnection, DirectSession, connect_direct
 from gym_openenv.framing import receive_frame, send_frame
-from gym_openenv.protocol import BatchOpen, BatchReset, BatchStep, decode_msgpack, encode_msgpack
+from gym_openenv.protocol import BatchClose, BatchOpen, BatchReset, BatchStep, decode_msgpack, encode_msgpack
 from gym_openenv.providers import LocalProcessProvider
 from tests.compare import pong_rollout, same
 
@@ -252,3 +253,63 @@ def test_a_server_runs_its_threads_as_batch_work_when_told_so(policy, expected):
             env.close()
     assert policies[pid] == expected  # the main thread, and every thread started after it, inherit it
     assert sum(p != expected for p in policies.values()) <= 1  # one may predate main(), started by an import
+
+
+def test_a_reply_to_another_request_or_none_at_all_closes_the_connection(tmp_path):
+    """A peer speaking the direct protocol wrongly (no server of ours does): a reply echoing another
+    request's seq is never passed on, nor is a late one; either closes the connection."""
+    path = str(tmp_path / "peer.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(4)
+    listener.settimeout(30)
+    close = BatchClose.model_construct(ids=[])
+
+    def answering(reply_seq):
+        """A peer that greets, then answers each request with ``reply_seq(seq)`` (None: no reply)."""
+        def run():
+            sock, _ = listener.accept()
+            with sock:
+                sock.settimeout(30)
+                receive_frame(sock, 1 << 20)
+                send_frame(sock, encode_msgpack({"type": "welcome", "server_id": "peer", "seq": 0}))
+                try:
+                    while True:
+                        seq = decode_msgpack(receive_frame(sock, 1 << 20))["seq"]
+                        if reply_seq(seq) is not None:
+                            send_frame(sock, encode_msgpack({"type": "closed", "ids": [], "seq": reply_seq(seq)}))
+                except (ConnectionError, OSError):
+                    pass
+        peer = threading.Thread(target=run, daemon=True)
+        peer.start()
+        return peer
+
+    try:
+        peer = answering(lambda seq: seq)
+        connection = DirectConnection(path, "peer", timeout=30).connect()
+        assert connection.call(close).seq == 1  # a conforming answer
+        connection.close_now()
+        peer.join(30)
+        for queued in (False, True):  # the only request in flight; one after others
+            peer = answering(lambda seq: seq + 1)
+            connection = DirectConnection(path, "peer", timeout=30).connect()
+            with pytest.raises(ConnectionLost, match="answered request"):
+                if queued:
+                    first = connection.send(close)
+                    connection.call(close)
+                    connection.receive(first)
+                else:
+                    connection.call(close)
+            assert not connection.is_open
+            with pytest.raises(ConnectionLost):
+                connection.call(close)
+            peer.join(30)
+        peer = answering(lambda seq: None)
+        connection = DirectConnection(path, "peer", timeout=0.2).connect()
+        with pytest.raises(RequestTimeout):
+            connection.call(close)
+        assert not connection.is_open
+        connection.close_now()
+        peer.join(30)
+    finally:
+        listener.close()

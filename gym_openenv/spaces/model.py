@@ -372,14 +372,15 @@ class ModelSpec:
 
     def legal_mask(self, fields: Mapping[str, Any]) -> np.ndarray | None:
         """``info["action_mask"]`` for one observation (see :attr:`action_mask`), if it lists legal actions."""
-        if self.action_mask is None or fields.get(self.action_mask[0]) is None:
+        action_mask = self.action_mask
+        legal = None if action_mask is None else fields.get(action_mask[0])
+        if legal is None:
             return None
-        legal = fields[self.action_mask[0]]
         if type(legal) is not list:
             return self._mask_of(legal)
         last = self._last_mask
         try:  # the same action set as last time (a fixed one, Atari's): its remembered row, copied
-            if last is not None and last[0] is self.action_mask and last[1] == legal:
+            if last is not None and last[0] is action_mask and last[1] == legal:
                 return last[2].copy()
         except (ValueError, TypeError):  # items that do not compare as plain values
             return self._mask_of(legal)
