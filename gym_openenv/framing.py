@@ -42,6 +42,13 @@ _PREEMPTED = 200e-6
 #: first time the shortest (a stray interrupt or thread on an idle machine); doubled each time
 #: the next spin loses its CPU too, up to the longest (CPUs shared with busy tasks).
 _QUIET_SHORTEST, _QUIET_LONGEST = 0.01, 1.0
+#: A spin that loses its CPU within this many seconds of the end of the last pause is "the next
+#: spin losing its CPU too": the CPUs are contended (a busy task takes the CPU back within its
+#: scheduler slice, a few milliseconds). A loss later than that is a stray, and the pause starts
+#: again from the shortest. (Asking for calm in proportion to the pause instead let a virtual
+#: machine's stray losses, a few a second when idle, double the pause to its longest: here a
+#: lone gym.make spent 4.3 s of 5 in poll, at 0.5x of in-process ALE instead of 0.7x.)
+_CONTENDED_WITHIN = 0.05
 #: Descriptors one read takes with it (more are closed by the kernel); a frame passes one.
 _MAX_FDS = 4
 _FD_SIZE = array.array("i").itemsize  # a descriptor is passed as a C int
@@ -245,7 +252,7 @@ class FrameReader:
             self._typical_wait += 0.25 * (time.perf_counter() - began - self._typical_wait)
 
     def _stay_quiet(self, now: float) -> None:
-        if now - self._quiet_from > 10 * self._quiet_for:  # calm since the last time: a stray preemption
+        if now - self._quiet_from > _CONTENDED_WITHIN:  # it spun a while since the last pause: a stray preemption
             self._quiet_for = _QUIET_SHORTEST
         self._quiet_from = now + self._quiet_for
         self._quiet_for = min(2 * self._quiet_for, _QUIET_LONGEST)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gym_openenv.framing import FRAME_HEADER, FrameReader, receive_frame, send_frame
+from gym_openenv.framing import _QUIET_LONGEST, _QUIET_SHORTEST, FRAME_HEADER, FrameReader, receive_frame, send_frame
 
 
 @pytest.fixture
@@ -195,3 +195,25 @@ def test_a_reader_whose_spin_loses_its_cpu_to_another_task_stops_spinning_for_a_
         os.sched_setaffinity(0, before)
         os.kill(busy, 9)
         os.waitpid(busy, 0)
+
+
+def test_stray_cpu_losses_keep_the_pause_short_and_losses_right_after_a_pause_double_it(pair):
+    """The pause policy, on the clock a spin reports its losses with: an idle virtual machine
+    takes a spinning reader's CPU a few times a second (kernel threads, timers), which must not
+    add up to long pauses; a busy task takes it back within milliseconds of every pause."""
+    _, right = pair
+    reader = FrameReader(right, limit=100, spin=0.001)
+    now = 1000.0
+    for _ in range(50):  # strays, 0.15 s apart: every pause is the shortest
+        reader._stay_quiet(now)
+        assert reader._quiet_from - now == pytest.approx(_QUIET_SHORTEST)
+        now += 0.15
+    pauses = []
+    for _ in range(10):  # contended: each spin after a pause loses its CPU 2 ms in
+        reader._stay_quiet(now)
+        pauses.append(reader._quiet_from - now)
+        now = reader._quiet_from + 0.002
+    assert pauses == pytest.approx([min(_QUIET_SHORTEST * 2**i, _QUIET_LONGEST) for i in range(10)])
+    assert pauses[-1] == pytest.approx(_QUIET_LONGEST)
+    reader._stay_quiet(now + 1.0)  # a loss a second after the last pause ended: a stray again
+    assert reader._quiet_from - (now + 1.0) == pytest.approx(_QUIET_SHORTEST)
