@@ -483,7 +483,7 @@ def observation_columns(observations: list[Any]) -> BatchResult:
     plain_metadata = [{} if not m else to_plain(m, keep_arrays=True) for m in metadata] if any(metadata) else []
     return BatchResult(
         observation=_plain_columns(names, fields),
-        reward=[None if r is None else float(r) for r in rewards],
+        reward=[None if r is None else float(r) for r in rewards] if None in rewards else list(map(float, rewards)),
         done=list(map(bool, dones)),  # a failed row's None is False
         truncated=list(map(bool, truncated)),
         metadata=plain_metadata if any(plain_metadata) else None,
@@ -508,9 +508,14 @@ def _plain_columns(names: tuple[str, ...], columns: list[tuple[Any, ...]]) -> di
     the common reply (scalars, arrays, lists of scalars) every value is sent as it is."""
     values = list(itertools.chain.from_iterable(columns))  # chained in C: no bytecode per value
     kinds = set(map(type, values))
-    if kinds <= _AS_IS or (kinds <= _AS_IS_OR_LIST and set(map(type, itertools.chain.from_iterable([v for v in values if type(v) is list]))) <= _PLAIN_SCALARS):
+    if kinds <= _AS_IS or (kinds <= _AS_IS_OR_LIST and set(map(type, itertools.chain.from_iterable(_lists(values)))) <= _PLAIN_SCALARS):
         return dict(zip(names, map(list, columns)))
     return {name: _plain_column(list(column)) for name, column in zip(names, columns)}
+
+
+def _lists(values: list[Any]) -> Any:
+    """The values of type list (no subclass), picked in C: no bytecode per value."""
+    return itertools.compress(values, map(operator.is_, map(type, values), itertools.repeat(list)))
 
 
 def _plain_column(values: list[Any]) -> list[Any]:

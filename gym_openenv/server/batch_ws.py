@@ -195,7 +195,11 @@ class _Connection:
     def lookup(self, ids: list[int]) -> list[Session]:
         if not ids:
             return []
-        if len(ids) > 1 and len(set(ids)) != len(ids):
+        if len(ids) == 1:  # a gym.make step: no duplicates to look for, no columns to map
+            s = self.sessions.get(ids[0])
+            if s is not None and not s.broken and self.host.sessions.holds(s):
+                return [s]
+        elif len(set(ids)) != len(ids):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"duplicate session ids in {ids}")
         try:
             sessions = list(map(self.sessions.__getitem__, ids))
@@ -299,7 +303,7 @@ class _Connection:
         return BatchStates(states=results)
 
     def _call(self, reset_ids, seeds, options, step_ids, columns, autoreset) -> "Plan":
-        resetting = self.lookup(reset_ids)
+        resetting = self.lookup(reset_ids) if reset_ids else []  # most steps reset nothing
         stepping = self.lookup(step_ids)
         if resetting and stepping and set(reset_ids) & set(step_ids):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"sessions {sorted(set(reset_ids) & set(step_ids))} both reset and stepped")
@@ -311,13 +315,14 @@ class _Connection:
         if resetting:  # most steps reset nothing: no per-request work for them
             reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
             calls = [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(resetting, reset_kwargs)]
-        if self.host.native_step_batch and stepping:
+        native = self.host.native_step_batch and bool(stepping)
+        if native:
             step_batch, envs = self.host.env_cls.step_batch, [s.env for s in stepping]
             calls.append(lambda: step_batch(envs, actions))  # one call; its result fans out to the rows
         else:
             calls += [lambda s=s, a=a: s.env.step(a) for s, a in zip(stepping, actions)]
-        sessions = resetting + stepping
-        results = yield _Job(sessions, calls, native=self.host.native_step_batch and bool(stepping), first_step=len(resetting))
+        sessions = resetting + stepping if resetting else stepping
+        results = yield _Job(sessions, calls, native, len(resetting))
         ids = reset_ids + step_ids
         reply = self._reply(ids, results)
         if autoreset:
@@ -432,8 +437,20 @@ class _Connection:
             if column is None:
                 continue
             # Environments that render into their slots (observe_into) returned the slots themselves.
-            rendered = all(column[r] is block.slot_views[key][k] for r, (block, k) in rows)
-            if rendered or all(block.fits(key, column[r]) for r, (block, _) in rows):
+            # Plain loops, not all() over generators: a generator costs more than one row's check.
+            rendered = True
+            for r, (block, k) in rows:
+                if column[r] is not block.slot_views[key][k]:
+                    rendered = False
+                    break
+            fits = rendered
+            if not rendered:
+                fits = True
+                for r, (block, _) in rows:
+                    if not block.fits(key, column[r]):
+                        fits = False
+                        break
+            if fits:
                 for r, (block, k) in rows:
                     if not rendered:
                         block.write(key, k, column[r])

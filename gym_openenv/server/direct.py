@@ -30,6 +30,7 @@ import asyncio
 import hmac
 import itertools
 import logging
+import operator
 import os
 import socket
 import threading
@@ -62,6 +63,8 @@ _LOOP_CALL_TIMEOUT = 600.0
 _CLOSE_TIMEOUT = 30.0
 #: The longest a connection's thread spins for the next request, whatever its client asks.
 _MAX_SPIN = 0.002
+#: a session's environment, read in C
+_env_of = operator.attrgetter("env")
 
 
 class _TakenOver(Exception):
@@ -244,7 +247,8 @@ class _DirectConnection:
         try:
             job = next(plan) if results is None else plan.send(results)
             while True:
-                job = plan.send(self._run(plan, seq, job, after_reply))
+                job.begin()
+                job = plan.send(self._run_rows(plan, seq, job, _Rows(job.calls), 0, [], after_reply))
         except StopIteration as done:
             self._send(reply_frame(self.batch, done.value, seq))
         except _BatchError as e:
@@ -252,10 +256,6 @@ class _DirectConnection:
         finally:
             for tidy in after_reply:
                 tidy()
-
-    def _run(self, plan: Plan, seq: int | None, job: _Job, after_reply: list[Callable[[], None]]) -> list[Any]:
-        job.begin()
-        return self._run_rows(plan, seq, job, _Rows(job.calls), 0, [], after_reply)
 
     def _run_rows(
         self, plan: Plan, seq: int | None, job: _Job, rows: _Rows, start: int, abandoned: list[dict[str, Any]], after_reply: list[Callable[[], None]]
@@ -267,7 +267,7 @@ class _DirectConnection:
         run: dict[str, Any] = {"abandoned": False, "current": None, "finished": False, "loop": self.loop}
         watchdog, timeout = self.listener.watchdog, self.host.settings.step_timeout
         ticket = None if watchdog is None else watchdog.watch(timeout, lambda: self._give_up(plan, seq, job, rows, run, abandoned, after_reply))
-        calls = self.host.calls_started([s.env for s in job.sessions])  # a close of these environments (server shutdown) waits for the calls
+        calls = self.host.calls_started(list(map(_env_of, job.sessions)))  # a close of these environments (server shutdown) waits for the calls
 
         def calls_over() -> None:
             for env in self.host.calls_finished(calls):  # a close that waited for these calls

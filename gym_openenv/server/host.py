@@ -321,7 +321,7 @@ class EnvHost:
         (the caller closes them with :meth:`close_env` on the event loop)."""
         with self._in_flight_lock:
             envs = self._direct_jobs.pop(ticket)
-            return self._take_due(map(id, envs))
+            return self._take_due(map(id, envs)) if self._close_when_done else []  # most often no close waits
 
     def close_later(self, env: Environment) -> None:
         """Close ``env`` in the background (on the event loop), counted by :meth:`drain`."""

@@ -212,16 +212,16 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
         self, screen: np.ndarray, info: dict[str, Any], reward: float | None, terminated: bool, truncated: bool
     ) -> AtariObservation:
         state = self._state
-        state.lives = int(info["lives"])
-        state.episode_frame_number = int(info["episode_frame_number"])
-        state.frame_number = int(info["frame_number"])
+        state.lives = lives = int(info["lives"])
+        state.episode_frame_number = episode_frame_number = int(info["episode_frame_number"])
+        state.frame_number = frame_number = int(info["frame_number"])
         return AtariObservation(
             screen=screen,
             screen_shape=list(screen.shape),
             legal_actions=list(range(self._num_actions)),
-            lives=state.lives,
-            episode_frame_number=state.episode_frame_number,
-            frame_number=state.frame_number,
+            lives=lives,
+            episode_frame_number=episode_frame_number,
+            frame_number=frame_number,
             reward=reward,
             done=bool(terminated or truncated),
             truncated=bool(truncated),
