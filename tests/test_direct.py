@@ -313,3 +313,38 @@ def test_a_reply_to_another_request_or_none_at_all_closes_the_connection(tmp_pat
         peer.join(30)
     finally:
         listener.close()
+
+
+def test_the_watchdog_fires_each_overdue_call_once_and_no_call_unwatched_in_time():
+    # The watchdog takes no lock (a dict op per watch/unwatch, under the GIL): threads
+    # watching and unwatching by the thousand beside its patrol must neither crash it
+    # nor make it fire a call twice or fire one unwatched before its deadline.
+    from gym_openenv.server.direct import _Watchdog
+
+    watchdog = _Watchdog(interval=0.001)
+    fired: list[int] = []
+    overdue: list[int] = []
+
+    def churn(k: int) -> None:
+        for i in range(2000):
+            name = k * 10_000 + i
+            if i % 100 == 0:  # overdue at once: left watched, the patrol must fire it
+                overdue.append(name)
+                watchdog.watch(0.0, lambda name=name: fired.append(name))
+            else:
+                watchdog.unwatch(watchdog.watch(60.0, lambda name=name: fired.append(name)))
+
+    try:
+        threads = [threading.Thread(target=churn, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        deadline = time.monotonic() + 60
+        while len(fired) < len(overdue) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # a few more patrols: nothing fires twice
+        assert sorted(fired) == sorted(overdue)
+        assert not watchdog._watched
+    finally:
+        watchdog.stop()

@@ -72,34 +72,36 @@ class _TakenOver(Exception):
 
 
 class _Watchdog:
-    """Calls ``on_timeout`` for every watched call still running past its deadline."""
+    """Calls ``on_timeout`` for every watched call still running past its deadline.
+
+    No lock: every step watches and unwatches a call, and each of these is one
+    operation on a dict (a ticket from ``itertools.count``, a store, a pop), done
+    in C under the GIL. The patrol reads a copy of the dict (``dict.copy`` runs no
+    Python code either: no thread can change the dict meanwhile) and fires a
+    ticket only if its own ``pop`` took it, so a call unwatched meanwhile is not
+    fired, and none twice."""
 
     def __init__(self, interval: float):
         self.interval = interval
         self._watched: dict[int, tuple[float, Callable[[], None]]] = {}
         self._tickets = itertools.count()
-        self._lock = threading.Lock()
         self._stopped = threading.Event()
         threading.Thread(target=self._patrol, name="openenv-direct-watchdog", daemon=True).start()
 
     def watch(self, seconds: float, on_timeout: Callable[[], None]) -> int:
         ticket = next(self._tickets)
-        with self._lock:
-            self._watched[ticket] = (time.monotonic() + seconds, on_timeout)
+        self._watched[ticket] = (time.monotonic() + seconds, on_timeout)
         return ticket
 
     def unwatch(self, ticket: int) -> None:
-        with self._lock:
-            self._watched.pop(ticket, None)
+        self._watched.pop(ticket, None)
 
     def _patrol(self) -> None:
         while not self._stopped.wait(self.interval):
             now = time.monotonic()
-            with self._lock:
-                due = [t for t, (deadline, _) in self._watched.items() if deadline <= now]
-                callbacks = [self._watched.pop(t)[1] for t in due]
-            for callback in callbacks:
-                callback()
+            for ticket, (deadline, callback) in self._watched.copy().items():
+                if deadline <= now and self._watched.pop(ticket, None) is not None:
+                    callback()
 
     def stop(self) -> None:
         self._stopped.set()
