@@ -471,6 +471,7 @@ def observation_columns(observations: list[Any]) -> BatchResult:
         True
     """
     kinds = set(map(type, observations))
+    failed = type(None) in kinds
     kinds.discard(type(None))
     reader = _row_reader(kinds.pop()) if len(kinds) == 1 else None
     if reader is None:  # no dataclass, or rows of several types
@@ -478,8 +479,12 @@ def observation_columns(observations: list[Any]) -> BatchResult:
     names, read_row = reader
     # Row tuples read in C (attrgetter) and turned into columns by zip: the cost of a
     # reply hardly grows with its fields (a batch of one is the per-step cost of gym.make).
-    missing = (None,) * (len(names) + 4)
-    *fields, rewards, dones, truncated, metadata = zip(*[missing if o is None else read_row(o) for o in observations])
+    if failed:
+        missing = (None,) * (len(names) + 4)
+        rows = [missing if o is None else read_row(o) for o in observations]
+    else:
+        rows = map(read_row, observations)
+    *fields, rewards, dones, truncated, metadata = zip(*rows)
     plain_metadata = [{} if not m else to_plain(m, keep_arrays=True) for m in metadata] if any(metadata) else []
     return BatchResult(
         observation=_plain_columns(names, fields),

@@ -216,6 +216,15 @@ def test_malformed_batch_frames_get_error_replies(faulty_server):
         assert ask(ws, {"type": "open", "n": 1, "seq": 8}) == {"type": "opened", "ids": [0], "shm": None, "seq": 8}
 
 
+def test_only_an_int_seq_in_range_is_echoed(faulty_server):
+    # A bool is an int to isinstance(), but no request number; nor is a float, a string,
+    # or an int that does not fit the client's uint64-free range.
+    with batch_socket(faulty_server.base_url) as ws:
+        for seq, echoed in [(True, None), (-1, None), (2**63, None), (1.0, None), ("3", None), (None, None), (0, 0), (2**63 - 1, 2**63 - 1)]:
+            reply = ask(ws, {"type": "close", "ids": [], "seq": seq})
+            assert reply.get("seq") == echoed and type(reply.get("seq")) is type(echoed), (seq, reply)
+
+
 def test_a_reply_over_the_clients_limit_is_reported_not_a_lost_connection(faulty_server):
     async def run():
         connection = BatchConnection(faulty_server.base_url, max_message_bytes=64 * 1024)

@@ -149,7 +149,7 @@ class _Job:
             s.busy -= 1
             s.last_active = now
 
-    def outcome(self, call_results: list[Any], hung: set[int], timeout: float | None) -> list[Any]:
+    def outcome(self, call_results: list[Any], hung: Container[int], timeout: float | None) -> list[Any]:
         """One result per session: its observation or a :class:`RowError`."""
         results: list[Any] = call_results
         if self.native:
@@ -530,9 +530,11 @@ def parse_frame(raw: bytes | bytearray | None) -> tuple[int | None, Any] | bytes
         request = decode_msgpack(raw)
     except Exception as e:  # msgpack raises several unrelated types for garbage (and RecursionError for deep nesting)
         return encode_msgpack(error_reply(ErrorCode.INVALID_JSON, f"invalid msgpack frame: {type(e).__name__}: {_short(e, 300)}"))
-    seq = request.get("seq") if isinstance(request, dict) else None
-    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63 else None
-    kind = request.get("type") if isinstance(request, dict) else None
+    if type(request) is dict:  # msgpack maps are plain dicts
+        seq, kind = request.get("seq"), request.get("type")
+        seq = seq if type(seq) is int and 0 <= seq < 2**63 else None  # type(): no bool
+    else:
+        seq = kind = None
     if not isinstance(kind, str) or kind not in _HANDLERS:
         shown = kind if isinstance(kind, str) else type(request).__name__
         return encode_msgpack(error_reply(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {shown!r}; expected one of {sorted(_HANDLERS)}", seq))

@@ -290,7 +290,7 @@ class _DirectConnection:
             job.end()
             return self._on_loop(self.batch.settle(job, rows, abandoned))
         after_reply += [calls_over, job.end]
-        return job.outcome(rows.results, set(), timeout)
+        return job.outcome(rows.results, (), timeout)
 
     def _give_up(
         self, plan: Plan, seq: int | None, job: _Job, rows: _Rows, run: dict[str, Any], abandoned: list[dict[str, Any]], after_reply: list[Callable[[], None]]
