@@ -79,21 +79,32 @@ class _Rows:
         self.lock = threading.Lock()
 
     def _work(self, run: dict[str, Any], start: int) -> None:
+        # One lock per row: a row's result is stored and the next row made current (or the
+        # run finished, after the last) at once; there is nothing to give up on in between.
+        lock, calls, results = self.lock, self.calls, self.results
+        last = len(calls) - 1
+        after = None
         try:
-            for i in range(start, len(self.calls)):
-                with self.lock:
-                    if run["abandoned"]:
-                        return
-                    run["current"] = i
-                result = _guarded(self.calls[i])
-                with self.lock:
+            with lock:
+                if run["abandoned"] or start > last:
+                    return
+                run["current"] = i = start
+            while True:
+                result = _guarded(calls[i])
+                with lock:
                     if run["abandoned"]:
                         return  # this row was given up on: its result must not reappear
-                    self.results[i] = result
+                    results[i] = result
+                    if i == last:
+                        run["finished"] = True
+                        after = run.get("after")
+                        break
+                    run["current"] = i = i + 1
         finally:
-            with self.lock:
-                run["finished"] = True
-                after = run.get("after")
+            if not run["finished"]:  # only this thread sets it
+                with lock:
+                    run["finished"] = True
+                    after = run.get("after")
             if after is not None:
                 run["loop"].call_soon_threadsafe(after)
 
