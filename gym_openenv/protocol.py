@@ -508,19 +508,19 @@ def _row_reader(kind: type) -> tuple[tuple[str, ...], Callable[[Any], tuple]] | 
     return names, lambda o: (*head(o), getattr(o, "truncated", False), o.metadata)
 
 
+#: ``list`` for every value, to pick the values of type list with compress(), in C
+_LIST_FOREVER = itertools.repeat(list)
+
+
 def _plain_columns(names: tuple[str, ...], columns: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
     """Observation columns made encodable. The types of all values are checked at once: in
-    the common reply (scalars, arrays, lists of scalars) every value is sent as it is."""
+    the common reply (scalars, arrays, lists of scalars) every value is sent as it is (the
+    items of list values are checked too, all at once; the lists are picked in C)."""
     values = list(itertools.chain.from_iterable(columns))  # chained in C: no bytecode per value
     kinds = set(map(type, values))
-    if kinds <= _AS_IS or (kinds <= _AS_IS_OR_LIST and set(map(type, itertools.chain.from_iterable(_lists(values)))) <= _PLAIN_SCALARS):
+    if kinds <= _AS_IS or (kinds <= _AS_IS_OR_LIST and set(map(type, itertools.chain.from_iterable(itertools.compress(values, map(operator.is_, map(type, values), _LIST_FOREVER))))) <= _PLAIN_SCALARS):
         return dict(zip(names, map(list, columns)))
     return {name: _plain_column(list(column)) for name, column in zip(names, columns)}
-
-
-def _lists(values: list[Any]) -> Any:
-    """The values of type list (no subclass), picked in C: no bytecode per value."""
-    return itertools.compress(values, map(operator.is_, map(type, values), itertools.repeat(list)))
 
 
 def _plain_column(values: list[Any]) -> list[Any]:

@@ -437,7 +437,7 @@ class _Connection:
     def _write_slots(self, columns: dict[str, list[Any]], ids: list[int], failed: Container[int]) -> list[str]:
         """Move array fields into the sessions' shared slots (not those of the ``failed`` rows);
         their columns then travel as None."""
-        rows = list(zip(range(len(ids)), map(self.slot_of.get, ids)))
+        rows = list(enumerate(map(self.slot_of.get, ids)))
         if failed:
             rows = [(r, slot) for r, slot in rows if r not in failed]
         if not rows or None in map(operator.itemgetter(1), rows):

@@ -252,7 +252,7 @@ class _DirectConnection:
                 job.begin()
                 job = plan.send(self._run_rows(plan, seq, job, _Rows(job.calls), 0, [], after_reply))
         except StopIteration as done:
-            self._send(reply_frame(self.batch, done.value, seq))
+            send_frame(self.sock, reply_frame(self.batch, done.value, seq))
         except _BatchError as e:
             self._send(encode_msgpack(error_reply(e.code, str(e), seq)))
         finally:
