@@ -126,3 +126,19 @@ def test_encoding_goes_on_after_a_large_message_and_after_one_that_fails():
         encode_msgpack({"ok": [1, 2], "bad": object()})
     assert decode_msgpack(encode_msgpack({"type": "step", "ids": [0], "actions": {"button": [2]}})) == {"type": "step", "ids": [0], "actions": {"button": [2]}}
     assert getattr(protocol._packers, "packer", None) is not None  # a small message keeps it for the next
+
+
+def test_a_used_action_spec_and_schema_still_pickle():
+    # ModelSpec caches closures (per-field checks, wire short paths) at first use; they stay out of the pickle.
+    schema = _schema()
+    assert schema.action.wire_fields(2) == {"button": 2}
+    server_side = ModelSpec.from_model(Press)
+    assert [a.button for a in server_side.build_batch({"button": [1, 2]}, 2)] == [1, 2]
+    assert server_side.build({"button": 0}).button == 0
+    for used in (schema, server_side):
+        again = pickle.loads(pickle.dumps(used))
+        spec = again.action if used is schema else again
+        assert spec.wire_fields(1) == {"button": 1}
+        with pytest.raises(ValueError, match="Press.button"):
+            spec.wire_fields(3)
+    assert pickle.loads(pickle.dumps(server_side)).build({"button": 2}) == Press(button=2)

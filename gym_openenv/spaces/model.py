@@ -218,6 +218,14 @@ class ModelSpec:
         types = field_types(model) if model is not None else {}
         self._shorter_accepted = frozenset(name for name, tp in types.items() if SHORTER_ACCEPTED in markers(tp))
 
+    #: Caches that hold closures (the per-field checks and short paths), which do not pickle:
+    #: a spec is pickled with its env (AsyncVectorEnv's workers, SB3's SubprocVecEnv), so they
+    #: are left out and built again at their first use.
+    _CLOSURE_CACHES = frozenset({"_field_checks", "_wire_plain"})
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if name not in self._CLOSURE_CACHES}
+
     # construction
 
     @classmethod
