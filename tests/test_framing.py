@@ -168,33 +168,42 @@ def test_a_reader_whose_spin_loses_its_cpu_to_another_task_stops_spinning_for_a_
     milliseconds): the reader must then sleep in poll instead, not spin against it."""
     left, right = pair
     right.setblocking(False)
-    reader = FrameReader(right, limit=100, spin=0.5)
+    reader = FrameReader(right, limit=100, spin=2.0)
     cpu = min(os.sched_getaffinity(0))
     before = os.sched_getaffinity(0)
+    started_r, started_w = os.pipe()
     busy = os.fork()
     if busy == 0:  # the busy task: bounded, and killed below anyway
         os.sched_setaffinity(0, {cpu})
+        os.write(started_w, b"x")
         end = time.monotonic() + 30
         while time.monotonic() < end:
             pass
         os._exit(0)
     try:
+        # The busy task must hold the CPU before the reader spins (a reader that spins first has
+        # it to itself for a while, however well it behaves once it loses it).
+        assert os.read(started_r, 1) == b"x"
         os.sched_setaffinity(0, {cpu})
+        time.sleep(0.05)
         assert reader.spinning
-        timer = threading.Timer(0.3, send_frame, (left, b"ok"))
+        timer = threading.Timer(1.5, send_frame, (left, b"ok"))
         timer.start()
         cpu_before = time.thread_time()
-        assert reader.read(timeout=30) == b"ok"  # within its 0.5 s spin, which shares the CPU with the busy task
+        assert reader.read(timeout=30) == b"ok"  # within its 2 s spin, which shares the CPU with the busy task
         spent = time.thread_time() - cpu_before
         timer.join()
-        # A reader spinning through the wait got a few milliseconds of CPU here between the busy
-        # task's slices (it yields every few tries; 3.6-3.9 ms measured); one that sleeps once it
-        # lost the CPU takes well under one (0.3 ms).
-        assert spent < 0.002, f"the reader spun on for {spent * 1e3:.1f} ms of CPU"
+        assert reader._quiet_for > _QUIET_SHORTEST  # it saw that it lost its CPU, and paused
+        # A reader spinning through the wait gets 19-27 ms of CPU here between the busy task's
+        # slices (it yields every few tries); one that sleeps once it lost the CPU takes well
+        # under one slice (0.25-0.4 ms measured).
+        assert spent < 0.008, f"the reader spun on for {spent * 1e3:.1f} ms of CPU"
     finally:
         os.sched_setaffinity(0, before)
         os.kill(busy, 9)
         os.waitpid(busy, 0)
+        os.close(started_r)
+        os.close(started_w)
 
 
 def test_stray_cpu_losses_keep_the_pause_short_and_losses_right_after_a_pause_double_it(pair):
