@@ -100,6 +100,11 @@ def connect_direct(
     return connection
 
 
+def _seq_of(reply: Any) -> Any:
+    """The ``seq`` a decoded reply echoes (an error reply is the only dict)."""
+    return reply.get("seq") if type(reply) is dict else reply.seq
+
+
 def _raised_if_error(reply: Any) -> Any:
     """A decoded reply; the server's error raised (an error reply is the only dict)."""
     if type(reply) is dict:
@@ -236,7 +241,7 @@ class DirectConnection:
 
     def _answer_to(self, seq: int, reply: Any) -> Any:
         """``reply``, checked to be the answer to request ``seq``."""
-        answered = reply.get("seq") if type(reply) is dict else reply.seq  # an error reply is a dict
+        answered = _seq_of(reply)
         if answered != seq:  # cannot happen with a conforming server; never pass it on as another's
             self._drop(f"reply {answered} to request {seq}")
             raise ConnectionLost(f"the server answered request {seq} with a reply to {answered}; the connection was closed")
@@ -256,7 +261,7 @@ class DirectConnection:
             raise ConnectionLost(f"connection to the server closed: {e}") from e
         reply = decode_batch_reply(raw)
         if self._bringing_fds:
-            self._claim_fd(reply, reply.get("seq") if type(reply) is dict else reply.seq)
+            self._claim_fd(reply, _seq_of(reply))
         return reply
 
     def _claim_fd(self, reply: Any, seq: Any) -> None:
