@@ -518,8 +518,12 @@ def _plain_columns(names: tuple[str, ...], columns: list[tuple[Any, ...]]) -> di
     items of list values are checked too, all at once; the lists are picked in C)."""
     values = list(itertools.chain.from_iterable(columns))  # chained in C: no bytecode per value
     kinds = set(map(type, values))
-    if kinds <= _AS_IS or (kinds <= _AS_IS_OR_LIST and set(map(type, itertools.chain.from_iterable(itertools.compress(values, map(operator.is_, map(type, values), _LIST_FOREVER))))) <= _PLAIN_SCALARS):
+    if kinds <= _AS_IS:
         return dict(zip(names, map(list, columns)))
+    if kinds <= _AS_IS_OR_LIST:
+        lists = itertools.compress(values, map(operator.is_, map(type, values), _LIST_FOREVER))
+        if set(map(type, itertools.chain.from_iterable(lists))) <= _PLAIN_SCALARS:
+            return dict(zip(names, map(list, columns)))
     return {name: _plain_column(list(column)) for name, column in zip(names, columns)}
 
 
