@@ -477,7 +477,7 @@ def single_payload(reply: BatchResult, slots: Any) -> dict[str, Any]:
             observation[key] = value.copy()
     for key in reply.shm:
         if key in observation:
-            observation[key] = slots.slot_views[key][0].copy()
+            observation[key] = slots.slot_views[key][slots.slot(0, reply.turn)].copy()
     metadata = reply.metadata[0] if reply.metadata else {}
     return {"observation": observation, "reward": reply.reward[0], "done": reply.done[0], "truncated": reply.truncated[0], "metadata": metadata}
 
@@ -492,9 +492,9 @@ def opening(n: int, shared_memory: bool, max_reply_bytes: int) -> "Exchange[tupl
     A block this process cannot map (another pid namespace or user) is declined:
     the sessions are closed and opened again with their arrays in the frames.
     """
-    from gym_openenv.shm import ObservationSlots  # only clients that take the batch path need it
+    from gym_openenv.shm import MOST_TURNS, ObservationSlots  # only clients that take the batch path need it
 
-    opened = yield BatchOpen.model_construct(n=n, shm=shared_memory, max_reply_bytes=max_reply_bytes)
+    opened = yield BatchOpen.model_construct(n=n, shm=shared_memory, max_reply_bytes=max_reply_bytes, turns=MOST_TURNS if shared_memory else 1)
     if opened.shm is None:
         return opened.ids, None
     try:

@@ -40,6 +40,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter
 
 from gym_openenv.models import RESERVED_OBSERVATION_FIELDS
+from gym_openenv.shm import MOST_TURNS
 from gym_openenv.spaces import field_names, metadata_json_fields, to_plain
 
 __all__ = [
@@ -279,6 +280,13 @@ class BatchOpen(BatchRequest):
     shm: StrictBool = False
     #: the largest frame the client accepts; a bigger reply becomes a MESSAGE_TOO_LARGE error
     max_reply_bytes: Annotated[StrictInt, Field(ge=1024)] | None = None
+    #: the most slots per session the client reads in turn (a reply's ``turn``; see gym_openenv.shm);
+    #: 1 for a client that knows no turns
+    turns: Annotated[StrictInt, Field(ge=1, le=MOST_TURNS)] = 1
+
+    def wire(self) -> dict[str, Any]:
+        # Sent only when it says something: a server from before turns refuses a field it does not know.
+        return self.__dict__ if self.turns != 1 else {k: v for k, v in self.__dict__.items() if k != "turns"}
 
 
 class BatchReset(BatchRequest):
@@ -394,6 +402,8 @@ class BatchResult:
     autoreset: "BatchResult | None" = None
     seq: int | None = None
     type: str = "batch"
+    #: which of their sessions' slots the ``shm`` fields are in (:meth:`gym_openenv.shm.ObservationSlots.slot`)
+    turn: int = 0
 
     def wire(self) -> dict[str, Any]:
         """The frame's map. What most replies lack (metadata, errors, autoreset rows) is left
@@ -405,6 +415,8 @@ class BatchResult:
             message["errors"] = [e.wire() for e in self.errors]
         if self.shm:
             message["shm"] = self.shm
+            if self.turn:
+                message["turn"] = self.turn
         if self.autoreset is not None:
             message["autoreset_rows"], message["autoreset"] = self.autoreset_rows, self.autoreset.wire()
         return message
@@ -424,6 +436,8 @@ class BatchResult:
             message.get("autoreset_rows") or [],
             None if auto is None else cls.from_wire(auto),
             message.get("seq"),
+            "batch",
+            message.get("turn", 0),
         )
 
     @classmethod

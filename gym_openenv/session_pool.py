@@ -147,6 +147,8 @@ class _BatchServer:
     def _chunk(self, env_indices: np.ndarray, reply: BatchResult, autoreset: bool = False) -> Chunk:
         if reply.shm and self.slots is not None:
             positions = self._positions(env_indices)
+            if reply.turn % self.slots.turns:  # the arrays are in another turn's slots of these sessions
+                positions = positions + self.slots.slot(0, reply.turn)
             for key in reply.shm:
                 reply.observation[key] = SlotColumn(self.slots.views[key], positions)
         return _chunk(env_indices, reply, autoreset)

@@ -14,6 +14,7 @@ import time
 
 import gymnasium as gym
 import httpx
+import numpy as np
 import pytest
 
 from gym_openenv import ConnectionLost, RequestTimeout, ServerError, Unauthorized
@@ -21,6 +22,7 @@ from gym_openenv.direct import DirectConnection, DirectSession, connect_direct
 from gym_openenv.framing import receive_frame, send_frame
 from gym_openenv.protocol import BatchClose, BatchOpen, BatchReset, BatchStep, decode_msgpack, encode_msgpack
 from gym_openenv.providers import LocalProcessProvider
+from gym_openenv.shm import TARGET_SLOTS
 from tests.compare import pong_rollout, same
 
 FAULTY = "tests.batch_fault_envs:FaultyEnvironment"
@@ -72,6 +74,46 @@ def test_gym_make_and_make_vec_take_the_direct_socket_and_match_the_websocket():
             env.close()
             envs.close()
     assert same(rollouts[True], rollouts[False])
+
+
+def test_gym_make_renders_into_its_slots_in_turns_frame_exact_with_ale_and_hands_out_its_own_copies():
+    import ale_py
+
+    gym.register_envs(ale_py)
+    env = gym.make("openenv/atari-v0", game="pong")
+    native = gym.make("ALE/Pong-v5")
+    try:
+        slots = env.unwrapped._session._slots
+        assert slots is not None and slots.turns == TARGET_SLOTS  # one session: a slot for each of 8 turns
+        kept = [(env.reset(seed=7)[0], native.reset(seed=7)[0])]
+        rng = np.random.default_rng(1)
+        for _ in range(3 * slots.turns + 1):  # every slot written more than once
+            action = int(rng.integers(6))
+            kept.append((env.step(action)[0], native.step(action)[0]))
+        for ours, theirs in kept:  # each observation as it was: no later turn wrote over it
+            np.testing.assert_array_equal(ours, theirs)
+        assert len({id(ours) for ours, _ in kept}) == len(kept)
+    finally:
+        env.close()
+        native.close()
+
+
+def test_the_server_gives_a_block_the_turns_its_sessions_need_and_never_more_than_the_client_takes():
+    with LocalProcessProvider("gym_openenv.servers.atari.server.environment:AtariEnvironment") as server:
+        connection = direct(server)
+        try:
+            # (sessions, the most turns the client takes) -> turns: about TARGET_SLOTS slots a session in all
+            for n, most, expected in [(1, 64, TARGET_SLOTS), (3, 64, 3), (4, 64, 2), (16, 64, 1), (1, 2, 2), (1, 1, 1)]:
+                opened = connection.call(BatchOpen.model_construct(n=n, shm=True, max_reply_bytes=None, turns=most))
+                os.close(opened.fd)
+                assert (opened.shm["count"], opened.shm["turns"]) == (n, expected), (n, most)
+            request = BatchOpen.model_construct(n=1, shm=True, max_reply_bytes=None)
+            assert "turns" not in request.wire()  # a client that knows no turns sends none...
+            opened = connection.call(request)
+            os.close(opened.fd)
+            assert opened.shm["turns"] == 1  # ...and reads one slot per session
+        finally:
+            connection.close_now()
 
 
 def test_requests_queue_up_and_each_reply_goes_to_its_own_request(faulty_server):

@@ -19,7 +19,6 @@ closes its sessions and frees its shared-memory block.
 """
 
 import asyncio
-import operator
 import threading
 import time
 from collections.abc import Awaitable, Callable, Container, Generator
@@ -49,7 +48,7 @@ from gym_openenv.protocol import (
 )
 from gym_openenv.server.host import EnvHost, StepTimeout
 from gym_openenv.server.sessions import CapacityError, Session
-from gym_openenv.shm import MIN_SHARED_BYTES, ObservationSlots
+from gym_openenv.shm import MIN_SHARED_BYTES, ObservationSlots, turns_for
 from gym_openenv.spaces import to_plain
 
 __all__ = ["serve_batch_connection"]
@@ -197,7 +196,11 @@ class _Connection:
         self.sessions: dict[int, Session] = {}
         self._next_id = 0
         self.blocks: list[ObservationSlots] = []
-        self.slot_of: dict[int, tuple[ObservationSlots, int]] = {}  # session number -> (block, slot)
+        self.slot_of: dict[int, tuple[ObservationSlots, int]] = {}  # session number -> (block, its index k there)
+        #: session number -> the slots its environment renders into (its observe_into mapping, ours)
+        self.lent: dict[int, dict[str, np.ndarray]] = {}
+        self.rotating: set[int] = set()  # sessions whose slots are used in turns
+        self.turn = 0  # the turn of the last reset or step: which of their slots replies use
         self.max_reply_bytes: int | None = None
         self._closing: set[asyncio.Future] = set()
 
@@ -246,9 +249,9 @@ class _Connection:
         self.sessions.update(zip(ids, opened))
         if request.max_reply_bytes is not None:
             self.max_reply_bytes = request.max_reply_bytes
-        return BatchOpened(ids=ids, shm=await self._create_slots(ids) if request.shm else None)
+        return BatchOpened(ids=ids, shm=await self._create_slots(ids, request.turns) if request.shm else None)
 
-    async def _create_slots(self, ids: list[int]) -> dict[str, Any] | None:
+    async def _create_slots(self, ids: list[int], most_turns: int) -> dict[str, Any] | None:
         """A shared block for the new sessions' array fields, created by this process."""
         fields = {
             f.name: (f.space.dtype.str, tuple(f.space.shape))
@@ -258,12 +261,16 @@ class _Connection:
         }
         if not fields:
             return None
+        slot_bytes = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in fields.values())
+        turns = turns_for(len(ids), slot_bytes, most_turns)
         try:
-            block = ObservationSlots.create(fields, len(ids))
+            block = ObservationSlots.create(fields, len(ids), turns)
         except OSError:
             return None  # no memfd here: arrays travel in the frame
         self.blocks.append(block)
         self.slot_of.update({i: (block, k) for k, i in enumerate(ids)})
+        if turns > 1:
+            self.rotating.update(ids)
         for i in ids:
             self._lend_slot(i)
         return block.describe()
@@ -271,13 +278,29 @@ class _Connection:
     def _lend_slot(self, i: int) -> None:
         """Let session ``i``'s environment render into its slot (``Environment.observe_into``)."""
         block, k = self.slot_of[i]
-        self.sessions[i].env.observe_into({key: views[k] for key, views in block.slot_views.items()})
+        slot = block.slot(k, self.turn)
+        self.lent[i] = lent = {key: views[slot] for key, views in block.slot_views.items()}
+        self.sessions[i].env.observe_into(lent)
+
+    def _take_turn(self, ids: list[int]) -> None:
+        """A new turn, if any of these sessions' slots rotate: their environments render into its slots."""
+        turning = [i for i in ids if i in self.rotating]
+        if not turning:
+            return
+        self.turn += 1
+        for i in turning:
+            block, k = self.slot_of[i]
+            slot, lent = block.slot(k, self.turn), self.lent[i]
+            for key, views in block.slot_views.items():  # the mapping lent to the environment: changed in place
+                lent[key] = views[slot]
 
     async def on_close(self, request: BatchClose) -> BatchClosed:
         ids = [i for i in dict.fromkeys(request.ids) if i in self.sessions]
         await self._close_sessions([self.sessions.pop(i) for i in ids])
         for i in ids:
             self.slot_of.pop(i, None)
+            self.lent.pop(i, None)
+            self.rotating.discard(i)
         return BatchClosed(ids=ids)
 
     async def _close_sessions(self, sessions: list[Session]) -> None:
@@ -288,6 +311,8 @@ class _Connection:
         await self._close_sessions(list(self.sessions.values()))
         self.sessions.clear()
         self.slot_of.clear()
+        self.lent.clear()
+        self.rotating.clear()
         for block in self.blocks:
             block.close()
         self.blocks = []
@@ -322,6 +347,8 @@ class _Connection:
         if len(seeds) != len(resetting):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
         actions = self._actions(columns, len(stepping))
+        if self.rotating:
+            self._take_turn(reset_ids + step_ids if resetting else step_ids)
         calls: list[Callable[[], Any]] = []
         if resetting:  # most steps reset nothing: no per-request work for them
             reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
@@ -350,8 +377,9 @@ class _Connection:
         return reply
 
     def _read_slots(self, ids: list[int], keys: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(slot view, copy of its content) for ``keys`` of sessions ``ids``."""
-        views = [self.slot_of[i][0].views[key][self.slot_of[i][1]] for i in ids if i in self.slot_of for key in keys]
+        """(slot view, copy of its content) for ``keys`` of sessions ``ids``, in this turn's slots."""
+        places = [self.slot_of[i] for i in ids if i in self.slot_of]
+        views = [block.views[key][block.slot(k, self.turn)] for block, k in places for key in keys]
         return [(view, view.copy()) for view in views]
 
     @staticmethod
@@ -429,6 +457,7 @@ class _Connection:
         reply.errors = errors
         if use_slots:
             reply.shm = self._write_slots(reply.observation, ids, {e.row for e in errors} if errors else ())
+            reply.turn = self.turn
         else:  # arrays travel in the frame; copied, as an environment may have rendered them into its slot
             for name, column in reply.observation.items():
                 reply.observation[name] = [v.copy() if isinstance(v, np.ndarray) else v for v in column]
@@ -437,34 +466,36 @@ class _Connection:
     def _write_slots(self, columns: dict[str, list[Any]], ids: list[int], failed: Container[int]) -> list[str]:
         """Move array fields into the sessions' shared slots (not those of the ``failed`` rows);
         their columns then travel as None."""
-        rows = list(enumerate(map(self.slot_of.get, ids)))
-        if failed:
-            rows = [(r, slot) for r, slot in rows if r not in failed]
-        if not rows or None in map(operator.itemgetter(1), rows):
+        places = list(map(self.slot_of.get, ids))
+        if None in places:
+            return []
+        turn = self.turn
+        rows = [(r, block, block.slot(k, turn)) for r, (block, k) in enumerate(places) if r not in failed]
+        if not rows:
             return []
         written = []
-        for key in rows[0][1][0].fields:
+        for key in rows[0][1].fields:
             column = columns.get(key)
             if column is None:
                 continue
             # Environments that render into their slots (observe_into) returned the slots themselves.
             # Plain loops, not all() over generators: a generator costs more than one row's check.
             rendered = True
-            for r, (block, k) in rows:
-                if column[r] is not block.slot_views[key][k]:
+            for r, block, slot in rows:
+                if column[r] is not block.slot_views[key][slot]:
                     rendered = False
                     break
             fits = rendered
             if not rendered:
                 fits = True
-                for r, (block, _) in rows:
+                for r, block, _ in rows:
                     if not block.fits(key, column[r]):
                         fits = False
                         break
             if fits:
-                for r, (block, k) in rows:
+                for r, block, slot in rows:
                     if not rendered:
-                        block.write(key, k, column[r])
+                        block.write(key, slot, column[r])
                     column[r] = None
                 written.append(key)
         return written

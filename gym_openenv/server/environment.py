@@ -114,6 +114,8 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
         The batch server lends each session its shared-memory slot this way; an
         environment that renders into the given array (and returns that array as
         the field's value) saves the server a copy per step. Ignoring it is fine.
+        Keep the mapping, not its arrays: before a call the server may put another
+        slot of the same shape and dtype into it (slots used in turns, gym_openenv.shm).
         """
 
     def field_spaces(self) -> FieldSpaces:

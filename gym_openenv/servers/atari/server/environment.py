@@ -161,7 +161,8 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
 
     def observe_into(self, buffers: dict[str, np.ndarray]) -> None:
         """Render the screen straight into ``buffers["screen"]`` (the session's
-        shared-memory slot): ALE writes the frame there, nothing is copied."""
+        shared-memory slot, as the mapping holds it at each step): ALE writes the
+        frame there, nothing is copied."""
         out = buffers.get("screen")
         space, env = self._env.observation_space, self._env
         draw = {"rgb": env.ale.getScreenRGB, "grayscale": env.ale.getScreenGrayscale}.get(env._obs_type)
@@ -170,8 +171,9 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
             return
 
         def render_into_slot() -> np.ndarray:  # AtariEnv's own _get_obs, with ALE's out= argument
-            draw(out)
-            return out
+            slot = buffers["screen"]  # this turn's slot (the server swaps slots of this same shape)
+            draw(slot)
+            return slot
 
         env._get_obs = render_into_slot
 
