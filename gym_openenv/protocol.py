@@ -10,7 +10,8 @@ Two protocols share one server:
 * **Batch** (``/ws/batch``, msgpack binary frames): one connection multiplexes
   many sessions and one frame resets and steps a batch of them. Arrays travel
   as raw bytes (:data:`NDARRAY_KEY`), observations column by column, or in a
-  shared-memory block the server created (:mod:`gym_openenv.shm`). Servers
+  shared-memory block the server created (:mod:`gym_openenv.shm`; a reply's
+  ``turn`` says which of a session's slots holds its arrays). Servers
   advertise it in ``/metadata`` under ``capabilities``; clients fall back to
   OpenEnv when it is absent. Its requests and replies are the ``Batch*``
   models below, used by both the client and the server.
