@@ -2,10 +2,10 @@
 
 Requests and replies are the ``Batch*`` models of :mod:`gym_openenv.protocol`::
 
-    {"type": "open", "n": 8, "shm": true}          -> {"type": "opened", "ids": [...], "shm": {...}}
+    {"type": "open", "n": 8, "shm": true, "turns": 8} -> {"type": "opened", "ids": [...], "shm": {...}}
     {"type": "reset", "ids": [...], "seeds": [...], "options": {...}}
     {"type": "step", "ids": [...], "actions": {field: column}, "reset_ids": [...], "autoreset": false}
-                                                    -> {"type": "batch", observation columns, "errors": [...]}
+                                                    -> {"type": "batch", observation columns, "errors": [...], "shm": [...], "turn": 3}
     {"type": "state", "ids": [...]}                -> {"type": "states", "states": [...]}
     {"type": "close", "ids": [...]}                -> {"type": "closed", "ids": [...]}
 
