@@ -19,6 +19,8 @@ closes its sessions and frees its shared-memory block.
 """
 
 import asyncio
+import functools
+import itertools
 import operator
 import threading
 import time
@@ -90,7 +92,10 @@ class _Rows:
                     return
                 run["current"] = i = start
             while True:
-                result = _guarded(calls[i])
+                try:  # one session's failure must not hide the others' results
+                    result = calls[i]()
+                except Exception as e:  # RecursionError included: the environment's error, reported on its row
+                    result = _Failed(f"{type(e).__name__}: {_short(e)}")
                 with lock:
                     if run["abandoned"]:
                         return  # this row was given up on: its result must not reappear
@@ -215,7 +220,7 @@ class _Connection:
         try:
             sessions = list(map(self.sessions.__getitem__, ids))
         except KeyError:
-            unknown = [i for i in ids if i not in self.sessions]
+            unknown = list(itertools.filterfalse(self.sessions.__contains__, ids))  # (no comprehension: self would be a cell on every call)
             raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection") from None
         holds = self.host.sessions.holds
         for i, s in zip(ids, sessions):
@@ -322,14 +327,10 @@ class _Connection:
         if len(seeds) != len(resetting):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
         actions = self._actions(columns, len(stepping))
-        calls: list[Callable[[], Any]] = []
-        if resetting:  # most steps reset nothing: no per-request work for them
-            reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
-            calls = [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(resetting, reset_kwargs)]
+        calls = self._reset_calls(resetting, seeds, options) if resetting else []  # most steps reset nothing
         native = self.host.native_step_batch and bool(stepping)
-        if native:
-            step_batch, envs = self.host.env_cls.step_batch, [s.env for s in stepping]
-            calls.append(lambda: step_batch(envs, actions))  # one call; its result fans out to the rows
+        if native:  # one call; its result fans out to the rows
+            calls.append(functools.partial(self.host.env_cls.step_batch, [s.env for s in stepping], actions))
         else:
             calls += [lambda s=s, a=a: s.env.step(a) for s, a in zip(stepping, actions)]
         sessions = resetting + stepping if resetting else stepping
@@ -348,6 +349,12 @@ class _Connection:
                 reply.autoreset = self._reply(ended_ids, again, use_slots=False)
                 self._write_back(finals)
         return reply
+
+    def _reset_calls(self, sessions: list[Session], seeds: list[int | None], options: dict[str, Any] | None) -> list[Callable[[], Any]]:
+        # (a method of its own: the comprehensions' use of options would make it a cell of
+        # _call, one more object on every step)
+        reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
+        return [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(sessions, reset_kwargs)]
 
     def _read_slots(self, ids: list[int], keys: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(slot view, copy of its content) for ``keys`` of sessions ``ids``."""
@@ -477,14 +484,6 @@ class _Failed:
 
 #: the types of a call's result that are no observation: a failed call's, a call not run's (_NOT_RUN)
 _ROW_FAILURES = frozenset({_Failed, object})
-
-
-def _guarded(call: Callable[[], Any]) -> Any:
-    # One session's failure must not hide the others' results.
-    try:
-        return call()
-    except Exception as e:  # RecursionError included: the environment's error, reported on its row
-        return _Failed(f"{type(e).__name__}: {_short(e)}")
 
 
 def _short(error: BaseException, limit: int = 2000) -> str:
