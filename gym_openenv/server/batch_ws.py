@@ -57,6 +57,10 @@ from gym_openenv.spaces import to_plain
 __all__ = ["serve_batch_connection"]
 
 _NOT_RUN = object()
+#: what an action column may be
+_COLUMN_TYPES = (list, tuple, np.ndarray)
+#: the replies whose frame is their wire(), not their fields
+_WIRED_REPLIES = (BatchResult, BatchOpened)
 
 
 class _BatchError(Exception):
@@ -323,11 +327,13 @@ class _Connection:
         stepping = self.lookup(step_ids)
         if resetting and stepping and set(reset_ids) & set(step_ids):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"sessions {sorted(set(reset_ids) & set(step_ids))} both reset and stepped")
-        seeds = seeds or [None] * len(resetting)
-        if len(seeds) != len(resetting):
-            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
+        calls: list[Callable[[], Any]] = []
+        if resetting or seeds:  # most steps reset nothing (and have no seeds)
+            seeds = seeds or [None] * len(resetting)
+            if len(seeds) != len(resetting):
+                raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
+            calls = self._reset_calls(resetting, seeds, options)
         actions = self._actions(columns, len(stepping))
-        calls = self._reset_calls(resetting, seeds, options) if resetting else []  # most steps reset nothing
         native = self.host.native_step_batch and bool(stepping)
         if native:  # one call; its result fans out to the rows
             calls.append(functools.partial(self.host.env_cls.step_batch, [s.env for s in stepping], actions))
@@ -371,7 +377,7 @@ class _Connection:
             return []
         spec = self.host.known_specs.action  # known: the sessions' environments exist
         for name, column in columns.items():
-            if not isinstance(column, (list, tuple, np.ndarray)) or len(column) != n:
+            if not isinstance(column, _COLUMN_TYPES) or len(column) != n:
                 raise _BatchError(ErrorCode.VALIDATION_ERROR, f"actions[{name!r}] must be a column of {n} values")
         try:
             return spec.build_batch(columns, n)
@@ -560,7 +566,7 @@ def parse_frame(raw: bytes | bytearray | None) -> tuple[int | None, Any] | bytes
 def reply_frame(connection: _Connection, reply: Any, seq: int | None) -> bytes:
     """A reply model -> its frame, or ``MESSAGE_TOO_LARGE`` when it is over the client's limit."""
     reply.seq = seq
-    frame = encode_msgpack(reply.wire() if isinstance(reply, (BatchResult, BatchOpened)) else reply.__dict__)
+    frame = encode_msgpack(reply.wire() if isinstance(reply, _WIRED_REPLIES) else reply.__dict__)
     limit = connection.max_reply_bytes
     if limit is not None and len(frame) > limit:
         return encode_msgpack(error_reply(
