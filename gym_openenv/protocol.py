@@ -321,9 +321,9 @@ class BatchClose(BatchRequest):
 _REQUEST = TypeAdapter(Annotated[BatchOpen | BatchReset | BatchStep | BatchState | BatchClose, Field(discriminator="type")])
 
 
-def parse_batch_request(message: Any) -> BatchRequest:
-    """A decoded request frame -> its model. Raises pydantic.ValidationError."""
-    return _REQUEST.validator.validate_python(message)  # the core validator: no wrapper per request
+#: A decoded request frame -> its model (a :class:`BatchRequest`). Raises pydantic.ValidationError.
+#: The core validator itself: no Python frame of ours per request.
+parse_batch_request: Callable[[Any], BatchRequest] = _REQUEST.validator.validate_python
 
 
 @dataclass
@@ -507,15 +507,15 @@ def _one_row_columns(names: tuple[str, ...], read_row: Callable[[Any], tuple], o
     by the rule of :func:`_sent_as_is`: fewer steps than checking them all at once."""
     *fields, reward, done, truncated, metadata = read_row(observation)
     plain_metadata = to_plain(metadata, keep_arrays=True) if metadata else None
-    return BatchResult(
-        observation={
+    return BatchResult(  # observation, reward, done, truncated, metadata (positional: keywords cost more, every step)
+        {
             name: [v if type(v) in _AS_IS or (type(v) is list and _PLAIN_SCALARS.issuperset(map(type, v))) else to_plain(v, keep_arrays=True)]
             for name, v in zip(names, fields)
         },
-        reward=[None if reward is None else float(reward)],
-        done=[bool(done)],
-        truncated=[bool(truncated)],
-        metadata=[plain_metadata] if plain_metadata else None,
+        [None if reward is None else float(reward)],
+        [bool(done)],
+        [bool(truncated)],
+        [plain_metadata] if plain_metadata else None,
     )
 
 

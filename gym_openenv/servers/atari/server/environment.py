@@ -217,13 +217,14 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
         state.lives = lives = int(info["lives"])
         state.episode_frame_number = episode_frame_number = int(info["episode_frame_number"])
         state.frame_number = frame_number = int(info["frame_number"])
+        # AtariObservation's own fields by position (keywords cost more, on every step)
         return AtariObservation(
-            screen=screen,
-            screen_shape=list(screen.shape),
-            legal_actions=list(range(self._num_actions)),
-            lives=lives,
-            episode_frame_number=episode_frame_number,
-            frame_number=frame_number,
+            screen,
+            list(screen.shape),  # screen_shape
+            list(range(self._num_actions)),  # legal_actions
+            lives,
+            episode_frame_number,
+            frame_number,
             reward=reward,
             done=bool(terminated or truncated),
             truncated=bool(truncated),
