@@ -338,7 +338,7 @@ class _Connection:
         if native:  # one call; its result fans out to the rows
             calls.append(functools.partial(self.host.env_cls.step_batch, [s.env for s in stepping], actions))
         else:
-            calls += [lambda s=s, a=a: s.env.step(a) for s, a in zip(stepping, actions)]
+            calls += map(functools.partial, _STEP_FOREVER, stepping, actions)  # partial(_step, session, action) per row, made in C
         sessions = resetting + stepping if resetting else stepping
         results = yield _Job(sessions, calls, native, len(resetting))
         ids = reset_ids + step_ids
@@ -490,6 +490,15 @@ class _Failed:
 
 #: the types of a call's result that are no observation: a failed call's, a call not run's (_NOT_RUN)
 _ROW_FAILURES = frozenset({_Failed, object})
+
+
+def _step(session: Session, action: Any) -> Any:
+    """One row's step call. The environment is read when the call runs, as in every call of a job."""
+    return session.env.step(action)
+
+
+#: ``_step`` for every row, to make the step calls with map()
+_STEP_FOREVER = itertools.repeat(_step)
 
 
 def _short(error: BaseException, limit: int = 2000) -> str:
