@@ -475,7 +475,7 @@ def observation_columns(observations: list[Any]) -> BatchResult:
     if len(observations) == 1:  # a gym.make step: its one row, without the zips that turn rows into columns
         reader = _row_reader(type(observations[0]))
         if reader is not None:
-            return _one_row_columns(*reader, observations[0])
+            return _one_row_columns(reader, observations[0])
     kinds = set(map(type, observations))
     failed = type(None) in kinds
     kinds.discard(type(None))
@@ -502,9 +502,11 @@ def observation_columns(observations: list[Any]) -> BatchResult:
     )
 
 
-def _one_row_columns(names: tuple[str, ...], read_row: Callable[[Any], tuple], observation: Any) -> BatchResult:
-    """:func:`observation_columns` of a batch of one. Its few values are checked one by one,
-    by the rule of :func:`_sent_as_is`: fewer steps than checking them all at once."""
+def _one_row_columns(reader: tuple[tuple[str, ...], Callable[[Any], tuple]], observation: Any) -> BatchResult:
+    """:func:`observation_columns` of a batch of one (``reader``: its type's :func:`_row_reader`).
+    Its few values are checked one by one, by the rule of :func:`_sent_as_is`: fewer steps
+    than checking them all at once."""
+    names, read_row = reader
     *fields, reward, done, truncated, metadata = read_row(observation)
     plain_metadata = to_plain(metadata, keep_arrays=True) if metadata else None
     return BatchResult(  # observation, reward, done, truncated, metadata (positional: keywords cost more, every step)
