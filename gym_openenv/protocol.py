@@ -30,7 +30,6 @@ import functools
 import itertools
 import json
 import operator
-import threading
 from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
 from collections.abc import Callable
@@ -209,29 +208,32 @@ def _object_hook(obj: dict) -> Any:
     return np.frombuffer(obj[NDARRAY_DATA], dtype=np.dtype(dtype)).reshape(shape)
 
 
-#: Each thread's msgpack packer, reused: a packer per message (``msgpack.packb``) costs
-#: about a third of encoding a step's request.
-_packers = threading.local()
+#: msgpack packers not in use, reused: a packer per message (``msgpack.packb``) costs about
+#: a third of encoding a step's request. A list, not a thread-local (whose reads and writes
+#: cost more): ``pop`` and ``append`` are atomic under the GIL, so a packer is taken by one
+#: message at a time, whichever thread packs it (one packed meanwhile, by another thread or a
+#: signal handler, takes another or makes its own). There are at most as many as messages
+#: were ever packed at once.
+_free_packers: list[msgpack.Packer] = []
 #: A packer whose buffer grew past this many bytes is let go after its message (its
-#: buffer never shrinks: one large frame must not pin its size for the thread's life).
+#: buffer never shrinks: one large frame must not pin its size for the process's life).
 _PACKER_KEEP_BYTES = 1 << 20
 
 
 def encode_msgpack(message: Any) -> bytes:
-    packer = getattr(_packers, "packer", None)
-    if packer is None:
-        packer = _packers.packer = msgpack.Packer(default=_pack_default, use_bin_type=True)
-    # Taken while in use: a message packed meanwhile on this thread (by a signal handler)
-    # gets a packer of its own, and a pack that raises leaves no packer behind.
-    _packers.packer = None
-    frame = packer.pack(message)
+    try:
+        packer = _free_packers.pop()
+    except IndexError:
+        packer = msgpack.Packer(default=_pack_default, use_bin_type=True)
+    frame = packer.pack(message)  # (a pack that raises leaves no packer behind)
     if len(frame) <= _PACKER_KEEP_BYTES:
-        _packers.packer = packer
+        _free_packers.append(packer)
     return frame
 
 
 def decode_msgpack(raw: bytes) -> Any:
-    return msgpack.unpackb(raw, object_hook=_object_hook, raw=False, strict_map_key=False)
+    # (str values as str, raw=False, is msgpack's default since 1.0; an argument fewer to parse on every frame)
+    return msgpack.unpackb(raw, object_hook=_object_hook, strict_map_key=False)
 
 
 # --- the batch protocol: one connection, many sessions ------------------------
@@ -328,9 +330,9 @@ class BatchClose(BatchRequest):
 _REQUEST = TypeAdapter(Annotated[BatchOpen | BatchReset | BatchStep | BatchState | BatchClose, Field(discriminator="type")])
 
 
-def parse_batch_request(message: Any) -> BatchRequest:
-    """A decoded request frame -> its model. Raises pydantic.ValidationError."""
-    return _REQUEST.validator.validate_python(message)  # the core validator: no wrapper per request
+#: A decoded request frame -> its model (a :class:`BatchRequest`). Raises pydantic.ValidationError.
+#: The core validator itself: no Python frame of ours per request.
+parse_batch_request: Callable[[Any], BatchRequest] = _REQUEST.validator.validate_python
 
 
 @dataclass
@@ -485,6 +487,10 @@ def observation_columns(observations: list[Any]) -> BatchResult:
         >>> columns == BatchResult.of([observation_payload(rows[0], keep_arrays=True), None])
         True
     """
+    if len(observations) == 1:  # a gym.make step: its one row, without the zips that turn rows into columns
+        reader = _row_reader(type(observations[0]))
+        if reader is not None:
+            return _one_row_columns(reader, observations[0])
     kinds = set(map(type, observations))
     failed = type(None) in kinds
     kinds.discard(type(None))
@@ -501,12 +507,32 @@ def observation_columns(observations: list[Any]) -> BatchResult:
         rows = map(read_row, observations)
     *fields, rewards, dones, truncated, metadata = zip(*rows)
     plain_metadata = [{} if not m else to_plain(m, keep_arrays=True) for m in metadata] if any(metadata) else []
+    values = list(itertools.chain.from_iterable(fields))  # chained in C: no bytecode per value
     return BatchResult(
-        observation=_plain_columns(names, fields),
+        observation=dict(zip(names, map(list, fields))) if _sent_as_is(values) else {name: _plain_column(list(column)) for name, column in zip(names, fields)},
         reward=[None if r is None else float(r) for r in rewards] if None in rewards else list(map(float, rewards)),
         done=list(map(bool, dones)),  # a failed row's None is False
         truncated=list(map(bool, truncated)),
         metadata=plain_metadata if any(plain_metadata) else None,
+    )
+
+
+def _one_row_columns(reader: tuple[tuple[str, ...], Callable[[Any], tuple]], observation: Any) -> BatchResult:
+    """:func:`observation_columns` of a batch of one (``reader``: its type's :func:`_row_reader`).
+    Its few values are checked one by one, by the rule of :func:`_sent_as_is`: fewer steps
+    than checking them all at once."""
+    names, read_row = reader
+    *fields, reward, done, truncated, metadata = read_row(observation)
+    plain_metadata = to_plain(metadata, keep_arrays=True) if metadata else None
+    return BatchResult(  # observation, reward, done, truncated, metadata (positional: keywords cost more, every step)
+        {
+            name: [v if type(v) in _AS_IS or (type(v) is list and _PLAIN_SCALARS.issuperset(map(type, v))) else to_plain(v, keep_arrays=True)]
+            for name, v in zip(names, fields)
+        },
+        [None if reward is None else float(reward)],
+        [bool(done)],
+        [bool(truncated)],
+        [plain_metadata] if plain_metadata else None,
     )
 
 
@@ -527,34 +553,23 @@ def _row_reader(kind: type) -> tuple[tuple[str, ...], Callable[[Any], tuple]] | 
 _LIST_FOREVER = itertools.repeat(list)
 
 
-def _plain_columns(names: tuple[str, ...], columns: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    """Observation columns made encodable. The types of all values are checked at once: in
-    the common reply (scalars, arrays, lists of scalars) every value is sent as it is (the
-    items of list values are checked too, all at once; the lists are picked in C)."""
-    values = list(itertools.chain.from_iterable(columns))  # chained in C: no bytecode per value
-    kinds = set(map(type, values))
-    if kinds <= _AS_IS:
-        return dict(zip(names, map(list, columns)))
-    if kinds <= _AS_IS_OR_LIST:
-        lists = itertools.compress(values, map(operator.is_, map(type, values), _LIST_FOREVER))
-        if set(map(type, itertools.chain.from_iterable(lists))) <= _PLAIN_SCALARS:
-            return dict(zip(names, map(list, columns)))
-    return {name: _plain_column(list(column)) for name, column in zip(names, columns)}
+def _sent_as_is(values: list[Any]) -> bool:
+    """Whether every observation value is encodable as it is. In the common reply (scalars,
+    arrays, lists of scalars) it is: the types are checked all at once (the items of list
+    values too, the lists picked in C), with no bytecode per value."""
+    if _AS_IS.issuperset(map(type, values)):  # (issuperset of an iterator builds no set)
+        return True
+    if not _AS_IS_OR_LIST.issuperset(map(type, values)):
+        return False
+    lists = itertools.compress(values, map(operator.is_, map(type, values), _LIST_FOREVER))
+    return _PLAIN_SCALARS.issuperset(map(type, itertools.chain.from_iterable(lists)))
 
 
 def _plain_column(values: list[Any]) -> list[Any]:
-    """A column's values made encodable; checked a column at a time, so that the common
-    columns (scalars, arrays, lists of scalars) are not copied value by value."""
-    kinds = set(map(type, values))
-    if kinds <= _PLAIN_SCALARS or kinds == _ARRAYS:
-        return values
-    if kinds == _LISTS and all(set(map(type, v)) <= _PLAIN_SCALARS for v in values):
+    """A column's values made encodable (the column as it is when :func:`_sent_as_is`)."""
+    if _sent_as_is(values):
         return values
     return [v if type(v) in _PLAIN_SCALARS else to_plain(v, keep_arrays=True) for v in values]
-
-
-_ARRAYS = {np.ndarray}
-_LISTS = {list}
 
 
 def decode_batch_reply(raw: bytes) -> BatchOpened | BatchClosed | BatchStates | BatchResult | dict[str, Any]:

@@ -1,7 +1,7 @@
 """The server's per-request shortcuts give the replies of the general code.
 
-observation_columns checks the types of a reply's values all at once and sends
-them as they are when they need no conversion; these tests hold it to the
+observation_columns checks the types of a reply's values all at once (one by one
+for a batch of one) and sends them as they are when they need no conversion; these tests hold it to the
 definition it shortcuts, ``BatchResult.of([observation_payload(o, keep_arrays=True), ...])``,
 for the values that take the shortcut and those that do not.
 """
@@ -70,8 +70,15 @@ CASES = {
     "only failed rows": [None, None],
 }
 
+#: every row of every case alone (a batch of one, each gym.make step, takes a path of its own),
+#: and every case twice over (so that each is also a batch of several)
+MORE_CASES = {
+    **{f"{name}, row {i} alone": [row] for name, rows in CASES.items() for i, row in enumerate(rows)},
+    **{f"{name}, twice": rows + rows for name, rows in CASES.items()},
+}
 
-@pytest.mark.parametrize("observations", CASES.values(), ids=CASES.keys())
+
+@pytest.mark.parametrize("observations", [*CASES.values(), *MORE_CASES.values()], ids=[*CASES, *MORE_CASES])
 def test_observation_columns_match_the_payload_per_row(observations):
     columns = observation_columns(observations)
     expected = _general(observations)
@@ -88,3 +95,5 @@ def test_arrays_travel_as_the_environment_returned_them():
     columns = observation_columns(observations)
     assert columns.observation["screen"][0] is _SCREEN
     assert columns.observation["screen"][1] is None
+    alone = observation_columns(observations[:1])
+    assert alone.observation["screen"][0] is _SCREEN

@@ -2,7 +2,9 @@
 behaviour on its short paths: arrays copied once and owned by the caller, missing fields
 reported, wire values checked against the space."""
 
+import concurrent.futures
 import pickle
+import sys
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -119,13 +121,39 @@ def test_a_reply_survives_the_wire_with_and_without_its_rarer_parts():
 
 
 def test_encoding_goes_on_after_a_large_message_and_after_one_that_fails():
-    big = np.arange(3 << 20, dtype=np.int64).astype(np.uint8)  # 3 MB: the thread's packer is let go after it
+    small = {"type": "step", "ids": [0], "actions": {"button": [2]}}
+    protocol._free_packers.clear()
+    assert decode_msgpack(encode_msgpack(small)) == small
+    assert len(protocol._free_packers) == 1  # a small message leaves its packer for the next
+    big = np.arange(3 << 20, dtype=np.int64).astype(np.uint8)  # 3 MB: the packer is let go after it
     assert (decode_msgpack(encode_msgpack({"big": big}))["big"] == big).all()
-    assert getattr(protocol._packers, "packer", None) is None
+    assert protocol._free_packers == []
     with pytest.raises(TypeError, match="cannot encode object"):
         encode_msgpack({"ok": [1, 2], "bad": object()})
-    assert decode_msgpack(encode_msgpack({"type": "step", "ids": [0], "actions": {"button": [2]}})) == {"type": "step", "ids": [0], "actions": {"button": [2]}}
-    assert getattr(protocol._packers, "packer", None) is not None  # a small message keeps it for the next
+    assert protocol._free_packers == []  # a packer left mid-message is not reused
+    assert decode_msgpack(encode_msgpack(small)) == small
+    assert len(protocol._free_packers) == 1
+
+
+def test_threads_encoding_at_once_each_get_their_own_frames():
+    # A packer is in one message at a time: an array's encoding runs Python code (where
+    # another thread may take the GIL and pack its own message) in the middle of a frame.
+    def encode_many(worker: int) -> bool:
+        for i in range(2000):
+            message = {"n": [worker, i], "a": np.full(64, worker, np.uint8)}
+            again = decode_msgpack(encode_msgpack(message))
+            if again["n"] != message["n"] or not (again["a"] == message["a"]).all():
+                return False
+        return True
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(encode_many, range(4)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(protocol._free_packers) <= 5  # at most one per message packed at once (and the test's own)
 
 
 def test_a_used_action_spec_and_schema_still_pickle():

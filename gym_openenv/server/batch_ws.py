@@ -19,9 +19,11 @@ closes its sessions and frees its shared-memory block.
 """
 
 import asyncio
+import functools
+import itertools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Container, Generator
+from collections.abc import Callable, Container, Generator
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,10 @@ from gym_openenv.spaces import to_plain
 __all__ = ["serve_batch_connection"]
 
 _NOT_RUN = object()
+#: what an action column may be
+_COLUMN_TYPES = (list, tuple, np.ndarray)
+#: the replies whose frame is their wire(), not their fields
+_WIRED_REPLIES = (BatchResult, BatchOpened)
 
 
 class _BatchError(Exception):
@@ -89,7 +95,10 @@ class _Rows:
                     return
                 run["current"] = i = start
             while True:
-                result = _guarded(calls[i])
+                try:  # one session's failure must not hide the others' results
+                    result = calls[i]()
+                except Exception as e:  # RecursionError included: the environment's error, reported on its row
+                    result = _Failed(f"{type(e).__name__}: {_short(e)}")
                 with lock:
                     if run["abandoned"]:
                         return  # this row was given up on: its result must not reappear
@@ -218,7 +227,7 @@ class _Connection:
         try:
             sessions = list(map(self.sessions.__getitem__, ids))
         except KeyError:
-            unknown = [i for i in ids if i not in self.sessions]
+            unknown = list(itertools.filterfalse(self.sessions.__contains__, ids))  # (no comprehension: self would be a cell on every call)
             raise _BatchError(ErrorCode.SESSION_ERROR, f"no open session(s) {unknown} on this connection") from None
         holds = self.host.sessions.holds
         for i, s in zip(ids, sessions):
@@ -343,22 +352,20 @@ class _Connection:
         stepping = self.lookup(step_ids)
         if resetting and stepping and set(reset_ids) & set(step_ids):
             raise _BatchError(ErrorCode.VALIDATION_ERROR, f"sessions {sorted(set(reset_ids) & set(step_ids))} both reset and stepped")
-        seeds = seeds or [None] * len(resetting)
-        if len(seeds) != len(resetting):
-            raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
+        calls: list[Callable[[], Any]] = []
+        if resetting or seeds:  # most steps reset nothing (and have no seeds)
+            seeds = seeds or [None] * len(resetting)
+            if len(seeds) != len(resetting):
+                raise _BatchError(ErrorCode.VALIDATION_ERROR, f"{len(seeds)} seeds for {len(resetting)} sessions")
+            calls = self._reset_calls(resetting, seeds, options)
         actions = self._actions(columns, len(stepping))
         if self.rotating:
             self._take_turn(reset_ids + step_ids if resetting else step_ids)
-        calls: list[Callable[[], Any]] = []
-        if resetting:  # most steps reset nothing: no per-request work for them
-            reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
-            calls = [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(resetting, reset_kwargs)]
         native = self.host.native_step_batch and bool(stepping)
-        if native:
-            step_batch, envs = self.host.env_cls.step_batch, [s.env for s in stepping]
-            calls.append(lambda: step_batch(envs, actions))  # one call; its result fans out to the rows
+        if native:  # one call; its result fans out to the rows
+            calls.append(functools.partial(self.host.env_cls.step_batch, [s.env for s in stepping], actions))
         else:
-            calls += [lambda s=s, a=a: s.env.step(a) for s, a in zip(stepping, actions)]
+            calls += map(functools.partial, _STEP_FOREVER, stepping, actions)  # partial(_step, session, action) per row, made in C
         sessions = resetting + stepping if resetting else stepping
         results = yield _Job(sessions, calls, native, len(resetting))
         ids = reset_ids + step_ids
@@ -376,6 +383,12 @@ class _Connection:
                 self._write_back(finals)
         return reply
 
+    def _reset_calls(self, sessions: list[Session], seeds: list[int | None], options: dict[str, Any] | None) -> list[Callable[[], Any]]:
+        # (a method of its own: the comprehensions' use of options would make it a cell of
+        # _call, one more object on every step)
+        reset_kwargs = [self.host.reset_kwargs({**(options or {}), **({} if s is None else {"seed": s})}) for s in seeds]
+        return [lambda s=s, kw=kw: s.env.reset(**kw) for s, kw in zip(sessions, reset_kwargs)]
+
     def _read_slots(self, ids: list[int], keys: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(slot view, copy of its content) for ``keys`` of sessions ``ids``, in this turn's slots."""
         places = [self.slot_of[i] for i in ids if i in self.slot_of]
@@ -392,7 +405,7 @@ class _Connection:
             return []
         spec = self.host.known_specs.action  # known: the sessions' environments exist
         for name, column in columns.items():
-            if not isinstance(column, (list, tuple, np.ndarray)) or len(column) != n:
+            if not isinstance(column, _COLUMN_TYPES) or len(column) != n:
                 raise _BatchError(ErrorCode.VALIDATION_ERROR, f"actions[{name!r}] must be a column of {n} values")
         try:
             return spec.build_batch(columns, n)
@@ -510,12 +523,13 @@ class _Failed:
 _ROW_FAILURES = frozenset({_Failed, object})
 
 
-def _guarded(call: Callable[[], Any]) -> Any:
-    # One session's failure must not hide the others' results.
-    try:
-        return call()
-    except Exception as e:  # RecursionError included: the environment's error, reported on its row
-        return _Failed(f"{type(e).__name__}: {_short(e)}")
+def _step(session: Session, action: Any) -> Any:
+    """One row's step call. The environment is read when the call runs, as in every call of a job."""
+    return session.env.step(action)
+
+
+#: ``_step`` for every row, to make the step calls with map()
+_STEP_FOREVER = itertools.repeat(_step)
 
 
 def _short(error: BaseException, limit: int = 2000) -> str:
@@ -592,7 +606,7 @@ def parse_frame(raw: bytes | bytearray | None) -> tuple[int | None, Any] | bytes
 def reply_frame(connection: _Connection, reply: Any, seq: int | None) -> bytes:
     """A reply model -> its frame, or ``MESSAGE_TOO_LARGE`` when it is over the client's limit."""
     reply.seq = seq
-    frame = encode_msgpack(reply.wire() if isinstance(reply, (BatchResult, BatchOpened)) else reply.__dict__)
+    frame = encode_msgpack(reply.wire() if isinstance(reply, _WIRED_REPLIES) else reply.__dict__)
     limit = connection.max_reply_bytes
     if limit is not None and len(frame) > limit:
         return encode_msgpack(error_reply(

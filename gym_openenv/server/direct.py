@@ -65,6 +65,9 @@ _CLOSE_TIMEOUT = 30.0
 _MAX_SPIN = 0.002
 #: a session's environment, read in C
 _env_of = operator.attrgetter("env")
+#: a run's bookkeeping left for its end (:meth:`_DirectConnection._tidy`): the ticket of its calls
+#: (:meth:`EnvHost.calls_started`), its watchdog ticket, and the job to end (None: ended already)
+_RunEnd = tuple[int, int | None, _Job | None]
 
 
 class _TakenOver(Exception):
@@ -72,7 +75,7 @@ class _TakenOver(Exception):
 
 
 class _Watchdog:
-    """Calls ``on_timeout`` for every watched call still running past its deadline.
+    """Calls ``on_timeout(*args)`` for every watched call still running past its deadline.
 
     No lock: every step watches and unwatches a call, and each of these is one
     operation on a dict (a ticket from ``itertools.count``, a store, a pop), done
@@ -83,14 +86,14 @@ class _Watchdog:
 
     def __init__(self, interval: float):
         self.interval = interval
-        self._watched: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._watched: dict[int, tuple[float, Callable[..., None], tuple[Any, ...]]] = {}
         self._tickets = itertools.count()
         self._stopped = threading.Event()
         threading.Thread(target=self._patrol, name="openenv-direct-watchdog", daemon=True).start()
 
-    def watch(self, seconds: float, on_timeout: Callable[[], None]) -> int:
+    def watch(self, seconds: float, on_timeout: Callable[..., None], *args: Any) -> int:
         ticket = next(self._tickets)
-        self._watched[ticket] = (time.monotonic() + seconds, on_timeout)
+        self._watched[ticket] = (time.monotonic() + seconds, on_timeout, args)
         return ticket
 
     def unwatch(self, ticket: int) -> None:
@@ -99,9 +102,9 @@ class _Watchdog:
     def _patrol(self) -> None:
         while not self._stopped.wait(self.interval):
             now = time.monotonic()
-            for ticket, (deadline, callback) in self._watched.copy().items():
+            for ticket, (deadline, callback, args) in self._watched.copy().items():
                 if deadline <= now and self._watched.pop(ticket, None) is not None:
-                    callback()
+                    callback(*args)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -245,7 +248,7 @@ class _DirectConnection:
 
     def _drive(self, plan: Plan, seq: int | None, results: list[Any] | None = None) -> None:
         """Run ``plan`` (from its start, or on from ``results`` of its current job) and send its reply."""
-        after_reply: list[Callable[[], None]] = []  # bookkeeping the reply need not wait for
+        after_reply: list[_RunEnd] = []  # bookkeeping the reply need not wait for
         try:
             job = next(plan) if results is None else plan.send(results)
             while True:
@@ -256,44 +259,48 @@ class _DirectConnection:
         except _BatchError as e:
             self._send(encode_msgpack(error_reply(e.code, str(e), seq)))
         finally:
-            for tidy in after_reply:
-                tidy()
+            self._tidy(after_reply)
 
     def _run_rows(
-        self, plan: Plan, seq: int | None, job: _Job, rows: _Rows, start: int, abandoned: list[dict[str, Any]], after_reply: list[Callable[[], None]]
+        self, plan: Plan, seq: int | None, job: _Job, rows: _Rows, start: int, abandoned: list[dict[str, Any]], after_reply: list[_RunEnd]
     ) -> list[Any]:
         """Run ``rows`` from ``start`` on this thread; the job's results once every row ran.
 
-        Counting the calls out and the job's end go into ``after_reply`` when all went
-        well: the client has its reply a few microseconds sooner."""
+        The end of the run's bookkeeping (:meth:`_tidy`) goes into ``after_reply`` when all
+        went well: the client has its reply a few microseconds sooner."""
         run: dict[str, Any] = {"abandoned": False, "current": None, "finished": False, "loop": self.loop}
         watchdog, timeout = self.listener.watchdog, self.host.settings.step_timeout
-        ticket = None if watchdog is None else watchdog.watch(timeout, lambda: self._give_up(plan, seq, job, rows, run, abandoned, after_reply))
+        # (the arguments of _give_up are passed, not captured by a closure: a closure over
+        # them costs a cell per variable, on every request)
+        ticket = None if watchdog is None else watchdog.watch(timeout, self._give_up, plan, seq, job, rows, run, abandoned, after_reply)
         calls = self.host.calls_started(list(map(_env_of, job.sessions)))  # a close of these environments (server shutdown) waits for the calls
-
-        def calls_over() -> None:
-            for env in self.host.calls_finished(calls):  # a close that waited for these calls
-                self.loop.call_soon_threadsafe(self.host.close_later, env)
-            if ticket is not None:
-                watchdog.unwatch(ticket)
-
         try:
             rows._work(run, start)
         except BaseException:
-            calls_over()
+            self._tidy([(calls, ticket, None)])
             raise
-        if run["abandoned"]:  # this thread's call hung, and the connection went on without it
-            calls_over()
+        if run["abandoned"]:  # this thread's call hung, and the connection went on without it (and ends the job)
+            self._tidy([(calls, ticket, None)])
             raise _TakenOver
         if rows.hung:  # new environments are built on the event loop, as for WebSockets
-            calls_over()
-            job.end()
+            self._tidy([(calls, ticket, job)])
             return self._on_loop(self.batch.settle(job, rows, abandoned))
-        after_reply += [calls_over, job.end]
+        after_reply.append((calls, ticket, job))
         return job.outcome(rows.results, (), timeout)
 
+    def _tidy(self, ends: list[_RunEnd]) -> None:
+        """The end of runs' bookkeeping: their calls counted out (environments whose close
+        waited for them are closed), their watch ended, and their job's end (if given)."""
+        for calls, ticket, job in ends:
+            for env in self.host.calls_finished(calls):  # a close that waited for these calls
+                self.loop.call_soon_threadsafe(self.host.close_later, env)
+            if ticket is not None:
+                self.listener.watchdog.unwatch(ticket)
+            if job is not None:
+                job.end()
+
     def _give_up(
-        self, plan: Plan, seq: int | None, job: _Job, rows: _Rows, run: dict[str, Any], abandoned: list[dict[str, Any]], after_reply: list[Callable[[], None]]
+        self, plan: Plan, seq: int | None, job: _Job, rows: _Rows, run: dict[str, Any], abandoned: list[dict[str, Any]], after_reply: list[_RunEnd]
     ) -> None:
         """On the watchdog: ``run``'s call hung. Move the connection to a new thread that goes on after it."""
         with rows.lock:
@@ -313,7 +320,7 @@ class _DirectConnection:
         stuck = sum(1 for r in self._abandoned if not r["finished"])
 
         def go_on() -> None:
-            after_reply: list[Callable[[], None]] = earlier
+            after_reply: list[_RunEnd] = earlier
             try:
                 if stuck < self.host.settings.workers_per_client:
                     results = self._run_rows(plan, seq, job, rows, start, abandoned, after_reply)
@@ -321,8 +328,7 @@ class _DirectConnection:
                     job.end()
                     results = self._on_loop(self.batch.settle(job, rows, abandoned))
             finally:
-                for tidy in after_reply:
-                    tidy()
+                self._tidy(after_reply)
             self._drive(plan, seq, results)
 
         self.start(go_on)

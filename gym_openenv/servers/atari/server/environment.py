@@ -41,6 +41,8 @@ OBS_TYPES = ("rgb", "grayscale", "ram")
 
 #: ``ALE/<Game>-v5`` truncates after 108,000 frames (30 minutes of play).
 V5_MAX_NUM_FRAMES_PER_EPISODE = 108_000
+#: what an action id may be (checked with isinstance: a bool passes, as the int it is)
+_ACTION_ID_TYPES = (int, np.integer)
 
 
 def rom_id(game: str) -> str:
@@ -146,7 +148,7 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
     def step(self, action: AtariAction) -> AtariObservation:
         action_id = action.action_id
         # AtariEnv indexes a Python list: a negative id would silently pick another action.
-        if not (isinstance(action_id, (int, np.integer)) and 0 <= action_id < self._num_actions):
+        if not (isinstance(action_id, _ACTION_ID_TYPES) and 0 <= action_id < self._num_actions):
             raise ValueError(f"action_id: {action_id!r} is not in Discrete({self._num_actions}) for {self._state.game_name}")
         screen, reward, terminated, truncated, info = self._env.step(int(action_id))
         self._state.step_count += 1
@@ -217,13 +219,14 @@ class AtariEnvironment(Environment[AtariAction, AtariObservation, AtariState]):
         state.lives = lives = int(info["lives"])
         state.episode_frame_number = episode_frame_number = int(info["episode_frame_number"])
         state.frame_number = frame_number = int(info["frame_number"])
+        # AtariObservation's own fields by position (keywords cost more, on every step)
         return AtariObservation(
-            screen=screen,
-            screen_shape=list(screen.shape),
-            legal_actions=list(range(self._num_actions)),
-            lives=lives,
-            episode_frame_number=episode_frame_number,
-            frame_number=frame_number,
+            screen,
+            list(screen.shape),  # screen_shape
+            list(range(self._num_actions)),  # legal_actions
+            lives,
+            episode_frame_number,
+            frame_number,
             reward=reward,
             done=bool(terminated or truncated),
             truncated=bool(truncated),
