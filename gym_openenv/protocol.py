@@ -216,15 +216,15 @@ _PACKER_KEEP_BYTES = 1 << 20
 
 
 def encode_msgpack(message: Any) -> bytes:
-    packer = getattr(_packers, "packer", None)
-    if packer is None:
-        packer = _packers.packer = msgpack.Packer(default=_pack_default, use_bin_type=True)
+    packers = _packers.__dict__  # this thread's (one lookup of the thread-local; each costs ~700 instructions)
     # Taken while in use: a message packed meanwhile on this thread (by a signal handler)
     # gets a packer of its own, and a pack that raises leaves no packer behind.
-    _packers.packer = None
+    packer = packers.pop("packer", None)
+    if packer is None:
+        packer = msgpack.Packer(default=_pack_default, use_bin_type=True)
     frame = packer.pack(message)
     if len(frame) <= _PACKER_KEEP_BYTES:
-        _packers.packer = packer
+        packers["packer"] = packer
     return frame
 
 
