@@ -176,6 +176,8 @@ class FrameReader:
 
     def read(self, timeout: float | None = None) -> bytearray:
         """The next frame's message (``timeout``: non-blocking sockets only)."""
+        if not self._end:  # nothing buffered (the usual wait: the buffer is emptied whenever all of it was read)
+            self._end = self._receive(self._view, timeout)
         while self._end - self._start < FRAME_HEADER.size:
             self._fill_header(timeout)
         (size,) = FRAME_HEADER.unpack_from(self._buffer, self._start)
@@ -203,9 +205,6 @@ class FrameReader:
 
     def _fill_header(self, timeout: float | None) -> None:
         """Read on while the next frame's header is incomplete (moved to the front first if it could not fit)."""
-        if not self._end:  # nothing buffered (the usual wait: the buffer is emptied whenever all of it was read)
-            self._end = self._receive(self._view, timeout)
-            return
         if self._start and len(self._buffer) - self._end < FRAME_HEADER.size + 1:
             self._buffer[: self._end - self._start] = self._buffer[self._start : self._end]  # to the front
             self._end -= self._start
