@@ -155,6 +155,8 @@ class FrameReader:
         #: descriptors received and not yet claimed, in the order they came (the caller owns them)
         self.fds: list[int] = []
         self._typical_wait = 0.0
+        #: whether the last read had to wait for its bytes (then the next one asks poll first)
+        self._waited = False
         self._quiet_from = 0.0  # no spinning before this time (perf_counter): the CPUs were contended
         self._quiet_for = _QUIET_SHORTEST
         self._buffer = bytearray(_READ_AHEAD)
@@ -213,13 +215,19 @@ class FrameReader:
 
     def _receive(self, into: memoryview, timeout: float | None) -> int:
         """Bytes read into ``into`` (at least one): at once if some are there (or the socket
-        blocks), else after a wait, spinning first. Readiness is asked of ``poll``: a ``recv``
-        on an empty non-blocking socket raises, which costs several times a ``poll`` (~7,000
-        instructions against ~900, and 1.3 us against 0.5 us per spin try here)."""
-        if not self._readable.poll(0) and self.sock.gettimeout() == 0.0:
-            count = self._receive_later(into, timeout)
+        blocks), else after a wait, spinning first. After a read that had to wait, ``poll`` is
+        asked first whether bytes are there: a ``recv`` on an empty non-blocking socket raises,
+        which costs several times a ``poll`` (~7,000 instructions against ~900, 1.3 us against
+        0.5 us here); while bytes are there at once (a peer ahead of the reader: a vector env's
+        later servers), ``recv`` is tried straight, which saves the ``poll``'s system call."""
+        if self._waited and not self._readable.poll(0) and self.sock.gettimeout() == 0.0:
+            count = self._receive_later(into, timeout)  # nothing there yet, as recv would have found
         else:
-            count = self._recv_with_fds(into) if self.take_fds else self.sock.recv_into(into)
+            try:
+                count = self._recv_with_fds(into) if self.take_fds else self.sock.recv_into(into)
+                self._waited = False
+            except BlockingIOError:  # non-blocking and nothing there yet
+                count = self._receive_later(into, timeout)
         if not count:
             raise ConnectionError("the peer closed the connection")
         return count
@@ -227,6 +235,7 @@ class FrameReader:
     def _receive_later(self, into: memoryview, timeout: float | None) -> int:
         """Bytes read into ``into`` once the non-blocking socket has some: spun for, then waited for in ``poll``."""
         began = time.perf_counter()
+        self._waited = True
         try:
             ready = self._spins_at(began) and self._spin(began)
             while True:
