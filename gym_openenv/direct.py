@@ -210,7 +210,7 @@ class DirectConnection:
         with self._lock:
             seq = self._send(message)
             if not self._waiting:  # the only request in flight (every gym.make step): its reply is the next
-                reply = self._answer_to(seq, self._next_reply(timeout or self.timeout))
+                reply = self._next_reply(seq, timeout or self.timeout)
             else:  # replies to requests sent before come first, kept for their receive()
                 self._waiting[seq] = None
                 reply = self._collect(seq, timeout or self.timeout)
@@ -236,19 +236,12 @@ class DirectConnection:
         """Read replies until the one to ``seq`` came (the others kept for their receive()); it, taken out."""
         while self._waiting[seq] is None:
             oldest = next(s for s, r in self._waiting.items() if r is None)  # answered in the order sent
-            self._waiting[oldest] = self._answer_to(oldest, self._next_reply(wait))
+            self._waiting[oldest] = self._next_reply(oldest, wait)
         return self._waiting.pop(seq)
 
-    def _answer_to(self, seq: int, reply: Any) -> Any:
-        """``reply``, checked to be the answer to request ``seq``."""
-        answered = _seq_of(reply)
-        if answered != seq:  # cannot happen with a conforming server; never pass it on as another's
-            self._drop(f"reply {answered} to request {seq}")
-            raise ConnectionLost(f"the server answered request {seq} with a reply to {answered}; the connection was closed")
-        return reply
-
-    def _next_reply(self, wait: float) -> Any:
-        """The next reply on the socket, decoded (an opened one given its shared block's descriptor)."""
+    def _next_reply(self, seq: int, wait: float) -> Any:
+        """The next reply on the socket, decoded (an opened one given its shared block's descriptor),
+        checked to be the answer to request ``seq``."""
         if self._sock is None:
             raise ConnectionLost(f"the direct connection to {self.path} is closed: {self._closed_because}")
         try:
@@ -260,8 +253,12 @@ class DirectConnection:
             self._drop(f"closed: {e}")
             raise ConnectionLost(f"connection to the server closed: {e}") from e
         reply = decode_batch_reply(raw)
+        answered = _seq_of(reply)
         if self._bringing_fds:
-            self._claim_fd(reply, _seq_of(reply))
+            self._claim_fd(reply, answered)
+        if answered != seq:  # cannot happen with a conforming server; never pass it on as another's
+            self._drop(f"reply {answered} to request {seq}")
+            raise ConnectionLost(f"the server answered request {seq} with a reply to {answered}; the connection was closed")
         return reply
 
     def _claim_fd(self, reply: Any, seq: Any) -> None:

@@ -33,7 +33,7 @@ import operator
 from dataclasses import dataclass, field, is_dataclass
 from enum import Enum
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgpack
 import numpy as np
@@ -255,7 +255,16 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
+    #: The request's ``type`` on the wire (its ``type`` field's default), read once per class:
+    #: pydantic's ``model_fields`` costs a few thousand instructions per access, on every step's request.
+    wire_type: ClassVar[str | None] = None
+
     seq: _Seq | None = None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.wire_type = cls.model_fields["type"].default
 
     def wire(self) -> dict[str, Any]:
         """The frame's map (no validation: the client builds requests with ``model_construct``)."""
@@ -264,15 +273,9 @@ class BatchRequest(BaseModel):
     @classmethod
     def message(cls, **fields: Any) -> dict[str, Any]:
         """The frame's map of a request built by the client, without a model instance
-        (for the per-step requests; the server validates it as this model)."""
-        return {"type": _wire_type(cls), "seq": None, **fields}
-
-
-@functools.cache
-def _wire_type(request: type[BatchRequest]) -> str:
-    """A request model's ``type`` (looked up once: pydantic's ``model_fields`` costs a few
-    thousand instructions per access, on every step's request)."""
-    return request.model_fields["type"].default
+        (for the per-step requests; the server validates it as this model). The sender adds its ``seq``."""
+        fields["type"] = cls.wire_type
+        return fields
 
 
 class BatchOpen(BatchRequest):
